@@ -1,0 +1,106 @@
+"""KL's newsletter subscriptions: the application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from newsletters.config import DefaultConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+WEAK_SECRETS = {"", "dev", "secret", "change-me", "changeme", "development"}
+
+
+class ConfigurationError(RuntimeError):
+    """The app was asked to start with settings it must not run with."""
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: code defaults, instance/config.py, NEWSLETTERS_* env, then test_config."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("NEWSLETTERS_INSTANCE_PATH") or str(ROOT / "instance"),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_object(DefaultConfig)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("NEWSLETTERS")
+    if test_config:
+        app.config.from_mapping(test_config)
+    _resolve_defaults(app)
+
+    from newsletters import cli, errors, i18n, security, templating
+    from newsletters.extensions import babel, csrf, db, limiter, mail, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    mail.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=i18n.select_locale)
+    security.init_app(app)
+    i18n.init_app(app)
+    errors.init_app(app)
+    templating.init_app(app)
+
+    # Import every model so metadata (and Alembic) see all tables.
+    from newsletters import models  # noqa: F401
+    from newsletters.assets import bp as assets_bp
+    from newsletters.mailing.routes import bp as mailing_bp
+    from newsletters.subscriptions.routes import bp as subscriptions_bp
+
+    app.register_blueprint(assets_bp)
+    app.register_blueprint(subscriptions_bp)
+    app.register_blueprint(mailing_bp)
+    cli.init_app(app)
+    _init_worker(app)
+    return app
+
+
+def _resolve_defaults(app: Flask) -> None:
+    cfg = app.config
+    secret = cfg.get("SECRET_KEY")
+    if not app.debug and not app.testing:
+        if not secret or str(secret).strip().lower() in WEAK_SECRETS or len(str(secret)) < 16:
+            raise ConfigurationError(
+                "NEWSLETTERS_SECRET_KEY is not set (or is too weak). Set it in the environment "
+                "or in instance/config.py; `make setup` writes a random one for a laptop."
+            )
+    elif not secret:
+        cfg["SECRET_KEY"] = "insecure-debug-key-" + os.urandom(8).hex()
+    if not cfg.get("SQLALCHEMY_DATABASE_URI"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'newsletters.db'}"
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):
+        # psycopg 3 is the driver we install.
+        cfg["SQLALCHEMY_DATABASE_URI"] = cfg["SQLALCHEMY_DATABASE_URI"].replace(
+            "postgresql://", "postgresql+psycopg://", 1
+        )
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # Several threads (web + in-process worker) share the file: wait for the lock.
+        opts = dict(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        opts.setdefault("connect_args", {"timeout": 30})
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = opts
+    cfg["PUBLIC_BASE_URL"] = str(cfg["PUBLIC_BASE_URL"]).rstrip("/")
+    if cfg.get("SESSION_COOKIE_SECURE") is None:
+        cfg["SESSION_COOKIE_SECURE"] = cfg["PUBLIC_BASE_URL"].startswith("https://")
+    if cfg.get("DEV_MAILBOX") is None:
+        cfg["DEV_MAILBOX"] = bool(app.debug and not cfg.get("MAIL_SERVER"))
+    if cfg.get("DKFDS_DIST") is None:
+        cfg["DKFDS_DIST"] = str(ROOT / "node_modules" / "dkfds" / "dist")
+
+
+def _init_worker(app: Flask) -> None:
+    """Start the in-process worker with the first request, never in CLI commands."""
+    if not app.config["WORKER_IN_PROCESS"] or app.config.get("CELERY_BROKER_URL"):
+        return
+    from newsletters.mailing.worker import start_in_process_worker
+
+    @app.before_request
+    def _ensure_worker() -> None:
+        start_in_process_worker(app)

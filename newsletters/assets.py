@@ -1,0 +1,17 @@
+"""Serves Det Fælles Designsystem from node_modules (installed by `make setup`, never copied
+into the repository)."""
+
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, send_from_directory
+
+bp = Blueprint("assets", __name__, url_prefix="/assets")
+
+
+@bp.get("/dkfds/<path:filename>")
+def dkfds(filename: str):
+    dist = Path(current_app.config["DKFDS_DIST"])
+    if not dist.is_dir():
+        abort(404)
+    response = send_from_directory(dist, filename, max_age=7 * 86400)
+    return response

@@ -1,0 +1,1 @@
+"""The newsletters KL offers: the catalogue that subscriptions and editions refer to."""

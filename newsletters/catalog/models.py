@@ -1,0 +1,36 @@
+from datetime import datetime
+
+from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from newsletters.extensions import db
+from newsletters.timeutil import UTCDateTime, utcnow
+
+
+class Newsletter(db.Model):
+    __tablename__ = "newsletters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Public texts in Danish (first) and English.
+    description_da: Mapped[str] = mapped_column(Text, default="")
+    description_en: Mapped[str] = mapped_column(Text, default="")
+    cadence_da: Mapped[str] = mapped_column(String(200), default="")
+    cadence_en: Mapped[str] = mapped_column(String(200), default="")
+    # Whether the public form offers it; mayors are enrolled in bestyrelse by KL
+    # but anyone may still ask for it by double opt-in.
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def description(self, locale: str) -> str:
+        return (
+            self.description_en if locale == "en" and self.description_en else self.description_da
+        )
+
+    def cadence(self, locale: str) -> str:
+        return self.cadence_en if locale == "en" and self.cadence_en else self.cadence_da
+
+    def __repr__(self) -> str:
+        return f"<Newsletter {self.slug}>"

@@ -1,0 +1,97 @@
+"""Reading and seeding the catalogue of newsletters."""
+
+from dataclasses import dataclass
+
+from newsletters.catalog.models import Newsletter
+from newsletters.extensions import db
+
+
+@dataclass(frozen=True)
+class SeedNewsletter:
+    slug: str
+    name: str
+    description_da: str
+    description_en: str
+    cadence_da: str
+    cadence_en: str
+
+
+KL_NEWSLETTERS: tuple[SeedNewsletter, ...] = (
+    SeedNewsletter(
+        "bestyrelse",
+        "Nyt fra KL's bestyrelse",
+        "Et kort referat af KL's bestyrelsesmøde med de vigtigste beslutninger, sendt lige "
+        "efter hvert møde. Borgmestre modtager det, når de tiltræder.",
+        "A short summary of the KL board meeting and its main decisions, sent right after "
+        "each meeting. Mayors receive it when they take office.",
+        "Efter hvert bestyrelsesmøde",
+        "After each board meeting",
+    ),
+    SeedNewsletter(
+        "kl-nyheder",
+        "KL's daglige nyhedsbreve",
+        "Dagens nyheder fra KL om økonomi, beskæftigelse, børn, ældre, klima og de øvrige "
+        "kommunale områder.",
+        "Today's news from KL on the economy, employment, children, elderly care, climate "
+        "and the other municipal areas.",
+        "Hverdage, én gang om dagen",
+        "Weekdays, once a day",
+    ),
+    SeedNewsletter(
+        "momentum",
+        "Momentum",
+        "Nyt fra Momentum, KL's medie for kommunalpolitikere: analyser, interviews og debat.",
+        "News from Momentum, KL's magazine for local politicians: analysis, interviews and debate.",
+        "Når der er nyt, højst en gang om ugen",
+        "When there is news, at most once a week",
+    ),
+    SeedNewsletter(
+        "danske-kommuner",
+        "Danske Kommuner",
+        "Dagens artikler fra magasinet Danske Kommuner om kommunal politik og forvaltning.",
+        "Today's articles from the magazine Danske Kommuner on local politics and administration.",
+        "Dagligt",
+        "Daily",
+    ),
+)
+
+
+def seed_newsletters() -> tuple[list[str], list[str]]:
+    """Create the four KL newsletters that are missing; returns (created, existing) slugs.
+
+    Idempotent: an existing newsletter is left as administrators have edited it.
+    """
+    existing = set(db.session.scalars(db.select(Newsletter.slug)))
+    created: list[str] = []
+    for position, seed in enumerate(KL_NEWSLETTERS):
+        if seed.slug in existing:
+            continue
+        db.session.add(
+            Newsletter(
+                slug=seed.slug,
+                name=seed.name,
+                description_da=seed.description_da,
+                description_en=seed.description_en,
+                cadence_da=seed.cadence_da,
+                cadence_en=seed.cadence_en,
+                position=position,
+            )
+        )
+        created.append(seed.slug)
+    db.session.commit()
+    return created, sorted(existing & {s.slug for s in KL_NEWSLETTERS})
+
+
+def public_newsletters() -> list[Newsletter]:
+    """The newsletters offered on the public form, in display order."""
+    return list(
+        db.session.scalars(
+            db.select(Newsletter)
+            .where(Newsletter.is_public.is_(True))
+            .order_by(Newsletter.position, Newsletter.id)
+        )
+    )
+
+
+def newsletter_by_slug(slug: str) -> Newsletter | None:
+    return db.session.scalar(db.select(Newsletter).where(Newsletter.slug == slug))

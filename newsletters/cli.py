@@ -1,0 +1,15 @@
+"""The operator CLI (`flask --app wsgi ...`): each feature registers its commands here."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from newsletters.catalog.cli import seed_command
+    from newsletters.mailing.cli import worker_command
+    from newsletters.subscriptions.cli import subscribers_cli
+
+    app.cli.add_command(seed_command)
+    app.cli.add_command(subscribers_cli)
+    app.cli.add_command(worker_command)

@@ -1,0 +1,79 @@
+"""Code defaults for every setting. Override in instance/config.py or NEWSLETTERS_* env vars.
+
+Every setting here is documented in README.md ("Configuration").
+"""
+
+
+class DefaultConfig:
+    # Never a production default: create_app refuses to start without one.
+    SECRET_KEY: str | None = None
+    # None means SQLite in the instance folder (see create_app).
+    SQLALCHEMY_DATABASE_URI: str | None = None
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+
+    # Scheme and host of every link inside mails, used as given.
+    PUBLIC_BASE_URL = "http://localhost:5000"
+
+    # Mail. MAIL_SERVER unset = the embedded default: mail is captured locally.
+    MAIL_SERVER: str | None = None
+    MAIL_PORT = 25
+    MAIL_USE_TLS = False
+    MAIL_USE_SSL = False
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: str | None = None
+    MAIL_DEFAULT_SENDER = "KL Nyhedsbreve <nyhedsbreve@kl.dk>"
+    # MAIL FROM of every message; bounces go here. Defaults to the sender's address.
+    MAIL_ENVELOPE_FROM: str | None = None
+    MAIL_TIMEOUT_SECONDS = 30
+    # Domain used in Message-ID and List-Id headers.
+    MAIL_DOMAIN = "nyhedsbreve.kl.dk"
+    # The dev-only page /dev/mail that shows captured mail. None = on when the
+    # app runs in debug mode with mail captured locally.
+    DEV_MAILBOX: bool | None = None
+
+    # KL's footer in every mail.
+    CONTACT_LINE = "KL · Weidekampsgade 10 · 2300 København S · Tlf. 3370 3370 · kl@kl.dk"
+    LINKEDIN_URL = "https://www.linkedin.com/company/kl---kommunernes-landsforening"
+    X_URL = "https://x.com/KLKommunerne"
+
+    # Sending (the outbox now, the bulk sender later).
+    SEND_RATE_PER_SECOND = 0
+    SEND_MAX_PER_CONNECTION = 100
+    SEND_RETRY_BACKOFF_SECONDS = 30
+    SEND_RETRY_MAX_BACKOFF_SECONDS = 3600
+    SEND_PAUSE_AFTER_FAILURES = 20
+    # A mail that still cannot be handed over after this long is marked failed.
+    SEND_GIVE_UP_AFTER_HOURS = 72
+    WORKER_LEASE_SECONDS = 120
+    WORKER_POLL_SECONDS = 5
+    WORKER_BATCH_SIZE = 50
+    # Run the delivery worker as a thread inside the web process (the embedded default).
+    WORKER_IN_PROCESS = True
+
+    # Links in mails.
+    CONFIRM_MAX_AGE_DAYS = 7
+    MANAGE_MAX_AGE_DAYS = 30
+
+    # Abuse limits. The per-address limit counts confirmation and link mails.
+    ADDRESS_MAILS_PER_HOUR = 3
+    RATELIMIT_SUBSCRIBE = "30 per hour; 200 per day"
+    RATELIMIT_LINK_REQUEST = "10 per hour"
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+    # Number of trusted reverse proxies in front of the app (X-Forwarded-For).
+    PROXY_COUNT = 0
+
+    # i18n
+    BABEL_DEFAULT_LOCALE = "da"
+    BABEL_DEFAULT_TIMEZONE = "Europe/Copenhagen"
+    LANGUAGES = ("da", "en")
+
+    # Cookies. SESSION_COOKIE_SECURE None = secure when PUBLIC_BASE_URL is https.
+    SESSION_COOKIE_SECURE: bool | None = None
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_NAME = "nl_session"
+    PERMANENT_SESSION_LIFETIME = 8 * 3600
+    WTF_CSRF_TIME_LIMIT = 4 * 3600
+    # Path to the dkfds distribution (npm install); served under /assets/dkfds.
+    DKFDS_DIST: str | None = None

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from newsletters.extensions import db
+from newsletters.timeutil import UTCDateTime, utcnow
+
+
+class OutboxStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting for (another) attempt
+    SENT = "sent"  # accepted by the SMTP server
+    CAPTURED = "captured"  # no MAIL_SERVER: kept locally, readable at /dev/mail
+    FAILED = "failed"  # permanent failure (5xx) or gave up after retries
+
+
+class OutboxMessage(db.Model):
+    """One mail, written in the same transaction as the action that causes it.
+
+    The worker claims due rows (a lease, so a stopped worker's rows are taken over),
+    hands them to the SMTP server and records the outcome.
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        Index("ix_outbox_messages_due", "status", "next_attempt_at"),
+        # The per-address mail limit counts recent mails to one address.
+        Index("ix_outbox_messages_to_address_created_at", "to_address", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # confirm, already_subscribed, manage_link, welcome, ...
+    kind: Mapped[str] = mapped_column(String(40))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    to_address: Mapped[str] = mapped_column(String(320))
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    # The complete message, RFC 5322 with CRLF line ends, 7-bit (QP-encoded bodies).
+    raw: Mapped[str] = mapped_column(Text)
+    status: Mapped[OutboxStatus] = mapped_column(
+        Enum(
+            OutboxStatus,
+            name="outbox_status",
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=OutboxStatus.QUEUED,
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"<OutboxMessage {self.id} {self.kind} {self.status}>"

@@ -1,0 +1,197 @@
+"""The durable outbox: mail is written with the action that causes it and sent later.
+
+`enqueue` adds a row to the caller's transaction, so a mail exists exactly when the
+action committed. `deliver_due` is the job the worker runs: claim due rows under a
+lease, hand each to the SMTP server, record the outcome, retry with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import event, or_, update
+from sqlalchemy.orm import Session
+
+from newsletters.extensions import db
+from newsletters.mailing.compose import RenderedMail, build_message, envelope_sender
+from newsletters.mailing.models import OutboxMessage, OutboxStatus
+from newsletters.mailing.transport import DeliveryFailure, Transport, open_transport
+from newsletters.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+# Set after a commit that enqueued mail, so an idle in-process worker wakes at once.
+mail_waiting = threading.Event()
+
+
+def enqueue(
+    *,
+    kind: str,
+    to: str,
+    mail: RenderedMail,
+    subscriber_id: int | None = None,
+    list_id: str | None = None,
+    unsubscribe_url: str | None = None,
+) -> OutboxMessage:
+    """Add a mail to the current transaction; it is sent only if that transaction commits."""
+    raw = build_message(
+        to=to,
+        subject=mail.subject,
+        text=mail.text,
+        html=mail.html,
+        list_id=list_id,
+        unsubscribe_url=unsubscribe_url,
+    )
+    message = OutboxMessage(
+        kind=kind,
+        subscriber_id=subscriber_id,
+        to_address=to,
+        envelope_from=envelope_sender(),
+        subject=mail.subject,
+        raw=raw.decode("ascii"),
+        status=OutboxStatus.QUEUED,
+        next_attempt_at=utcnow(),
+    )
+    db.session.add(message)
+    db.session.info["outbox_enqueued"] = True
+    return message
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_worker(session: Session) -> None:
+    if session.info.pop("outbox_enqueued", False):
+        mail_waiting.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_enqueued(session: Session) -> None:
+    session.info.pop("outbox_enqueued", None)
+
+
+def claim_due(worker_id: str, limit: int) -> list[int]:
+    """Lease up to `limit` due messages to this worker; returns their ids.
+
+    A lease that ran out (its worker died) makes the message due again. On PostgreSQL
+    SKIP LOCKED lets concurrent workers claim disjoint rows; SQLite serialises writers.
+    """
+    now = utcnow()
+    lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
+    due = (
+        db.select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status == OutboxStatus.QUEUED,
+            OutboxMessage.next_attempt_at <= now,
+            or_(OutboxMessage.leased_until.is_(None), OutboxMessage.leased_until < now),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(
+        db.session.scalars(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(due.scalar_subquery()))
+            .values(leased_until=now + lease, leased_by=worker_id)
+            .returning(OutboxMessage.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    db.session.commit()
+    return sorted(ids)
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    captured: int = 0
+    retried: int = 0
+    failed: int = 0
+    connection_lost: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.captured + self.retried + self.failed
+
+
+def _backoff(attempts: int) -> timedelta:
+    cfg = current_app.config
+    first = float(cfg["SEND_RETRY_BACKOFF_SECONDS"])
+    cap = float(cfg["SEND_RETRY_MAX_BACKOFF_SECONDS"])
+    return timedelta(seconds=min(first * (2 ** max(attempts - 1, 0)), cap))
+
+
+def deliver_due(worker_id: str, *, transport: Transport | None = None) -> DeliveryStats:
+    """Send every due outbox message once; the job the worker runs on each tick."""
+    stats = DeliveryStats()
+    own_transport = transport is None
+    transport = transport or open_transport()
+    batch_size = int(current_app.config["WORKER_BATCH_SIZE"])
+    try:
+        while not stats.connection_lost:
+            ids = claim_due(worker_id, batch_size)
+            if not ids:
+                break
+            for message_id in ids:
+                if stats.connection_lost:
+                    _release(message_id, worker_id)
+                    continue
+                _deliver_one(message_id, worker_id, transport, stats)
+            if len(ids) < batch_size:
+                break
+    finally:
+        if own_transport:
+            transport.close()
+    return stats
+
+
+def _release(message_id: int, worker_id: str) -> None:
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.leased_by == worker_id)
+        .values(leased_until=None, leased_by=None)
+    )
+    db.session.commit()
+
+
+def _deliver_one(
+    message_id: int, worker_id: str, transport: Transport, stats: DeliveryStats
+) -> None:
+    message = db.session.get(OutboxMessage, message_id)
+    # Gone (subscriber erased) or taken over by another worker after our lease ran out.
+    if message is None or message.leased_by != worker_id or message.status != OutboxStatus.QUEUED:
+        db.session.rollback()
+        return
+    message.attempts += 1
+    try:
+        transport.send(message.envelope_from, message.to_address, message.raw.encode("ascii"))
+    except DeliveryFailure as failure:
+        message.last_error = str(failure)[:2000]
+        message.leased_until = None
+        message.leased_by = None
+        give_up = timedelta(hours=float(current_app.config["SEND_GIVE_UP_AFTER_HOURS"]))
+        if failure.permanent or utcnow() - message.created_at > give_up:
+            message.status = OutboxStatus.FAILED
+            stats.failed += 1
+            log.warning("outbox %s to %s failed: %s", message.id, message.kind, failure)
+        else:
+            message.next_attempt_at = utcnow() + _backoff(message.attempts)
+            stats.retried += 1
+            log.info("outbox %s will be retried: %s", message.id, failure)
+        stats.connection_lost = failure.connection_lost
+        stats.errors.append(str(failure))
+        db.session.commit()
+        return
+    message.status = OutboxStatus.CAPTURED if transport.captures else OutboxStatus.SENT
+    message.sent_at = utcnow()
+    message.leased_until = None
+    message.last_error = None
+    if transport.captures:
+        stats.captured += 1
+    else:
+        stats.sent += 1
+    db.session.commit()

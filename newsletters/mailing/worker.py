@@ -1,0 +1,103 @@
+"""The delivery worker: runs the job functions until stopped.
+
+The same `Worker.run_once` runs in a thread of the web process (the embedded default)
+and in the foreground with `flask --app wsgi worker`; any number may run at once,
+because every job claims its rows under a lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+
+from flask import Flask, current_app
+
+from newsletters.extensions import db
+from newsletters.mailing import outbox
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Runs each job of JOBS in turn; sleeps when none had work, waking early on new mail."""
+
+    def __init__(self, app: Flask, worker_id: str | None = None) -> None:
+        self.app = app
+        self.worker_id = worker_id or new_worker_id()
+        self.stopping = threading.Event()
+        self._failures_in_a_row = 0
+
+    def run_once(self) -> bool:
+        """Run every job once; True if any of them did something."""
+        did_work = False
+        with self.app.app_context():
+            try:
+                for job in JOBS:
+                    did_work = job(self.worker_id) or did_work
+                self._failures_in_a_row = 0
+            except Exception:
+                # A database or programming error must not kill the worker; it is logged
+                # and retried after a pause that grows while it keeps failing.
+                db.session.rollback()
+                self._failures_in_a_row += 1
+                log.exception("worker %s: job failed", self.worker_id)
+            finally:
+                db.session.remove()
+        return did_work
+
+    def idle_seconds(self) -> float:
+        poll = float(self.app.config["WORKER_POLL_SECONDS"])
+        return min(poll * (2**self._failures_in_a_row), 300.0)
+
+    def run_forever(self) -> None:
+        log.info("worker %s started", self.worker_id)
+        while not self.stopping.is_set():
+            if self.run_once():
+                continue
+            outbox.mail_waiting.wait(self.idle_seconds())
+            outbox.mail_waiting.clear()
+        log.info("worker %s stopped", self.worker_id)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        outbox.mail_waiting.set()
+
+
+def _outbox_job(worker_id: str) -> bool:
+    stats = outbox.deliver_due(worker_id)
+    if stats.connection_lost:
+        # The mail server is away; the messages were released and will be retried.
+        raise_pause = float(current_app.config["SEND_RETRY_BACKOFF_SECONDS"])
+        log.warning("mail server unavailable, pausing %.0fs: %s", raise_pause, stats.errors[-1])
+        outbox.mail_waiting.wait(min(raise_pause, 60.0))
+        return False
+    return stats.handled > 0
+
+
+# Later features (bulk sending, feeds, digests) add their jobs here.
+JOBS: list[Callable[[str], bool]] = [_outbox_job]
+
+
+_in_process_lock = threading.Lock()
+_in_process: dict[int, Worker] = {}
+
+
+def start_in_process_worker(app: Flask) -> Worker | None:
+    """Start the worker thread of this process once (the embedded default)."""
+    with _in_process_lock:
+        key = id(app)
+        if key in _in_process:
+            return None
+        worker = Worker(app)
+        _in_process[key] = worker
+        thread = threading.Thread(target=worker.run_forever, name="newsletters-worker", daemon=True)
+        thread.start()
+        return worker

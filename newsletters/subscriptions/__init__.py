@@ -1,0 +1,1 @@
+"""The subscriber side: double opt-in, preference centre, unsubscribe, imports."""

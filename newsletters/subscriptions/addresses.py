@@ -1,0 +1,25 @@
+"""Validating and normalising email addresses (no network look-ups)."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+
+class InvalidAddress(ValueError):
+    """Not a usable email address; the message is for the log, views show their own."""
+
+
+def normalise_email(raw: str) -> str:
+    """The canonical form we store: validated, IDNA-normalised domain, lower-cased.
+
+    Local parts are case-sensitive in theory and never in practice; lower-casing makes
+    `Borgmester@Kommune.dk` and `borgmester@kommune.dk` one subscriber.
+    """
+    candidate = (raw or "").strip()
+    if not candidate or len(candidate) > 320:
+        raise InvalidAddress("empty or too long")
+    try:
+        result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from exc
+    return result.normalized.lower()

@@ -1,0 +1,60 @@
+import sys
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+
+from newsletters.subscriptions.importing import ImportRefused, export_confirmed, import_subscribers
+
+subscribers_cli = AppGroup("subscribers", help="Import and export subscribers.")
+
+
+@subscribers_cli.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--newsletter", "slug", required=True, help="Slug of the newsletter.")
+@click.option("--basis", help="Enrol as confirmed on this recorded basis (no opt-in mail).")
+@click.option(
+    "--welcome", is_flag=True, help="With --basis: send each enrolled person the welcome mail."
+)
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+def import_command(
+    csv_file: Path, slug: str, basis: str | None, welcome: bool, dry_run: bool
+) -> None:
+    """Import subscribers from CSV (columns: email, name, municipality, role)."""
+    try:
+        report = import_subscribers(
+            csv_file.read_bytes(),
+            newsletter_slug=slug,
+            basis=basis,
+            welcome=welcome,
+            dry_run=dry_run,
+        )
+    except ImportRefused as refused:
+        click.echo(f"{csv_file}: refused, nothing was imported:", err=True)
+        for line, reason in refused.problems:
+            where = f"line {line}" if line else "file"
+            click.echo(f"  {where}: {reason}", err=True)
+        sys.exit(1)
+    prefix = "dry run, nothing changed: would have " if dry_run else ""
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    for address in report.withdrawn:
+        click.echo(f"skipped {address}: unsubscribed earlier, a withdrawal is not overridden")
+    click.echo(
+        f"{prefix}imported {report.rows} row(s) into {slug}: "
+        f"{report.new_subscribers} new subscriber(s), {report.updated_subscribers} updated, "
+        f"{report.enrolled} enrolled, {report.invited} invited, {report.welcomed} welcome "
+        f"mail(s), {report.unchanged} unchanged, {len(report.withdrawn)} skipped"
+    )
+
+
+@subscribers_cli.command("export")
+@click.option("--newsletter", "slug", required=True, help="Slug of the newsletter.")
+def export_command(slug: str) -> None:
+    """Write the newsletter's confirmed subscribers as CSV to standard output."""
+    try:
+        for chunk in export_confirmed(slug):
+            click.echo(chunk, nl=False)
+    except ImportRefused as refused:
+        click.echo(f"export refused: {refused.problems[0][1]}", err=True)
+        sys.exit(1)

@@ -1,0 +1,44 @@
+"""The personal links that go into mails: confirm, manage, unsubscribe.
+
+Built from PUBLIC_BASE_URL (not url_for), so the CLI and the worker, which have no
+request, make the same links as a web request does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flask import current_app
+
+from newsletters.subscriptions.models import Subscriber
+from newsletters.tokens import Purpose, SubscriberLink, sign
+
+
+def _url(path: str, locale: str) -> str:
+    base = current_app.config["PUBLIC_BASE_URL"]
+    suffix = "?lang=en" if locale == "en" else ""
+    return f"{base}{path}{suffix}"
+
+
+def confirm_url(subscriber: Subscriber, newsletter_ids: Iterable[int]) -> str:
+    token = sign(
+        Purpose.CONFIRM,
+        SubscriberLink(
+            subscriber.id, subscriber.token_version, tuple(sorted(newsletter_ids))
+        ).payload(),
+    )
+    return _url(f"/confirm/{token}", subscriber.locale)
+
+
+def manage_url(subscriber: Subscriber) -> str:
+    token = sign(Purpose.MANAGE, SubscriberLink(subscriber.id, subscriber.token_version).payload())
+    return _url(f"/manage/{token}", subscriber.locale)
+
+
+def unsubscribe_url(subscriber: Subscriber, newsletter_id: int | None = None) -> str:
+    """One-click unsubscribe: from one newsletter, or from everything when None."""
+    ids = (newsletter_id,) if newsletter_id is not None else ()
+    token = sign(
+        Purpose.UNSUBSCRIBE, SubscriberLink(subscriber.id, subscriber.token_version, ids).payload()
+    )
+    return _url(f"/unsubscribe/{token}", subscriber.locale)

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from newsletters.catalog.models import Newsletter
+from newsletters.extensions import db
+from newsletters.timeutil import UTCDateTime, utcnow
+
+
+class SubscriptionStatus(enum.StrEnum):
+    PENDING = "pending"  # asked for, waiting for the double opt-in
+    CONFIRMED = "confirmed"  # receives the newsletter
+    UNSUBSCRIBED = "unsubscribed"  # withdrew, or never confirmed and cancelled
+
+
+class ConsentAction(enum.StrEnum):
+    REQUESTED = "requested"
+    CONFIRMED = "confirmed"
+    ENROLLED = "enrolled"  # confirmed on a recorded basis (e.g. mayors taking office)
+    WITHDRAWN = "withdrawn"
+
+
+class Subscriber(db.Model):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Normalised (email-validator) and lower-cased; the identity of a person here.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    municipality: Mapped[str] = mapped_column(String(100), default="")
+    role: Mapped[str] = mapped_column(String(100), default="")
+    locale: Mapped[str] = mapped_column(String(8), default="da")
+    # Part of every signed link; bumping it revokes all outstanding links.
+    token_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id}>"
+
+
+class Subscription(db.Model):
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("subscriber_id", "newsletter_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Indexed by the unique constraint, which leads with it.
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    newsletter_id: Mapped[int] = mapped_column(
+        ForeignKey("newsletters.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        Enum(
+            SubscriptionStatus,
+            name="subscription_status",
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=SubscriptionStatus.PENDING,
+    )
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    newsletter: Mapped[Newsletter] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.subscriber_id}:{self.newsletter_id} {self.status}>"
+
+
+class ConsentEvent(db.Model):
+    """One step of a subscription's consent history (GDPR Art. 7: consent is provable)."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[ConsentAction] = mapped_column(
+        Enum(
+            ConsentAction,
+            name="consent_action",
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    # How: web_form, confirm_link, preference_centre, one_click, unsubscribe_page,
+    # import_invite, import_basis, ...
+    method: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    # Version and locale of the consent text shown (see subscriptions/consent.py).
+    consent_text_version: Mapped[str | None] = mapped_column(String(40))
+    locale: Mapped[str | None] = mapped_column(String(8))
+    # For enrolments: the recorded basis, as the administrator stated it.
+    basis: Mapped[str | None] = mapped_column(Text)
+
+    subscription: Mapped[Subscription] = relationship()

@@ -1,0 +1,627 @@
+"""Subscriber operations, called by the web views, the CLI and the worker alike.
+
+Each public function is one transaction: it commits what it did (mail included, via the
+outbox) or, on error, leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from newsletters.catalog.models import Newsletter
+from newsletters.extensions import db
+from newsletters.mailing import outbox
+from newsletters.mailing.compose import render_mail
+from newsletters.mailing.models import OutboxMessage
+from newsletters.subscriptions import links
+from newsletters.subscriptions.addresses import normalise_email
+from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
+from newsletters.subscriptions.models import (
+    ConsentAction,
+    ConsentEvent,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
+from newsletters.timeutil import utcnow
+from newsletters.tokens import Purpose, SubscriberLink, TokenError, verify
+
+# Mails a stranger can cause to be sent to an address: limited per address per hour.
+LIMITED_KINDS = ("confirm", "already_subscribed", "manage_link")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where an action came from, for the consent record."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    locale: str = "da"
+    method: str = "web_form"
+
+
+@dataclass
+class ConfirmOutcome:
+    subscriber: Subscriber
+    confirmed: list[Newsletter] = field(default_factory=list)
+    already: list[Newsletter] = field(default_factory=list)
+    # Asked for, but withdrawn since: the link no longer confirms them.
+    withdrawn: list[Newsletter] = field(default_factory=list)
+
+
+@dataclass
+class UnsubscribeOutcome:
+    subscriber: Subscriber | None
+    newsletters: list[Newsletter] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def record_event(
+    subscription: Subscription,
+    action: ConsentAction,
+    ctx: RequestContext,
+    *,
+    method: str | None = None,
+    basis: str | None = None,
+    consent_version: str | None = None,
+) -> None:
+    db.session.add(
+        ConsentEvent(
+            subscription=subscription,
+            action=action,
+            method=method or ctx.method,
+            at=utcnow(),
+            ip=(ctx.ip or None) and ctx.ip[:64],
+            user_agent=(ctx.user_agent or None) and ctx.user_agent[:512],
+            consent_text_version=consent_version,
+            locale=ctx.locale,
+            basis=basis,
+        )
+    )
+
+
+def _newsletters_by_slug(slugs: Iterable[str]) -> list[Newsletter]:
+    wanted = list(dict.fromkeys(slugs))
+    found = {
+        n.slug: n
+        for n in db.session.scalars(db.select(Newsletter).where(Newsletter.slug.in_(wanted)))
+    }
+    missing = [s for s in wanted if s not in found]
+    if missing:
+        raise UnknownNewsletter(missing)
+    return [found[s] for s in wanted]
+
+
+class UnknownNewsletter(ValueError):
+    def __init__(self, slugs: Sequence[str]) -> None:
+        super().__init__(", ".join(slugs))
+        self.slugs = list(slugs)
+
+
+def _lock_subscriber(email: str) -> Subscriber | None:
+    return db.session.scalar(
+        db.select(Subscriber).where(Subscriber.email == email).with_for_update()
+    )
+
+
+def _subscriptions_of(subscriber: Subscriber) -> dict[int, Subscription]:
+    return {
+        s.newsletter_id: s
+        for s in db.session.scalars(
+            db.select(Subscription).where(Subscription.subscriber_id == subscriber.id)
+        )
+    }
+
+
+def may_mail(address: str) -> bool:
+    """Whether another confirmation or link mail may go to this address this hour."""
+    since = utcnow() - timedelta(hours=1)
+    sent = db.session.scalar(
+        select(func.count(OutboxMessage.id)).where(
+            OutboxMessage.to_address == address,
+            OutboxMessage.kind.in_(LIMITED_KINDS),
+            OutboxMessage.created_at > since,
+        )
+    )
+    return (sent or 0) < int(current_app.config["ADDRESS_MAILS_PER_HOUR"])
+
+
+def queue_confirmation(subscriber: Subscriber, newsletters: Sequence[Newsletter]) -> bool:
+    if not may_mail(subscriber.email):
+        return False
+    mail = render_mail(
+        "confirm",
+        locale=subscriber.locale,
+        subscriber=subscriber,
+        newsletters=newsletters,
+        confirm_url=links.confirm_url(subscriber, [n.id for n in newsletters]),
+        max_age_days=current_app.config["CONFIRM_MAX_AGE_DAYS"],
+    )
+    outbox.enqueue(
+        kind="confirm",
+        to=subscriber.email,
+        mail=mail,
+        subscriber_id=subscriber.id,
+        unsubscribe_url=links.unsubscribe_url(subscriber),
+    )
+    return True
+
+
+def _queue_manage_link(subscriber: Subscriber, kind: str = "manage_link") -> bool:
+    if not may_mail(subscriber.email):
+        return False
+    confirmed = [
+        s.newsletter for s in subscriber.subscriptions if s.status == SubscriptionStatus.CONFIRMED
+    ]
+    mail = render_mail(
+        kind,
+        locale=subscriber.locale,
+        subscriber=subscriber,
+        newsletters=confirmed,
+        manage_url=links.manage_url(subscriber),
+        max_age_days=current_app.config["MANAGE_MAX_AGE_DAYS"],
+    )
+    outbox.enqueue(
+        kind=kind,
+        to=subscriber.email,
+        mail=mail,
+        subscriber_id=subscriber.id,
+        unsubscribe_url=links.unsubscribe_url(subscriber),
+    )
+    return True
+
+
+# --------------------------------------------------------------------------- subscribe
+
+
+def request_subscription(
+    *,
+    email: str,
+    slugs: Sequence[str],
+    ctx: RequestContext,
+    name: str = "",
+    municipality: str = "",
+    role: str = "",
+) -> None:
+    """Ask for the newsletters `slugs` for `email`: double opt-in.
+
+    New or withdrawn subscriptions become pending and one confirmation mail lists them;
+    a request for newsletters already confirmed sends the owner a manage link instead.
+    The outcome is deliberately not returned: callers answer the same either way.
+    """
+    address = normalise_email(email)
+    newsletters = _newsletters_by_slug(slugs)
+    if not newsletters:
+        raise ValueError("no newsletters asked for")
+    for attempt in range(2):
+        try:
+            _request_subscription(address, newsletters, ctx, name, municipality, role)
+            db.session.commit()
+            return
+        except IntegrityError:
+            # Two first requests for one new address raced; the other created the row.
+            db.session.rollback()
+            if attempt:
+                raise
+
+
+def _request_subscription(
+    address: str,
+    newsletters: Sequence[Newsletter],
+    ctx: RequestContext,
+    name: str,
+    municipality: str,
+    role: str,
+) -> None:
+    now = utcnow()
+    subscriber = _lock_subscriber(address)
+    if subscriber is None:
+        subscriber = Subscriber(
+            email=address,
+            name=name.strip(),
+            municipality=municipality.strip(),
+            role=role.strip(),
+            locale=ctx.locale,
+        )
+        db.session.add(subscriber)
+        db.session.flush()
+    existing = _subscriptions_of(subscriber)
+    has_confirmed = any(s.status == SubscriptionStatus.CONFIRMED for s in existing.values())
+    if not has_confirmed:
+        # Nobody has proven this address yet, so the latest request speaks for it. A
+        # confirmed subscriber's details change only through the preference centre.
+        subscriber.name = name.strip() or subscriber.name
+        subscriber.municipality = municipality.strip() or subscriber.municipality
+        subscriber.role = role.strip() or subscriber.role
+        subscriber.locale = ctx.locale
+
+    pending: list[Newsletter] = []
+    already: list[Newsletter] = []
+    for newsletter in newsletters:
+        subscription = existing.get(newsletter.id)
+        if subscription is not None and subscription.status == SubscriptionStatus.CONFIRMED:
+            already.append(newsletter)
+            continue
+        if subscription is None:
+            subscription = Subscription(subscriber=subscriber, newsletter=newsletter)
+            db.session.add(subscription)
+        subscription.status = SubscriptionStatus.PENDING
+        subscription.requested_at = now
+        record_event(
+            subscription, ConsentAction.REQUESTED, ctx, consent_version=CURRENT_CONSENT_VERSION
+        )
+        pending.append(newsletter)
+    db.session.flush()
+
+    if pending:
+        # Every newsletter still waiting for this address goes into the one link.
+        waiting = [
+            s.newsletter
+            for s in _subscriptions_of(subscriber).values()
+            if s.status == SubscriptionStatus.PENDING
+        ]
+        waiting.sort(key=lambda n: (n.position, n.id))
+        queue_confirmation(subscriber, waiting)
+    elif already:
+        _queue_manage_link(subscriber, kind="already_subscribed")
+
+
+def _verified_subscriber(purpose: Purpose, token: str) -> tuple[Subscriber, SubscriberLink]:
+    link = SubscriberLink.from_payload(verify(purpose, token))
+    subscriber = db.session.get(Subscriber, link.subscriber_id)
+    if subscriber is None or subscriber.token_version != link.token_version:
+        raise TokenError("invalid")
+    return subscriber, link
+
+
+def _subscriber_of_link(purpose: Purpose, token: str) -> tuple[Subscriber, SubscriberLink]:
+    """Like _verified_subscriber, but accepts an expired link (to send a fresh one)."""
+    try:
+        payload = verify(purpose, token)
+    except TokenError as error:
+        if not error.expired or error.payload is None:
+            raise
+        payload = error.payload
+    link = SubscriberLink.from_payload(payload)
+    subscriber = db.session.get(Subscriber, link.subscriber_id)
+    if subscriber is None or subscriber.token_version != link.token_version:
+        raise TokenError("invalid")
+    return subscriber, link
+
+
+def inspect_confirm(token: str) -> tuple[Subscriber, list[Subscription]]:
+    """What a confirm link is for, without changing anything (GET shows, POST acts)."""
+    subscriber, link = _verified_subscriber(Purpose.CONFIRM, token)
+    subscriptions = [
+        s for s in subscriber.subscriptions if s.newsletter_id in set(link.newsletter_ids)
+    ]
+    subscriptions.sort(key=lambda s: (s.newsletter.position, s.newsletter_id))
+    return subscriber, subscriptions
+
+
+def confirm(token: str, *, ctx: RequestContext) -> ConfirmOutcome:
+    """Confirm the pending subscriptions a confirm link names. Confirming twice is harmless."""
+    subscriber, link = _verified_subscriber(Purpose.CONFIRM, token)
+    outcome = ConfirmOutcome(subscriber=subscriber)
+    now = utcnow()
+    for subscription in _subscriptions_of(subscriber).values():
+        if subscription.newsletter_id not in link.newsletter_ids:
+            continue
+        if subscription.status == SubscriptionStatus.PENDING:
+            subscription.status = SubscriptionStatus.CONFIRMED
+            subscription.confirmed_at = now
+            record_event(subscription, ConsentAction.CONFIRMED, ctx, method="confirm_link")
+            outcome.confirmed.append(subscription.newsletter)
+        elif subscription.status == SubscriptionStatus.CONFIRMED:
+            outcome.already.append(subscription.newsletter)
+        else:
+            outcome.withdrawn.append(subscription.newsletter)
+    db.session.commit()
+    return outcome
+
+
+def resend_confirmation(expired_token: str) -> None:
+    """Send a fresh confirmation for an expired confirm link's still-pending newsletters."""
+    subscriber, link = _subscriber_of_link(Purpose.CONFIRM, expired_token)
+    pending = [
+        s.newsletter
+        for s in subscriber.subscriptions
+        if s.status == SubscriptionStatus.PENDING and s.newsletter_id in link.newsletter_ids
+    ]
+    if pending:
+        _lock_subscriber(subscriber.email)
+        queue_confirmation(subscriber, pending)
+    db.session.commit()
+
+
+# --------------------------------------------------------------------------- manage
+
+
+def request_manage_link(email: str, *, locale: str) -> None:
+    """Mail a manage link to `email` if it is a subscriber's; silent otherwise."""
+    address = normalise_email(email)
+    subscriber = _lock_subscriber(address)
+    if subscriber is not None:
+        if not any(s.status == SubscriptionStatus.CONFIRMED for s in subscriber.subscriptions):
+            # Not yet confirmed: the link that helps is a fresh confirmation.
+            pending = [
+                s.newsletter
+                for s in subscriber.subscriptions
+                if s.status == SubscriptionStatus.PENDING
+            ]
+            if pending:
+                queue_confirmation(subscriber, pending)
+            else:
+                _queue_manage_link(subscriber)
+        else:
+            _queue_manage_link(subscriber)
+    db.session.commit()
+
+
+def resend_manage_link(expired_token: str) -> None:
+    """Mail a fresh manage link to the owner of an expired one."""
+    subscriber, _ = _subscriber_of_link(Purpose.MANAGE, expired_token)
+    _lock_subscriber(subscriber.email)
+    _queue_manage_link(subscriber)
+    db.session.commit()
+
+
+def subscriber_for_manage(token: str) -> Subscriber:
+    """The subscriber a manage link belongs to; raises TokenError."""
+    subscriber, _ = _verified_subscriber(Purpose.MANAGE, token)
+    return subscriber
+
+
+def update_preferences(
+    subscriber_id: int,
+    *,
+    slugs: Sequence[str],
+    name: str,
+    municipality: str,
+    ctx: RequestContext,
+) -> tuple[list[Newsletter], list[Newsletter]]:
+    """Set exactly these newsletters and details; returns (added, removed).
+
+    The manage link came to the subscriber's own address, so a newsletter chosen here
+    is confirmed at once: the link itself is the second opt-in.
+    """
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise TokenError("invalid")
+    chosen = {n.id: n for n in _newsletters_by_slug(slugs)}
+    existing = _subscriptions_of(subscriber)
+    now = utcnow()
+    added: list[Newsletter] = []
+    removed: list[Newsletter] = []
+    for newsletter_id, newsletter in chosen.items():
+        subscription = existing.get(newsletter_id)
+        if subscription is not None and subscription.status == SubscriptionStatus.CONFIRMED:
+            continue
+        if subscription is None:
+            subscription = Subscription(subscriber=subscriber, newsletter=newsletter)
+            db.session.add(subscription)
+        subscription.status = SubscriptionStatus.CONFIRMED
+        subscription.requested_at = now
+        subscription.confirmed_at = now
+        subscription.unsubscribed_at = None
+        record_event(
+            subscription,
+            ConsentAction.REQUESTED,
+            ctx,
+            method="preference_centre",
+            consent_version=CURRENT_CONSENT_VERSION,
+        )
+        record_event(subscription, ConsentAction.CONFIRMED, ctx, method="preference_centre")
+        added.append(newsletter)
+    for newsletter_id, subscription in existing.items():
+        if newsletter_id in chosen or subscription.status == SubscriptionStatus.UNSUBSCRIBED:
+            continue
+        _withdraw(subscription, ctx, method="preference_centre", now=now)
+        removed.append(subscription.newsletter)
+    subscriber.name = name.strip()[:200]
+    subscriber.municipality = municipality.strip()[:100]
+    db.session.commit()
+    return added, removed
+
+
+def _withdraw(subscription: Subscription, ctx: RequestContext, *, method: str, now) -> None:
+    subscription.status = SubscriptionStatus.UNSUBSCRIBED
+    subscription.unsubscribed_at = now
+    record_event(subscription, ConsentAction.WITHDRAWN, ctx, method=method)
+
+
+# --------------------------------------------------------------------------- unsubscribe
+
+
+def _unsubscribe_link(token: str) -> tuple[Subscriber | None, SubscriberLink]:
+    """Verify an unsubscribe link. Unlike other links it ignores `token_version`:
+    revoking links must never take away the way out."""
+    link = SubscriberLink.from_payload(verify(Purpose.UNSUBSCRIBE, token))
+    return db.session.get(Subscriber, link.subscriber_id), link
+
+
+def inspect_unsubscribe(token: str) -> tuple[Subscriber | None, list[Newsletter]]:
+    """Whom an unsubscribe link is for and which newsletters it would stop."""
+    subscriber, link = _unsubscribe_link(token)
+    if subscriber is None:
+        return None, []
+    active = [s for s in subscriber.subscriptions if s.status != SubscriptionStatus.UNSUBSCRIBED]
+    if link.newsletter_ids:
+        active = [s for s in active if s.newsletter_id in link.newsletter_ids]
+    return subscriber, [s.newsletter for s in active]
+
+
+def unsubscribe(token: str, *, ctx: RequestContext) -> UnsubscribeOutcome:
+    """Withdraw what an unsubscribe link names (one newsletter, or all). Idempotent.
+
+    Takes effect at commit: the sender re-checks the subscription before every message.
+    """
+    subscriber, link = _unsubscribe_link(token)
+    if subscriber is None:
+        return UnsubscribeOutcome(subscriber=None)
+    return unsubscribe_subscriber(
+        subscriber.id, newsletter_ids=link.newsletter_ids or None, ctx=ctx
+    )
+
+
+def unsubscribe_subscriber(
+    subscriber_id: int, *, newsletter_ids: Sequence[int] | None, ctx: RequestContext
+) -> UnsubscribeOutcome:
+    """Withdraw the given newsletters (all when None) of one subscriber, recording it."""
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    outcome = UnsubscribeOutcome(subscriber=subscriber)
+    if subscriber is None:
+        return outcome
+    now = utcnow()
+    for subscription in _subscriptions_of(subscriber).values():
+        if newsletter_ids is not None and subscription.newsletter_id not in newsletter_ids:
+            continue
+        if subscription.status == SubscriptionStatus.UNSUBSCRIBED:
+            continue
+        _withdraw(subscription, ctx, method=ctx.method, now=now)
+        outcome.newsletters.append(subscription.newsletter)
+    db.session.commit()
+    return outcome
+
+
+# --------------------------------------------------------------------------- data rights
+
+
+def export_data(subscriber_id: int) -> dict[str, Any]:
+    """Everything stored about one subscriber, as JSON-ready data (GDPR Art. 15 and 20)."""
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise TokenError("invalid")
+
+    def iso(value) -> str | None:
+        return value.isoformat() if value else None
+
+    subscriptions = []
+    for s in sorted(subscriber.subscriptions, key=lambda s: s.newsletter.position):
+        events = db.session.scalars(
+            db.select(ConsentEvent)
+            .where(ConsentEvent.subscription_id == s.id)
+            .order_by(ConsentEvent.at, ConsentEvent.id)
+        )
+        subscriptions.append(
+            {
+                "newsletter": s.newsletter.slug,
+                "newsletter_name": s.newsletter.name,
+                "status": s.status.value,
+                "requested_at": iso(s.requested_at),
+                "confirmed_at": iso(s.confirmed_at),
+                "unsubscribed_at": iso(s.unsubscribed_at),
+                "consent_history": [
+                    {
+                        "action": e.action.value,
+                        "method": e.method,
+                        "at": iso(e.at),
+                        "ip": e.ip,
+                        "user_agent": e.user_agent,
+                        "consent_text_version": e.consent_text_version,
+                        "locale": e.locale,
+                        "basis": e.basis,
+                    }
+                    for e in events
+                ],
+            }
+        )
+    mails = db.session.scalars(
+        db.select(OutboxMessage)
+        .where(OutboxMessage.subscriber_id == subscriber.id)
+        .order_by(OutboxMessage.id)
+    )
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "municipality": subscriber.municipality,
+        "role": subscriber.role,
+        "language": subscriber.locale,
+        "created_at": iso(subscriber.created_at),
+        "updated_at": iso(subscriber.updated_at),
+        "subscriptions": subscriptions,
+        "mails": [
+            {
+                "kind": m.kind,
+                "subject": m.subject,
+                "created_at": iso(m.created_at),
+                "sent_at": iso(m.sent_at),
+                "status": m.status.value,
+            }
+            for m in mails
+        ],
+    }
+
+
+def erase(subscriber_id: int) -> None:
+    """Delete the subscriber and everything stored about them (GDPR Art. 17)."""
+    subscription_ids = select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
+    db.session.execute(
+        delete(ConsentEvent).where(ConsentEvent.subscription_id.in_(subscription_ids))
+    )
+    db.session.execute(delete(OutboxMessage).where(OutboxMessage.subscriber_id == subscriber_id))
+    db.session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber_id))
+    db.session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
+    db.session.commit()
+    db.session.expunge_all()
+
+
+# --------------------------------------------------------------------------- enrolment
+
+
+def enrol(
+    subscriber: Subscriber,
+    newsletter: Newsletter,
+    *,
+    basis: str,
+    ctx: RequestContext,
+) -> bool:
+    """Subscribe on a recorded basis (no opt-in mail); True if it changed anything.
+
+    Part of the caller's transaction: the import commits its whole file at once.
+    """
+    existing = _subscriptions_of(subscriber).get(newsletter.id) if subscriber.id else None
+    if existing is not None and existing.status == SubscriptionStatus.CONFIRMED:
+        return False
+    if existing is not None and existing.status == SubscriptionStatus.UNSUBSCRIBED:
+        # They left; a recorded basis does not override a withdrawal.
+        return False
+    now = utcnow()
+    subscription = existing or Subscription(subscriber=subscriber, newsletter=newsletter)
+    if existing is None:
+        db.session.add(subscription)
+    subscription.status = SubscriptionStatus.CONFIRMED
+    subscription.requested_at = subscription.requested_at or now
+    subscription.confirmed_at = now
+    record_event(subscription, ConsentAction.ENROLLED, ctx, basis=basis)
+    return True
+
+
+def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str) -> None:
+    """The welcome mail after an enrolment: why they get it and how to leave."""
+    mail = render_mail(
+        "welcome",
+        locale=subscriber.locale,
+        subscriber=subscriber,
+        newsletter=newsletter,
+        basis=basis,
+        manage_url=links.manage_url(subscriber),
+        unsubscribe_url=links.unsubscribe_url(subscriber, newsletter.id),
+    )
+    outbox.enqueue(
+        kind="welcome",
+        to=subscriber.email,
+        mail=mail,
+        subscriber_id=subscriber.id,
+        list_id=f"{newsletter.name} <{newsletter.slug}.{current_app.config['MAIL_DOMAIN']}>",
+        unsubscribe_url=links.unsubscribe_url(subscriber, newsletter.id),
+    )

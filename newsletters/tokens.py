@@ -1,0 +1,97 @@
+"""Signed, purpose-bound links (itsdangerous). One salt per purpose, one max age each.
+
+Every payload carries the subscriber's `token_version`; bumping it revokes every
+outstanding link of that subscriber.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+
+class Purpose(enum.StrEnum):
+    CONFIRM = "confirm"
+    MANAGE = "manage"
+    UNSUBSCRIBE = "unsubscribe"
+    LOGIN = "login"
+
+
+def _max_age(purpose: Purpose) -> int | None:
+    cfg = current_app.config
+    if purpose is Purpose.CONFIRM:
+        return int(cfg["CONFIRM_MAX_AGE_DAYS"] * 86400)
+    if purpose is Purpose.MANAGE:
+        return int(cfg["MANAGE_MAX_AGE_DAYS"] * 86400)
+    if purpose is Purpose.LOGIN:
+        return 3600
+    # Unsubscribing grants no access and must work from any old mail (RFC 8058).
+    return None
+
+
+class TokenError(Exception):
+    """The link cannot be used. `expired` links still carry their (verified) payload."""
+
+    def __init__(self, reason: str, payload: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "invalid" or "expired"
+        self.payload = payload
+
+    @property
+    def expired(self) -> bool:
+        return self.reason == "expired"
+
+
+def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(
+        current_app.config["SECRET_KEY"], salt=f"newsletters.{purpose.value}"
+    )
+
+
+def sign(purpose: Purpose, payload: dict[str, Any]) -> str:
+    """A URL-safe signed token for this purpose."""
+    return _serializer(purpose).dumps(payload)
+
+
+def verify(purpose: Purpose, token: str) -> dict[str, Any]:
+    """The payload of a valid, unexpired token of this purpose; raises TokenError otherwise."""
+    serializer = _serializer(purpose)
+    try:
+        payload = serializer.loads(token, max_age=_max_age(purpose))
+    except SignatureExpired as exc:
+        # The signature was good, so the payload is ours: callers may offer a new link.
+        payload = serializer.load_payload(exc.payload) if exc.payload is not None else None
+        raise TokenError("expired", payload if isinstance(payload, dict) else None) from exc
+    except BadSignature as exc:
+        raise TokenError("invalid") from exc
+    if not isinstance(payload, dict):
+        raise TokenError("invalid")
+    return payload
+
+
+@dataclass(frozen=True)
+class SubscriberLink:
+    subscriber_id: int
+    token_version: int
+    newsletter_ids: tuple[int, ...] = ()
+
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"s": self.subscriber_id, "v": self.token_version}
+        if self.newsletter_ids:
+            data["n"] = list(self.newsletter_ids)
+        return data
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> SubscriberLink:
+        try:
+            return cls(
+                subscriber_id=int(payload["s"]),
+                token_version=int(payload["v"]),
+                newsletter_ids=tuple(int(n) for n in payload.get("n", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TokenError("invalid") from exc
