@@ -150,10 +150,11 @@ def deliver_due(worker_id: str, *, transport: Transport | None = None) -> Delive
 
 
 def _release(message_id: int, worker_id: str) -> None:
+    """Give back a claimed message untried (the connection is gone), due after a backoff."""
     db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.leased_by == worker_id)
-        .values(leased_until=None, leased_by=None)
+        .values(leased_until=None, leased_by=None, next_attempt_at=utcnow() + _backoff(1))
     )
     db.session.commit()
 

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from flask import Flask, current_app
+from flask import Flask
 
 from newsletters.extensions import db
 from newsletters.mailing import outbox
@@ -33,6 +33,7 @@ class Worker:
         self.app = app
         self.worker_id = worker_id or new_worker_id()
         self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
         self._failures_in_a_row = 0
 
     def run_once(self) -> bool:
@@ -74,10 +75,9 @@ class Worker:
 def _outbox_job(worker_id: str) -> bool:
     stats = outbox.deliver_due(worker_id)
     if stats.connection_lost:
-        # The mail server is away; the messages were released and will be retried.
-        raise_pause = float(current_app.config["SEND_RETRY_BACKOFF_SECONDS"])
-        log.warning("mail server unavailable, pausing %.0fs: %s", raise_pause, stats.errors[-1])
-        outbox.mail_waiting.wait(min(raise_pause, 60.0))
+        # The mail server is away: the batch was put back with a backoff, so the worker
+        # idles instead of spinning.
+        log.warning("mail server unavailable: %s", stats.errors[-1])
         return False
     return stats.handled > 0
 
@@ -87,17 +87,17 @@ JOBS: list[Callable[[str], bool]] = [_outbox_job]
 
 
 _in_process_lock = threading.Lock()
-_in_process: dict[int, Worker] = {}
 
 
-def start_in_process_worker(app: Flask) -> Worker | None:
-    """Start the worker thread of this process once (the embedded default)."""
+def start_in_process_worker(app: Flask) -> Worker:
+    """Start this app's worker thread once (the embedded default); kept in app.extensions."""
     with _in_process_lock:
-        key = id(app)
-        if key in _in_process:
-            return None
-        worker = Worker(app)
-        _in_process[key] = worker
-        thread = threading.Thread(target=worker.run_forever, name="newsletters-worker", daemon=True)
-        thread.start()
+        worker = app.extensions.get("newsletters_worker")
+        if worker is None:
+            worker = Worker(app)
+            worker.thread = threading.Thread(
+                target=worker.run_forever, name="newsletters-worker", daemon=True
+            )
+            app.extensions["newsletters_worker"] = worker
+            worker.thread.start()
         return worker

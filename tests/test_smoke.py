@@ -1,0 +1,22 @@
+from tests.conftest import deliver
+from tests.support.pages import csrf_token
+
+
+def test_subscribe_page_lists_the_four_newsletters(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    for slug in ("bestyrelse", "kl-nyheder", "momentum", "danske-kommuner"):
+        assert f'value="{slug}"'.encode() in page.data
+
+
+def test_mail_reaches_strict_smtp_server(mail_app, smtp_server):
+    client = mail_app.test_client()
+    token = csrf_token(client.get("/").data)
+    response = client.post(
+        "/", data={"csrf_token": token, "email": "a@example.dk", "newsletters": ["momentum"]}
+    )
+    assert response.status_code == 303
+    stats = deliver(mail_app)
+    assert stats.sent == 1, stats
+    [mail] = smtp_server.wait_for(1)
+    assert mail.rcpt_to == "a@example.dk"
