@@ -1,0 +1,82 @@
+"""Browser fixtures: one headless Chromium per session (Debian's; none can be downloaded
+here) and a fresh context per test, on the live server of tests/conftest.py.
+
+Without Chromium every browser test is skipped with the reason (`scripts/ensure-chromium`
+installs it; $CHROMIUM_PATH picks another one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser.helpers import (
+    CHROMIUM_ARGS,
+    TIMEOUT_MS,
+    AxeAudit,
+    PageProblems,
+    chromium_path,
+)
+from tests.support.live import LiveServer
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    executable, why_not = chromium_path()
+    if executable is None:
+        pytest.skip(why_not)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def new_context(browser: Any, live_server: LiveServer) -> Iterator[Callable[..., Any]]:
+    """Make browser contexts on the live server; all are closed after the test.
+
+    Contexts keep the app's Content-Security-Policy unless bypass_csp=True is passed
+    (axe-core is injected as an inline script, which the policy rightly refuses).
+    """
+    contexts: list[Any] = []
+
+    def factory(**options: Any) -> Any:
+        options.setdefault("base_url", live_server.url)
+        options.setdefault("locale", "da-DK")
+        context = browser.new_context(**options)
+        context.set_default_timeout(TIMEOUT_MS)
+        context.set_default_navigation_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        return context
+
+    yield factory
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_context: Callable[..., Any]) -> Iterator[Any]:
+    """A page in a fresh context under the app's real CSP. The test fails if the browser
+    saw a console error, an uncaught exception or a sub-resource that did not load."""
+    page = new_context().new_page()
+    problems = PageProblems(page)
+    yield page
+    problems.assert_none()
+
+
+@pytest.fixture
+def axe_page(new_context: Callable[..., Any]) -> Any:
+    """A page whose context bypasses the CSP, so that axe-core can be injected."""
+    return new_context(bypass_csp=True).new_page()
+
+
+@pytest.fixture
+def axe() -> AxeAudit:
+    return AxeAudit()
