@@ -7,6 +7,7 @@ import os
 import smtplib
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from newsletters.mailing import outbox  # noqa: E402
 from tests.support.live import LiveServer  # noqa: E402
 from tests.support.smtp import SMTPServer, free_port  # noqa: E402
 
+ROOT_DIR = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-key-not-for-production"
 ALLOWED_SMTP_PORTS: set[int] = set()
 

@@ -71,7 +71,9 @@ class PageProblems:
         page.on("response", self._response)
 
     def _console(self, message: Any) -> None:
-        if message.type == "error":
+        # "Failed to load resource" is also logged for pages answering 4xx on purpose and
+        # for the browser's own /favicon.ico; failed sub-resources are caught in _response.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
             self.messages.append(f"console error: {message.text}")
 
     def _failed(self, request: Any) -> None:

@@ -107,13 +107,23 @@ class SMTPServer:
         self.handler = StrictHandler()
         self._port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self._port)
+        self._running = False
 
     def start(self) -> SMTPServer:
         self.controller.start()
+        self._running = True
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self._running:
+            self.controller.stop()
+            self._running = False
+
+    def restart(self) -> None:
+        """Come back on the same port, keeping what was received (a controller is single-use)."""
+        self.stop()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self._port)
+        self.start()
 
     @property
     def port(self) -> int:
