@@ -195,3 +195,13 @@ def deliver(app: Flask) -> outbox.DeliveryStats:
         stats = outbox.deliver_due("test-worker")
         db.session.remove()
         return stats
+
+
+@pytest.fixture(autouse=True)
+def no_stray_workers() -> Iterator[None]:
+    """An in-process worker left running would deliver other tests' mail."""
+    import threading
+
+    yield
+    stray = [t for t in threading.enumerate() if t.name == "newsletters-worker" and t.is_alive()]
+    assert not stray, "a test left an in-process worker running (WORKER_IN_PROCESS)"

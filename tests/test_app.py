@@ -21,7 +21,9 @@ def test_environment_overrides_code_defaults(monkeypatch, database_url):
     monkeypatch.setenv("NEWSLETTERS_SECRET_KEY", "from-the-environment-0123456789")
     monkeypatch.setenv("NEWSLETTERS_SEND_RATE_PER_SECOND", "25")
     monkeypatch.setenv("NEWSLETTERS_PUBLIC_BASE_URL", "https://nyhedsbreve.kl.dk/")
+    monkeypatch.setenv("NEWSLETTERS_WORKER_IN_PROCESS", "false")
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url})
+    assert app.config["WORKER_IN_PROCESS"] is False
     assert app.config["SECRET_KEY"] == "from-the-environment-0123456789"
     assert app.config["SEND_RATE_PER_SECOND"] == 25
     assert app.config["PUBLIC_BASE_URL"] == "https://nyhedsbreve.kl.dk"
