@@ -12,6 +12,7 @@ from typing import Protocol
 from flask import current_app
 
 from newsletters.extensions import mail
+from newsletters.mailing.throttle import TokenBucket
 
 
 class DeliveryFailure(Exception):
@@ -58,6 +59,8 @@ class SmtpTransport:
         cfg = current_app.config
         self._max_per_connection = int(cfg["SEND_MAX_PER_CONNECTION"] or 0)
         self._timeout = float(cfg["MAIL_TIMEOUT_SECONDS"])
+        rate = float(cfg["SEND_RATE_PER_SECOND"] or 0)
+        self._bucket = TokenBucket(rate) if rate > 0 else None
 
     def _connect(self) -> smtplib.SMTP:
         try:
@@ -78,6 +81,8 @@ class SmtpTransport:
         return host
 
     def send(self, envelope_from: str, to: str, raw: bytes) -> None:
+        if self._bucket is not None:
+            self._bucket.take()
         if self._host is None:
             self._host = self._connect()
         try:
