@@ -39,7 +39,12 @@ def test_bucket_refills_while_idle():
 
 
 def test_rate_limit_slows_the_worker(make_app, smtp_server):
-    app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, SEND_RATE_PER_SECOND=20)
+    app = make_app(
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_server.port,
+        SEND_RATE_PER_SECOND=20,
+        RATELIMIT_SUBSCRIBE="1000 per hour",
+    )
     client = app.test_client()
     for n in range(40):
         subscribe(client, f"r{n}@example.dk")
