@@ -33,7 +33,9 @@ def test_environment_overrides_code_defaults(monkeypatch, database_url):
 
 
 def test_instance_config_is_read(monkeypatch, tmp_path, database_url):
-    (tmp_path / "config.py").write_text("SECRET_KEY = 'from-the-instance-folder-0123'\nX_URL = 'x'\n")
+    (tmp_path / "config.py").write_text(
+        "SECRET_KEY = 'from-the-instance-folder-0123'\nX_URL = 'x'\n"
+    )
     monkeypatch.setenv("NEWSLETTERS_INSTANCE_PATH", str(tmp_path))
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url})
     assert app.config["SECRET_KEY"] == "from-the-instance-folder-0123"
@@ -93,8 +95,7 @@ def test_dev_mailbox_is_off_unless_asked_for(make_app):
 
 
 def test_migrations_match_the_models(app):
-    with app.app_context():
-        with db.engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            diff = compare_metadata(context, db.metadata)
+    with app.app_context(), db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        diff = compare_metadata(context, db.metadata)
     assert diff == [], "the models changed without a migration: run `flask db migrate`"

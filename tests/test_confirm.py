@@ -10,7 +10,6 @@ from itsdangerous import URLSafeTimedSerializer
 from newsletters.extensions import db
 from newsletters.subscriptions.models import ConsentEvent, Subscriber
 from newsletters.tokens import Purpose, sign
-from tests.conftest import TEST_SECRET
 from tests.support.flows import header, link_in, queued_mails, subscribe, subscriptions_of
 from tests.support.pages import csrf_token
 

@@ -40,7 +40,9 @@ def test_required_headers(long_message):
     for name in ("Date", "Message-ID", "From", "To", "Subject", "List-Id"):
         assert message[name], name
     assert message["Auto-Submitted"] == "auto-generated"
-    assert message["List-Unsubscribe"] == "<https://nyhedsbreve.kl.dk/unsubscribe/" + "T" * 140 + ">"
+    assert (
+        message["List-Unsubscribe"] == "<https://nyhedsbreve.kl.dk/unsubscribe/" + "T" * 140 + ">"
+    )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["Subject"].startswith("Nyt fra KL's bestyrelse: økonomiaftale")
     assert message["Message-ID"].endswith("@nyhedsbreve.kl.dk>")

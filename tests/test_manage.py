@@ -108,9 +108,7 @@ def test_unsubscribe_from_all(client, app):
     confirmed_subscriber(client, app, "a@example.dk", ("momentum", "kl-nyheder"))
     path = _manage_path(client, app)
     page = client.get(path)
-    response = client.post(
-        f"{path}/unsubscribe-all", data={"csrf_token": csrf_token(page.data)}
-    )
+    response = client.post(f"{path}/unsubscribe-all", data={"csrf_token": csrf_token(page.data)})
     assert response.status_code == 200
     assert set(subscriptions_of(app, "a@example.dk").values()) == {"unsubscribed"}
 

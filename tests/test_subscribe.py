@@ -90,8 +90,10 @@ def test_second_request_for_a_pending_address_does_not_create_a_second_subscribe
 def test_no_address_gets_more_than_three_link_mails_an_hour(client, app):
     for _ in range(5):
         assert subscribe(client, "victim@example.dk", ["momentum"]).status_code == 303
-    client.post("/manage", data={"csrf_token": csrf_token(client.get("/manage").data),
-                                 "email": "victim@example.dk"})
+    client.post(
+        "/manage",
+        data={"csrf_token": csrf_token(client.get("/manage").data), "email": "victim@example.dk"},
+    )
     assert len(queued_mails(app, "victim@example.dk")) == 3
 
 
@@ -123,7 +125,9 @@ def test_no_newsletter_chosen_is_refused(client, app):
 
 def test_unknown_newsletter_or_municipality_is_refused(client, app):
     assert subscribe(client, "a@example.dk", ["no-such-list"]).status_code == 422
-    assert subscribe(client, "a@example.dk", ["momentum"], municipality="Atlantis").status_code == 422
+    assert (
+        subscribe(client, "a@example.dk", ["momentum"], municipality="Atlantis").status_code == 422
+    )
     assert queued_mails(app) == []
 
 
@@ -132,7 +136,12 @@ def test_answer_is_the_same_for_new_pending_and_confirmed_addresses(client, app)
 
     confirmed_subscriber(client, app, "known@example.dk")
     answers = []
-    for address in ("known@example.dk", "pending@example.dk", "pending@example.dk", "new@example.dk"):
+    for address in (
+        "known@example.dk",
+        "pending@example.dk",
+        "pending@example.dk",
+        "new@example.dk",
+    ):
         response = subscribe(client, address, ["momentum"])
         page = client.get(response.headers["Location"])
         answers.append((response.status_code, response.headers["Location"], page.data))

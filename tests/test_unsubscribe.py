@@ -27,7 +27,10 @@ def test_get_on_unsubscribe_link_changes_nothing(client, app):
         page = client.get(path)
         assert page.status_code == 200
         assert 'method="post"' in page.get_data(as_text=True)
-    assert subscriptions_of(app, "a@example.dk") == {"momentum": "confirmed", "bestyrelse": "confirmed"}
+    assert subscriptions_of(app, "a@example.dk") == {
+        "momentum": "confirmed",
+        "bestyrelse": "confirmed",
+    }
 
 
 def test_unsubscribe_button_stops_one_newsletter_and_records_withdrawal(client, app):
@@ -94,8 +97,14 @@ def test_one_click_answers_without_redirect_and_is_idempotent(client, app):
         assert response.status_code == 200
         assert "Location" not in response.headers
     with app.app_context():
-        assert len(db.session.scalars(select(ConsentEvent).where(
-            ConsentEvent.action == "withdrawn")).all()) == 1
+        assert (
+            len(
+                db.session.scalars(
+                    select(ConsentEvent).where(ConsentEvent.action == "withdrawn")
+                ).all()
+            )
+            == 1
+        )
 
 
 def test_unsubscribe_without_newsletter_stops_everything(client, app):

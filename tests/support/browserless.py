@@ -42,9 +42,7 @@ class HttpClient:
 
     def post_form(self, url: str, fields: dict | list) -> Reply:
         body = urllib.parse.urlencode(fields, doseq=True).encode()
-        return self.request(
-            url, body, {"Content-Type": "application/x-www-form-urlencoded"}
-        )
+        return self.request(url, body, {"Content-Type": "application/x-www-form-urlencoded"})
 
     def post_multipart(self, url: str, fields: dict[str, str]) -> Reply:
         boundary = "----newsletters-test-boundary"

@@ -137,7 +137,9 @@ class SMTPServer:
     def to(self, address: str) -> list[ReceivedMail]:
         return [m for m in self.received if m.rcpt_to == address]
 
-    def wait_for(self, count: int, timeout: float = 10.0, address: str | None = None) -> list[ReceivedMail]:
+    def wait_for(
+        self, count: int, timeout: float = 10.0, address: str | None = None
+    ) -> list[ReceivedMail]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             mails = self.to(address) if address else self.received
