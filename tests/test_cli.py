@@ -296,3 +296,59 @@ def test_operator_commands_on_a_fresh_database(tmp_path):
     del env["NEWSLETTERS_SECRET_KEY"]
     refused = run("seed", ok=False)
     assert "NEWSLETTERS_SECRET_KEY" in refused.stderr
+
+
+@pytest.mark.e2e
+def test_worker_runs_in_the_foreground_and_stops_on_sigterm(tmp_path, smtp_server):
+    import signal
+    import time
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")},
+        "NEWSLETTERS_SECRET_KEY": "operator-test-secret-0123456789",
+        "NEWSLETTERS_INSTANCE_PATH": str(tmp_path / "instance"),
+        "NEWSLETTERS_SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'worker.db'}",
+        "NEWSLETTERS_MAIL_SERVER": "127.0.0.1",
+        "NEWSLETTERS_MAIL_PORT": str(smtp_server.port),
+        "NEWSLETTERS_WORKER_POLL_SECONDS": "0.2",
+    }
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    for args in (["db", "upgrade"], ["seed"]):
+        subprocess.run([*flask, *args], cwd=ROOT_DIR, env=env, check=True, capture_output=True)
+    worker = subprocess.Popen(
+        [*flask, "worker"],
+        cwd=ROOT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # Mail queued by another process (an import) is picked up by the running worker.
+        subprocess.run(
+            [*flask, "subscribers", "import", _csv(tmp_path, MAYORS), "--newsletter", "momentum"],
+            cwd=ROOT_DIR,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            smtp_server.wait_for(3, timeout=20)
+        except AssertionError:
+            import sqlite3
+
+            rows = (
+                sqlite3.connect(tmp_path / "worker.db")
+                .execute("select id, status, attempts, last_error, leased_by from outbox_messages")
+                .fetchall()
+            )
+            worker.terminate()
+            raise AssertionError(f"{rows}\n{worker.communicate(timeout=10)[0]}") from None
+        time.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=20)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, output
+    assert "stopped" in output

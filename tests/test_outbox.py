@@ -177,3 +177,32 @@ def _make_due(app) -> None:
     with app.app_context():
         db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
         db.session.commit()
+
+
+def test_idn_address_is_sent_in_its_ascii_form(mail_app, smtp_server):
+    subscribe(mail_app.test_client(), "borgmester@ærø.dk")
+    assert deliver(mail_app).sent == 1
+    [received] = smtp_server.wait_for(1)
+    ascii_form = "borgmester@" + "ærø.dk".encode("idna").decode()  # xn--r-3fa9c.dk
+    assert received.rcpt_to == ascii_form
+    assert received.message["To"] == ascii_form
+    # People see and manage the address as they wrote it.
+    with mail_app.app_context():
+        assert db.session.scalar(select(Subscriber.email)) == "borgmester@ærø.dk"
+
+
+def test_a_message_that_cannot_be_sent_does_not_block_the_others(mail_app, smtp_server):
+    client = mail_app.test_client()
+    for address in ("a@example.dk", "b@example.dk", "c@example.dk"):
+        subscribe(client, address)
+    with mail_app.app_context():
+        poisoned = db.session.scalar(
+            select(OutboxMessage).where(OutboxMessage.to_address == "b@example.dk")
+        )
+        poisoned.raw = poisoned.raw + "ø"  # not 7-bit: cannot be encoded for SMTP
+        db.session.commit()
+    stats = deliver(mail_app)
+    assert (stats.sent, stats.failed) == (2, 1)
+    assert sorted(m.rcpt_to for m in smtp_server.wait_for(2)) == ["a@example.dk", "c@example.dk"]
+    [failed] = [m for m in queued_mails(mail_app) if m.status == OutboxStatus.FAILED]
+    assert "unexpected error" in failed.last_error

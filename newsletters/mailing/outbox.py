@@ -20,6 +20,7 @@ from newsletters.extensions import db
 from newsletters.mailing.compose import RenderedMail, build_message, envelope_sender
 from newsletters.mailing.models import OutboxMessage, OutboxStatus
 from newsletters.mailing.transport import DeliveryFailure, Transport, open_transport
+from newsletters.subscriptions.addresses import ascii_address
 from newsletters.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def enqueue(
     unsubscribe_url: str | None = None,
 ) -> OutboxMessage:
     """Add a mail to the current transaction; it is sent only if that transaction commits."""
+    to = ascii_address(to)
     raw = build_message(
         to=to,
         subject=mail.subject,
@@ -159,6 +161,25 @@ def _release(message_id: int, worker_id: str) -> None:
     db.session.commit()
 
 
+def _record_failure(message: OutboxMessage, failure: DeliveryFailure, stats: DeliveryStats) -> None:
+    """Failed for good (5xx, or retried for too long), or due again after a backoff."""
+    message.last_error = str(failure)[:2000]
+    message.leased_until = None
+    message.leased_by = None
+    give_up = timedelta(hours=float(current_app.config["SEND_GIVE_UP_AFTER_HOURS"]))
+    if failure.permanent or utcnow() - message.created_at > give_up:
+        message.status = OutboxStatus.FAILED
+        stats.failed += 1
+        log.warning("outbox %s (%s) failed: %s", message.id, message.kind, failure)
+    else:
+        message.next_attempt_at = utcnow() + _backoff(message.attempts)
+        stats.retried += 1
+        log.info("outbox %s will be retried: %s", message.id, failure)
+    stats.connection_lost = failure.connection_lost
+    stats.errors.append(str(failure))
+    db.session.commit()
+
+
 def _deliver_one(
     message_id: int, worker_id: str, transport: Transport, stats: DeliveryStats
 ) -> None:
@@ -171,21 +192,16 @@ def _deliver_one(
     try:
         transport.send(message.envelope_from, message.to_address, message.raw.encode("ascii"))
     except DeliveryFailure as failure:
-        message.last_error = str(failure)[:2000]
-        message.leased_until = None
-        message.leased_by = None
-        give_up = timedelta(hours=float(current_app.config["SEND_GIVE_UP_AFTER_HOURS"]))
-        if failure.permanent or utcnow() - message.created_at > give_up:
-            message.status = OutboxStatus.FAILED
-            stats.failed += 1
-            log.warning("outbox %s to %s failed: %s", message.id, message.kind, failure)
-        else:
-            message.next_attempt_at = utcnow() + _backoff(message.attempts)
-            stats.retried += 1
-            log.info("outbox %s will be retried: %s", message.id, failure)
-        stats.connection_lost = failure.connection_lost
-        stats.errors.append(str(failure))
-        db.session.commit()
+        _record_failure(message, failure, stats)
+        return
+    except Exception as exc:
+        # A message we cannot even hand over (a bug, bad data) must not block the rest
+        # of the queue: record it as failed, start a fresh connection, go on.
+        log.exception("outbox %s could not be sent", message.id)
+        transport.close()
+        _record_failure(
+            message, DeliveryFailure(f"unexpected error: {exc!r}", permanent=True), stats
+        )
         return
     message.status = OutboxStatus.CAPTURED if transport.captures else OutboxStatus.SENT
     message.sent_at = utcnow()

@@ -23,3 +23,17 @@ def normalise_email(raw: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from exc
     return result.normalized.lower()
+
+
+def ascii_address(address: str) -> str:
+    """The address as SMTP without SMTPUTF8 needs it: an IDN domain in its IDNA (xn--) form.
+
+    We store `borgmester@ærø.dk` as people write it; the envelope and the To header get
+    `borgmester@xn--r-3fa9c.dk`. Local parts are ASCII already (validation refuses others).
+    """
+    if address.isascii():
+        return address
+    return (
+        validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
+        or address
+    )
