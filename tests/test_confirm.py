@@ -113,7 +113,7 @@ def test_expired_link_offers_a_new_one(make_app):
     assert client.post(path, data={"csrf_token": csrf_token(html)}).status_code == 410
     assert subscriptions_of(app, "a@example.dk") == {"momentum": "pending"}
     resend = client.post(f"{path}/resend", data={"csrf_token": csrf_token(html)})
-    assert resend.status_code == 200
+    assert resend.status_code == 303
     mails = queued_mails(app, "a@example.dk", kind="confirm")
     assert len(mails) == 2
     assert link_in(mails[1], "/confirm/") != path

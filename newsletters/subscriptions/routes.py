@@ -164,10 +164,16 @@ def confirm_resend(token: str):
         services.resend_confirmation(token)
     except TokenError as error:
         return _link_error(error, purpose="confirm")
-    return render_template("subscriptions/link_sent.html")
+    return redirect(url_for(".link_sent"), code=303)
 
 
 # --------------------------------------------------------------------------- manage
+
+
+@bp.get("/link-sent")
+def link_sent():
+    # After POST-redirect-GET: reloading this page sends nothing again.
+    return render_template("subscriptions/link_sent.html")
 
 
 @bp.route("/manage", methods=["GET", "POST"])
@@ -177,7 +183,7 @@ def manage_request():
     if request.method == "POST":
         if form.validate():
             services.request_manage_link(form.email.data, locale=current_locale())
-            return render_template("subscriptions/link_sent.html")
+            return redirect(url_for(".link_sent"), code=303)
         return render_template("subscriptions/manage_request.html", form=form), 422
     return render_template("subscriptions/manage_request.html", form=form)
 
@@ -322,7 +328,7 @@ def manage_resend(token: str):
         services.resend_manage_link(token)
     except TokenError as error:
         return _link_error(error, purpose="manage")
-    return render_template("subscriptions/link_sent.html")
+    return redirect(url_for(".link_sent"), code=303)
 
 
 # --------------------------------------------------------------------------- unsubscribe
