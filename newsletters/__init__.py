@@ -89,8 +89,12 @@ def _resolve_defaults(app: Flask) -> None:
     cfg["PUBLIC_BASE_URL"] = str(cfg["PUBLIC_BASE_URL"]).rstrip("/")
     if cfg.get("SESSION_COOKIE_SECURE") is None:
         cfg["SESSION_COOKIE_SECURE"] = cfg["PUBLIC_BASE_URL"].startswith("https://")
-    if cfg.get("DEV_MAILBOX") is None:
-        cfg["DEV_MAILBOX"] = bool(app.debug and not cfg.get("MAIL_SERVER"))
+    if cfg.get("MAIL_SERVER"):
+        # Real mail carries personal links: never show it in the browser, whatever an
+        # instance config copied from a laptop says.
+        cfg["DEV_MAILBOX"] = False
+    elif cfg.get("DEV_MAILBOX") is None:
+        cfg["DEV_MAILBOX"] = app.debug
     if cfg.get("DKFDS_DIST") is None:
         cfg["DKFDS_DIST"] = str(ROOT / "node_modules" / "dkfds" / "dist")
 

@@ -94,6 +94,12 @@ def test_dev_mailbox_is_off_unless_asked_for(make_app):
     assert "default-src 'none'" in html_part.headers["Content-Security-Policy"]
 
 
+def test_dev_mailbox_is_never_on_with_a_real_mail_server(make_app):
+    app = make_app(DEV_MAILBOX=True, MAIL_SERVER="127.0.0.1")
+    assert app.config["DEV_MAILBOX"] is False
+    assert app.test_client().get("/dev/mail/").status_code == 404
+
+
 def test_migrations_match_the_models(app):
     with app.app_context(), db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
