@@ -13,7 +13,8 @@ PORT   ?= 5000
 
 run: setup
 	@echo "KL's newsletters: http://$(HOST):$(PORT)/   captured mail: http://$(HOST):$(PORT)/dev/mail/"
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	NEWSLETTERS_PUBLIC_BASE_URL=$${NEWSLETTERS_PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} \
+		$(FLASK) run --host $(HOST) --port $(PORT)
 
 setup: $(VENV)/.installed assets translations instance/config.py
 	$(FLASK) db upgrade
