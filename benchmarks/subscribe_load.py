@@ -1,0 +1,824 @@
+"""Subscribe form under load: the real app against a bare Flask view that does one INSERT.
+
+The bar (PRODUCT.md): under gunicorn on this 2-core machine, POST / of the real subscribe
+form sustains >= 50 % of the requests/s of a bare Flask view doing one insert, measured
+with the same server settings, the same load generator and the same concurrency in the
+same run, and answers no 5xx.
+
+    .venv/bin/python benchmarks/subscribe_load.py [--duration S] [--database sqlite|postgresql]
+
+What one run does, for the baseline (benchmarks/bare_app.py) and then the app (wsgi:app):
+fresh database, gunicorn on 127.0.0.1, one GET / per connection for a session cookie and
+its CSRF token, a warm-up, then a timed wrk run (benchmarks/subscribe.lua) in which every
+request subscribes a new address. Afterwards it stops the server and checks, address by
+address, that every 303 created exactly one subscriber (and that no other answer did).
+It prints both rates, the ratio, latencies, status counts, server CPU per request and
+PASS/FAIL. Exit status: 0 PASS, 1 FAIL, 2 could not run. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+VENV_BIN = ROOT / ".venv" / "bin"
+LUA_SCRIPT = BENCH / "subscribe.lua"
+
+BAR_RATIO = 0.50
+PG_DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
+# Never touched, whatever --pg-database says: the test suite's and the system's databases.
+PG_FORBIDDEN = {"test", "postgres", "template0", "template1", "root"}
+LOG_PATTERNS = {
+    "tracebacks": "Traceback (most recent call last)",
+    "database is locked": "database is locked",
+    "worker timeouts": "WORKER TIMEOUT",
+    "error lines": "[ERROR]",
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class BenchmarkError(RuntimeError):
+    """The benchmark could not run (as opposed to: it ran and the bar failed)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("wrk not found: installing it with apt-get (running as root)")
+        install = ["apt-get", "install", "-y", "-q", "wrk"]
+        if subprocess.run(install, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+            subprocess.run(install, capture_output=True, check=False)
+        path = shutil.which("wrk")
+        if path:
+            return path
+    raise BenchmarkError(
+        "wrk is needed as the load generator: `sudo apt-get install -y wrk` "
+        "(or build it from https://github.com/wg/wrk) and run again"
+    )
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """user+system CPU seconds of each live pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[pid] - before.get(pid, 0.0) for pid in after)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs together spent busy since boot (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@dataclass
+class Database:
+    kind: str  # sqlite | postgresql
+    url: str  # what the server gets
+    name: str  # file or database name, for the report
+
+    def connect(self):
+        if self.kind == "sqlite":
+            return sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30)
+        import psycopg
+
+        return psycopg.connect(self.url)
+
+    def emails(self, table: str, column: str, prefix: str) -> list[str]:
+        conn = self.connect()
+        try:
+            mark = "?" if self.kind == "sqlite" else "%s"
+            rows = conn.execute(
+                f"SELECT {column} FROM {table} WHERE {column} LIKE {mark}",  # noqa: S608
+                (prefix + "%",),
+            ).fetchall()
+        finally:
+            conn.close()
+        return [r[0] for r in rows]
+
+    def count(self, sql: str, params: tuple = ()) -> int:
+        conn = self.connect()
+        try:
+            if self.kind != "sqlite":
+                sql = sql.replace("?", "%s")
+            return int(conn.execute(sql, params).fetchone()[0])
+        finally:
+            conn.close()
+
+    def backend_pids(self) -> list[int]:
+        """PostgreSQL server processes serving this database (for their CPU time)."""
+        if self.kind != "postgresql":
+            return []
+        conn = self.connect()
+        try:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchall()
+        finally:
+            conn.close()
+        return [r[0] for r in rows]
+
+
+def fresh_postgres_database(server: str, name: str) -> Database:
+    import psycopg
+    from psycopg import sql
+
+    if name in PG_FORBIDDEN or not re.fullmatch(r"bench_[a-z0-9_]+", name):
+        raise BenchmarkError(
+            f"refusing to use PostgreSQL database {name!r}: "
+            "benchmark databases must be named bench_* (and never `test`)"
+        )
+    try:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise BenchmarkError(
+            f"cannot create PostgreSQL database {name} on {server}: {exc}"
+        ) from exc
+    return Database("postgresql", f"{server}/{name}", name)
+
+
+def drop_postgres_database(server: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    if name in PG_FORBIDDEN or not name.startswith("bench_"):
+        return
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+# --------------------------------------------------------------------------- the two servers
+
+
+@dataclass
+class Target:
+    label: str  # "baseline" | "app"
+    wsgi: list[str]  # gunicorn arguments naming the app
+    env: dict[str, str]
+    db: Database
+    table: str
+    email_column: str
+    log_path: Path
+    extra_checks: list[tuple[str, str]] = field(default_factory=list)  # (what, sql with ?)
+
+
+def app_env(db: Database, tmp: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
+    env.update(
+        NEWSLETTERS_SECRET_KEY="subscribe-load-benchmark-" + os.urandom(8).hex(),
+        NEWSLETTERS_SQLALCHEMY_DATABASE_URI=db.url,
+        NEWSLETTERS_INSTANCE_PATH=str(tmp / "instance"),
+        # The outbox row is written in the request (the real cost); sending is not
+        # part of this bar, so no worker thread competes for the CPU.
+        NEWSLETTERS_WORKER_IN_PROCESS="false",
+        # All load comes from 127.0.0.1: lift the per-IP limit (kept per worker in memory).
+        NEWSLETTERS_RATELIMIT_SUBSCRIBE="100000000 per hour",
+        NEWSLETTERS_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    return env
+
+
+def run_checked(cmd: list[str], env: dict[str, str], what: str) -> None:
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise BenchmarkError(f"{what} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def prepare_app(db: Database, tmp: Path, port: int) -> Target:
+    env = app_env(db, tmp, port)
+    flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
+    run_checked([*flask, "db", "upgrade"], env, "flask db upgrade")
+    run_checked([*flask, "seed"], env, "flask seed")
+    return Target(
+        label="app",
+        wsgi=["--chdir", str(ROOT), "wsgi:app"],
+        env=env,
+        db=db,
+        table="subscribers",
+        email_column="email",
+        log_path=tmp / "app-gunicorn.log",
+        extra_checks=[
+            ("outbox rows", "outbox_messages", "to_address"),
+        ],
+    )
+
+
+def prepare_baseline(db: Database, tmp: Path) -> Target:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
+    env["BARE_DATABASE_URL"] = db.url
+    run_checked([str(VENV_BIN / "python"), str(BENCH / "bare_app.py"), "init"], env, "bare init")
+    return Target(
+        label="baseline",
+        wsgi=["--chdir", str(BENCH), "bare_app:app"],
+        env=env,
+        db=db,
+        table="subscribers",
+        email_column="email",
+        log_path=tmp / "baseline-gunicorn.log",
+    )
+
+
+class Server:
+    """gunicorn in its own process group, stopped (TERM, then KILL) by that group's id."""
+
+    def __init__(self, target: Target, port: int, args: argparse.Namespace) -> None:
+        self.target, self.port = target, port
+        self.cmd = [
+            str(VENV_BIN / "gunicorn"),
+            "--bind", f"127.0.0.1:{port}",
+            "--workers", str(args.workers),
+            "--worker-class", args.worker_class,
+            "--threads", str(args.threads),
+            "--keep-alive", "5",
+            "--timeout", "30",
+            "--graceful-timeout", "10",
+            "--log-level", "warning",
+            "--no-control-socket",
+            *target.wsgi,
+        ]  # fmt: skip
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_file = open(self.target.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.cmd,
+            cwd=ROOT,
+            env=self.target.env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchmarkError(
+                    f"gunicorn for the {self.target.label} exited; see {self.target.log_path}:\n"
+                    + self.target.log_path.read_text()[-3000:]
+                )
+            try:
+                status, _, _ = http_get(self.port, "/")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise BenchmarkError(f"gunicorn for the {self.target.label} did not answer in 60 s")
+
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid) if self.proc else []
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        self.proc = None
+        self.log_file.close()
+
+
+def http_get(port: int, path: str) -> tuple[int, list[tuple[str, str]], str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Accept-Language": "da"})
+        response = conn.getresponse()
+        return response.status, response.getheaders(), response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def fetch_sessions(port: int, count: int, path: Path) -> None:
+    """One GET / per connection: its session cookie and the CSRF token tied to it."""
+    lines = []
+    for _ in range(count):
+        status, headers, body = http_get(port, "/")
+        cookie = next(
+            (
+                v.split(";", 1)[0]
+                for k, v in headers
+                if k.lower() == "set-cookie" and v.startswith("nl_session=")
+            ),
+            None,
+        )
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', body)
+        if status != 200 or not cookie or not token:
+            raise BenchmarkError(f"GET / gave no session cookie and CSRF token (status {status})")
+        lines.append(f"{cookie}\t{token.group(1)}\n")
+    path.write_text("".join(lines))
+
+
+# --------------------------------------------------------------------------- one wrk run
+
+
+@dataclass
+class Phase:
+    """One wrk run against one server, with its accounting."""
+
+    tag: str
+    raw: dict
+    statuses: Counter
+    answered_303: set[tuple[int, int]]
+    answered_other: dict[tuple[int, int], int]
+    unanswered: set[tuple[int, int]]
+    server_cpu: float = 0.0
+    db_cpu: float | None = None
+    wrk_cpu: float = 0.0
+    machine_cpu: float = 0.0  # all CPUs, every process
+
+    @property
+    def seconds(self) -> float:
+        return self.raw["duration_us"] / 1e6
+
+    @property
+    def rate(self) -> float:
+        """Subscriptions per second: 303 answers per second of the run."""
+        return self.statuses.get(303, 0) / self.seconds
+
+    @property
+    def responses(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """Socket errors (wrk's "status" errors are the non-2xx/3xx answers, counted apart)."""
+        return {k: v for k, v in self.raw["errors"].items() if v and k != "status"}
+
+
+def run_wrk(
+    wrk: str, port: int, tag: str, seconds: float, args: argparse.Namespace, tmp: Path
+) -> Phase:
+    body_tail = "&" + urllib.parse.urlencode(
+        [("name", args.name), ("municipality", args.municipality)]
+        + [("newsletters", slug) for slug in args.newsletters.split(",")]
+    )
+    cmd = [
+        wrk,
+        "--threads", str(args.connections),
+        "--connections", str(args.connections),
+        "--duration", f"{max(1, round(seconds))}s",
+        "--timeout", "10s",
+        "--script", str(LUA_SCRIPT),
+        f"http://127.0.0.1:{port}/",
+        "--", tag, str(tmp / "sessions.txt"), body_tail,
+        str(-(-args.max_requests // args.connections)),
+    ]  # fmt: skip
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, errors="replace", timeout=seconds + 120
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCHJSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise BenchmarkError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    raw = json.loads(line.removeprefix("BENCHJSON "))
+    statuses: Counter = Counter()
+    answered_303: set[tuple[int, int]] = set()
+    answered_other: dict[tuple[int, int], int] = {}
+    unanswered: set[tuple[int, int]] = set()
+    for t in raw["threads"]:
+        tid = t["id"]
+        statuses.update({int(k): v for k, v in t["statuses"].items()})
+        lost = {(tid, s) for s in t["lost"]}
+        other = {(tid, int(s)): st for s, st in t["odd"].items()}
+        unanswered |= lost
+        answered_other.update(other)
+        answered_303 |= {(tid, s) for s in range(1, t["seq"] + 1)} - lost - other.keys()
+    if len(answered_303) != statuses.get(303, 0):
+        raise BenchmarkError(
+            f"wrk accounting is inconsistent: {len(answered_303)} addresses answered 303 "
+            f"but {statuses.get(303, 0)} 303 responses counted"
+        )
+    return Phase(tag, raw, statuses, answered_303, answered_other, unanswered)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+ADDRESS = re.compile(r"^b-(?P<tag>[a-z0-9-]+?)-t(?P<t>\d+)-(?P<s>\d+)@bench\.example\.org$")
+
+
+def parse_addresses(emails: list[str], tag: str) -> set[tuple[int, int]]:
+    out = set()
+    for email in emails:
+        m = ADDRESS.match(email)
+        if m and m["tag"] == tag:
+            out.add((int(m["t"]), int(m["s"])))
+    return out
+
+
+@dataclass
+class DbCheck:
+    created: int
+    answered_303: int
+    missing: int  # 303 but no row
+    from_other_answers: int  # a row for a request answered with something else
+    from_unanswered: int  # rows for requests whose answer wrk never read (in flight at stop)
+    extra: dict[str, tuple[int, int]]  # what -> (rows, expected)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.missing == 0
+            and self.from_other_answers == 0
+            and all(rows == expected for rows, expected in self.extra.values())
+        )
+
+
+def check_database(target: Target, phase: Phase) -> DbCheck:
+    prefix = f"b-{phase.tag}-t"
+    rows = parse_addresses(target.db.emails(target.table, target.email_column, prefix), phase.tag)
+    extra = {}
+    for what, table, column in target.extra_checks:
+        got = parse_addresses(target.db.emails(table, column, prefix), phase.tag)
+        extra[what] = (len(got), len(rows))
+    return DbCheck(
+        created=len(rows),
+        answered_303=len(phase.answered_303),
+        missing=len(phase.answered_303 - rows),
+        from_other_answers=len(rows & phase.answered_other.keys()),
+        from_unanswered=len(rows & phase.unanswered),
+        extra=extra,
+    )
+
+
+def scan_log(path: Path, start: int) -> dict[str, int]:
+    text = path.read_text(errors="replace")[start:] if path.exists() else ""
+    return {name: text.count(pattern) for name, pattern in LOG_PATTERNS.items()}
+
+
+# --------------------------------------------------------------------------- one server
+
+
+@dataclass
+class Result:
+    target: Target
+    warmup: Phase
+    measured: Phase
+    db_check: DbCheck
+    log_findings: dict[str, int]
+
+
+def bench_target(target: Target, port: int, wrk: str, run_id: str, args, tmp: Path) -> Result:
+    server = Server(target, port, args)
+    log_start = target.log_path.stat().st_size if target.log_path.exists() else 0
+    log(f"{target.label}: starting gunicorn on 127.0.0.1:{port}")
+    try:
+        server.start()
+        fetch_sessions(port, args.connections, tmp / "sessions.txt")
+        log(f"{target.label}: warm-up {args.warmup:g} s (load average {loadavg()})")
+        warmup = run_wrk(wrk, port, f"{run_id}-{target.label}-w", args.warmup, args, tmp)
+        time.sleep(1)
+        log(f"{target.label}: measuring {args.duration:g} s (load average {loadavg()})")
+        pids = server.pids()
+        db_pids = target.db.backend_pids()
+        cpu_before, db_before = cpu_seconds(pids), cpu_seconds(db_pids)
+        machine_before, wrk_before = machine_busy_seconds(), children_cpu_seconds()
+        measured = run_wrk(wrk, port, f"{run_id}-{target.label}-m", args.duration, args, tmp)
+        measured.machine_cpu = machine_busy_seconds() - machine_before
+        measured.wrk_cpu = children_cpu_seconds() - wrk_before
+        measured.server_cpu = cpu_used(cpu_before, cpu_seconds(server.pids()))
+        if db_pids:
+            measured.db_cpu = cpu_used(db_before, cpu_seconds(target.db.backend_pids()))
+    finally:
+        # Graceful: requests still in flight when wrk stopped finish before the check.
+        server.stop()
+    log(f"{target.label}: stopped; checking the database")
+    return Result(
+        target,
+        warmup,
+        measured,
+        check_database(target, measured),
+        scan_log(target.log_path, log_start),
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ms(us: float) -> str:
+    return f"{us / 1000:.1f} ms"
+
+
+def describe(result: Result) -> list[str]:
+    m = result.measured
+    lat = m.raw["latency_us"]
+    codes = ", ".join(f"{code}: {n}" for code, n in sorted(m.statuses.items())) or "none"
+    per_req = m.server_cpu / m.responses * 1000 if m.responses else float("nan")
+    lines = [
+        f"  requests/s (303s/s)  {m.rate:9.1f}   ({m.statuses.get(303, 0)} in {m.seconds:.2f} s)",
+        f"  latency              p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, p99 {ms(lat['p99'])}, "
+        f"max {ms(lat['max'])}",
+        f"  status codes         {codes}",
+        f"  socket errors        {m.errors or 'none'}",
+        f"  server CPU           {m.server_cpu:.1f} s = {per_req:.2f} ms per request, "
+        f"{m.server_cpu / m.seconds:.2f} CPUs busy on average (gunicorn processes)",
+    ]
+    if m.db_cpu is not None:
+        lines.append(
+            f"  PostgreSQL CPU       {m.db_cpu:.1f} s = "
+            f"{m.db_cpu / max(m.responses, 1) * 1000:.2f} ms per request (its backends)"
+        )
+    seconds = m.seconds
+    other = m.machine_cpu - m.server_cpu - m.wrk_cpu - (m.db_cpu or 0.0)
+    lines.append(
+        f"  machine              {m.machine_cpu / seconds:.2f} of {os.cpu_count()} CPUs busy: "
+        f"gunicorn {m.server_cpu / seconds:.2f}, wrk {m.wrk_cpu / seconds:.2f}"
+        + (f", PostgreSQL {m.db_cpu / seconds:.2f}" if m.db_cpu is not None else "")
+        + f", everything else {max(other, 0.0) / seconds:.2f}"
+    )
+    c = result.db_check
+    lines.append(
+        f"  database check       {c.created} subscribers created; {c.answered_303} answered 303, "
+        f"{c.missing} of them without a subscriber; {c.from_other_answers} created by a "
+        f"non-303 answer; {c.from_unanswered} by requests still in flight when wrk stopped "
+        f"-> {'OK' if c.ok else 'MISMATCH'}"
+    )
+    for what, (rows, expected) in c.extra.items():
+        lines.append(f"  {what:<20} {rows} (expected {expected}: one per subscriber created)")
+    w = result.warmup
+    lines.append(
+        f"  warm-up              {w.rate:.1f}/s, status codes "
+        + (", ".join(f"{k}: {v}" for k, v in sorted(w.statuses.items())) or "none")
+    )
+    findings = {k: v for k, v in result.log_findings.items() if v}
+    lines.append(f"  server log           {findings or 'clean'}")
+    if any(t.get("capped") for t in m.raw["threads"]):
+        lines.append("  WARNING              --max-requests was reached: the rate is too low")
+    if m.answered_other:
+        body = next(
+            (t["odd_body"] for t in m.raw["threads"] if t["odd_body"]),
+            "",
+        )
+        # The form's error summary (role="alert") says what was wrong, if there is one.
+        main = next((i for i in (body.find('role="alert"'), body.find("<main")) if i >= 0), -1)
+        main = body.rfind("<", 0, main + 1) if main >= 0 else -1
+        text = re.sub(r"<[^>]+>", " ", body[main:] if main >= 0 else body)
+        lines.append("  first non-303 page:  " + " ".join(text.split())[:600])
+    return lines
+
+
+def verdict(base: Result, app: Result) -> tuple[bool, list[str]]:
+    ratio = app.measured.rate / base.measured.rate if base.measured.rate else 0.0
+    reasons = []
+    if ratio < BAR_RATIO:
+        reasons.append(f"ratio {ratio:.3f} < {BAR_RATIO:.2f}")
+    for r in (base, app):
+        for phase in (r.warmup, r.measured):
+            fives = sum(n for code, n in phase.statuses.items() if code >= 500)
+            if fives:
+                reasons.append(f"{fives} 5xx from the {r.target.label}")
+    for r in (base, app):
+        other = {k: v for k, v in r.measured.statuses.items() if k != 303}
+        if other:
+            reasons.append(
+                f"{r.target.label} answered non-303 {other} (a bug: every request is valid)"
+            )
+        if not r.db_check.ok:
+            reasons.append(f"{r.target.label}: database does not match the 303s")
+        if r.measured.errors:
+            reasons.append(f"{r.target.label}: socket errors {r.measured.errors}")
+    return not reasons, reasons
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Subscribe form under load vs a bare one-insert Flask view (gunicorn, wrk).",
+    )
+    p.add_argument("--duration", type=float, default=15, help="measured seconds per server [15]")
+    p.add_argument("--warmup", type=float, default=5, help="warm-up seconds per server [5]")
+    p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    p.add_argument(
+        "--connections", type=int, default=16, help="concurrent connections (wrk threads) [16]"
+    )
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
+    p.add_argument("--worker-class", default="gthread", help="gunicorn worker class [gthread]")
+    p.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker [4]")
+    p.add_argument(
+        "--newsletters", default="momentum", help="comma-separated slugs ticked in the form"
+    )
+    p.add_argument("--municipality", default="Aarhus")
+    p.add_argument("--name", default="Bench Bruger")
+    p.add_argument(
+        "--max-requests",
+        type=int,
+        default=500_000,
+        help="safety cap on requests per wrk run [500000]",
+    )
+    p.add_argument("--pg-server", default=PG_DEFAULT_SERVER, help=f"[{PG_DEFAULT_SERVER}]")
+    p.add_argument(
+        "--pg-database",
+        default="bench_subscribe",
+        help="app database, re-created (the baseline uses <name>_bare) [bench_subscribe]",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temp dir and databases")
+    p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A plain `kill` still runs the finally blocks that stop the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tmp = Path(tempfile.mkdtemp(prefix="subscribe-load-"))
+    run_id = f"{int(time.time()) % 10**8:x}{os.getpid() % 1000}"
+    pg_names = [args.pg_database, f"{args.pg_database}_bare"]
+    try:
+        wrk = ensure_wrk()
+        app_port, base_port = free_port(), free_port()
+        if args.database == "sqlite":
+            app_db = Database("sqlite", f"sqlite:///{tmp / 'app.db'}", str(tmp / "app.db"))
+            base_db = Database("sqlite", f"sqlite:///{tmp / 'bare.db'}", str(tmp / "bare.db"))
+        else:
+            app_db = fresh_postgres_database(args.pg_server, pg_names[0])
+            base_db = fresh_postgres_database(args.pg_server, pg_names[1])
+        log(f"preparing databases ({args.database}) in {tmp}")
+        baseline = prepare_baseline(base_db, tmp)
+        app = prepare_app(app_db, tmp, app_port)
+
+        base_result = bench_target(baseline, base_port, wrk, run_id, args, tmp)
+        app_result = bench_target(app, app_port, wrk, run_id, args, tmp)
+    except BenchmarkError as exc:
+        log(f"could not run: {exc}")
+        return 2
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if args.database == "postgresql":
+                for name in pg_names:
+                    try:
+                        drop_postgres_database(args.pg_server, name)
+                    except Exception as exc:  # noqa: BLE001
+                        log(f"could not drop {name}: {exc}")
+
+    ok, reasons = verdict(base_result, app_result)
+    ratio = app_result.measured.rate / base_result.measured.rate
+    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    where = (
+        f"{app_db.name} / {base_db.name}"
+        if args.database == "postgresql" or args.keep
+        else "files in a temp dir, removed"
+    )
+    print()
+    print("Subscribe form under load: the app vs a bare one-INSERT Flask view")
+    print(
+        f"  database {args.database} ({where}); gunicorn --workers "
+        f"{args.workers} --worker-class {args.worker_class} --threads {args.threads} on 127.0.0.1; "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        f"  load: {wrk_version.strip()}, {args.connections} connections, "
+        f"warm-up {args.warmup:g} s, measured {args.duration:g} s per server; "
+        f"form: newsletters={args.newsletters}, municipality={args.municipality}"
+    )
+    print(f"  load average now {loadavg()}; other work on the machine makes figures noisy")
+    for result, title in ((base_result, "baseline: bare Flask view, one INSERT"),
+                          (app_result, "app: POST / (subscribe form)")):  # fmt: skip
+        print(f"\n{title}")
+        print("\n".join(describe(result)))
+    base_cpu = base_result.measured.server_cpu / max(base_result.measured.responses, 1)
+    app_cpu = app_result.measured.server_cpu / max(app_result.measured.responses, 1)
+    print()
+    print(f"ratio app/baseline   {ratio:.3f}  (bar: >= {BAR_RATIO:.2f}, no 5xx)")
+    if base_cpu:
+        print(
+            f"CPU per request      app {app_cpu * 1000:.2f} ms vs baseline "
+            f"{base_cpu * 1000:.2f} ms ({app_cpu / base_cpu:.1f}x), gunicorn processes only"
+        )
+    print(("PASS" if ok else "FAIL") + ("" if ok else ": " + "; ".join(reasons)))
+    if args.keep:
+        print(
+            f"kept: {tmp}"
+            + (f", databases {', '.join(pg_names)}" if args.database == "postgresql" else "")
+        )
+
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "database": args.database,
+                    "ratio": ratio,
+                    "pass": ok,
+                    "reasons": reasons,
+                    "gunicorn": {
+                        "workers": args.workers,
+                        "worker_class": args.worker_class,
+                        "threads": args.threads,
+                    },
+                    "connections": args.connections,
+                    **{
+                        r.target.label: {
+                            "rate": r.measured.rate,
+                            "seconds": r.measured.seconds,
+                            "statuses": dict(r.measured.statuses),
+                            "errors": r.measured.errors,
+                            "latency_us": r.measured.raw["latency_us"],
+                            "server_cpu_s": r.measured.server_cpu,
+                            "db_cpu_s": r.measured.db_cpu,
+                            "wrk_cpu_s": r.measured.wrk_cpu,
+                            "machine_cpu_s": r.measured.machine_cpu,
+                            "db_check": r.db_check.__dict__,
+                            "log": r.log_findings,
+                        }
+                        for r in (base_result, app_result)
+                    },
+                },
+                indent=2,
+            )
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
