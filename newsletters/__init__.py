@@ -103,7 +103,7 @@ def _init_worker(app: Flask) -> None:
     """Start the in-process worker with the first request, never in CLI commands."""
     if not app.config["WORKER_IN_PROCESS"] or app.config.get("CELERY_BROKER_URL"):
         return
-    from newsletters.mailing.worker import start_in_process_worker
+    from newsletters.worker import start_in_process_worker
 
     @app.before_request
     def _ensure_worker() -> None:

@@ -7,8 +7,8 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from newsletters.catalog.cli import seed_command
-    from newsletters.mailing.cli import worker_command
     from newsletters.subscriptions.cli import subscribers_cli
+    from newsletters.worker import worker_command
 
     app.cli.add_command(seed_command)
     app.cli.add_command(subscribers_cli)

@@ -6,6 +6,7 @@ from newsletters.subscriptions.models import (
     ConsentAction,
     ConsentEvent,
     Subscriber,
+    SubscribeRequest,
     Subscription,
     SubscriptionStatus,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "Newsletter",
     "OutboxMessage",
     "OutboxStatus",
+    "SubscribeRequest",
     "Subscriber",
     "Subscription",
     "SubscriptionStatus",

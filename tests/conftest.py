@@ -21,7 +21,7 @@ for _key in list(os.environ):
         del os.environ[_key]
 os.environ["NEWSLETTERS_INSTANCE_PATH"] = tempfile.mkdtemp(prefix="newsletters-instance-")
 
-from newsletters import create_app  # noqa: E402
+from newsletters import create_app, jobs  # noqa: E402
 from newsletters.catalog.services import seed_newsletters  # noqa: E402
 from newsletters.extensions import db, limiter  # noqa: E402
 from newsletters.mailing import outbox  # noqa: E402
@@ -126,7 +126,7 @@ def make_app(migrated_database: str) -> Iterator[Callable[..., Flask]]:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
-    outbox.mail_waiting.clear()
+    jobs.work_waiting.clear()
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from sqlalchemy import select, update
 from newsletters.extensions import db
 from newsletters.mailing import outbox
 from newsletters.mailing.models import OutboxMessage, OutboxStatus
-from newsletters.mailing.worker import Worker
 from newsletters.subscriptions.models import Subscriber
 from newsletters.timeutil import utcnow
+from newsletters.worker import Worker
 from tests.conftest import deliver
 from tests.support.flows import queued_mails, subscribe
 from tests.support.smtp import free_port

@@ -7,7 +7,7 @@ import re
 from newsletters.extensions import db
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
 from newsletters.subscriptions.models import ConsentEvent, Subscriber
-from tests.support.flows import queued_mails, subscribe, subscriptions_of
+from tests.support.flows import process_intake, queued_mails, subscribe, subscriptions_of
 from tests.support.pages import csrf_token
 
 
@@ -186,6 +186,7 @@ def test_english_form_records_english_and_mails_in_english(client, app):
         "/?lang=en",
         data={"csrf_token": token, "email": "en@example.dk", "newsletters": ["momentum"]},
     )
+    process_intake(app)
     [mail] = queued_mails(app, "en@example.dk")
     assert mail.subject == "Confirm your subscription to KL's newsletters"
     with app.app_context():

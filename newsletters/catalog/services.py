@@ -1,6 +1,9 @@
 """Reading and seeding the catalogue of newsletters."""
 
+import time
 from dataclasses import dataclass
+
+from flask import current_app
 
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
@@ -79,6 +82,7 @@ def seed_newsletters() -> tuple[list[str], list[str]]:
         )
         created.append(seed.slug)
     db.session.commit()
+    forget_cached_choices()
     return created, sorted(existing & {s.slug for s in KL_NEWSLETTERS})
 
 
@@ -91,6 +95,26 @@ def public_newsletters() -> list[Newsletter]:
             .order_by(Newsletter.position, Newsletter.id)
         )
     )
+
+
+# The subscribe form validates against these on every POST; administrators add
+# newsletters rarely, so each process keeps them for a short while.
+CHOICES_TTL_SECONDS = 30.0
+
+
+def public_newsletter_choices() -> list[tuple[str, str]]:
+    """(slug, name) of the public newsletters, cached per process for CHOICES_TTL_SECONDS."""
+    cached = current_app.extensions.get("newsletter_choices")
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    choices = [(n.slug, n.name) for n in public_newsletters()]
+    current_app.extensions["newsletter_choices"] = (now + CHOICES_TTL_SECONDS, choices)
+    return choices
+
+
+def forget_cached_choices() -> None:
+    current_app.extensions.pop("newsletter_choices", None)
 
 
 def newsletter_by_slug(slug: str) -> Newsletter | None:

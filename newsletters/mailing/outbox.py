@@ -8,14 +8,13 @@ lease, hand each to the SMTP server, record the outcome, retry with backoff.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import event, or_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import update
 
+from newsletters import jobs
 from newsletters.extensions import db
 from newsletters.mailing.compose import RenderedMail, build_message, envelope_sender
 from newsletters.mailing.models import OutboxMessage, OutboxStatus
@@ -24,9 +23,6 @@ from newsletters.subscriptions.addresses import ascii_address
 from newsletters.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-
-# Set after a commit that enqueued mail, so an idle in-process worker wakes at once.
-mail_waiting = threading.Event()
 
 
 def enqueue(
@@ -59,51 +55,13 @@ def enqueue(
         next_attempt_at=utcnow(),
     )
     db.session.add(message)
-    db.session.info["outbox_enqueued"] = True
+    jobs.queued_work()
     return message
 
 
-@event.listens_for(Session, "after_commit")
-def _wake_worker(session: Session) -> None:
-    if session.info.pop("outbox_enqueued", False):
-        mail_waiting.set()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_enqueued(session: Session) -> None:
-    session.info.pop("outbox_enqueued", None)
-
-
 def claim_due(worker_id: str, limit: int) -> list[int]:
-    """Lease up to `limit` due messages to this worker; returns their ids.
-
-    A lease that ran out (its worker died) makes the message due again. On PostgreSQL
-    SKIP LOCKED lets concurrent workers claim disjoint rows; SQLite serialises writers.
-    """
-    now = utcnow()
-    lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
-    due = (
-        db.select(OutboxMessage.id)
-        .where(
-            OutboxMessage.status == OutboxStatus.QUEUED,
-            OutboxMessage.next_attempt_at <= now,
-            or_(OutboxMessage.leased_until.is_(None), OutboxMessage.leased_until < now),
-        )
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list(
-        db.session.scalars(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(due.scalar_subquery()))
-            .values(leased_until=now + lease, leased_by=worker_id)
-            .returning(OutboxMessage.id)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    db.session.commit()
-    return sorted(ids)
+    """Lease up to `limit` queued, due messages to this worker; returns their ids."""
+    return jobs.claim(OutboxMessage, worker_id, limit, OutboxMessage.status == OutboxStatus.QUEUED)
 
 
 @dataclass
@@ -118,13 +76,6 @@ class DeliveryStats:
     @property
     def handled(self) -> int:
         return self.sent + self.captured + self.retried + self.failed
-
-
-def _backoff(attempts: int) -> timedelta:
-    cfg = current_app.config
-    first = float(cfg["SEND_RETRY_BACKOFF_SECONDS"])
-    cap = float(cfg["SEND_RETRY_MAX_BACKOFF_SECONDS"])
-    return timedelta(seconds=min(first * (2 ** max(attempts - 1, 0)), cap))
 
 
 def deliver_due(worker_id: str, *, transport: Transport | None = None) -> DeliveryStats:
@@ -156,7 +107,7 @@ def _release(message_id: int, worker_id: str) -> None:
     db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.leased_by == worker_id)
-        .values(leased_until=None, leased_by=None, next_attempt_at=utcnow() + _backoff(1))
+        .values(leased_until=None, leased_by=None, next_attempt_at=utcnow() + jobs.backoff(1))
     )
     db.session.commit()
 
@@ -172,7 +123,7 @@ def _record_failure(message: OutboxMessage, failure: DeliveryFailure, stats: Del
         stats.failed += 1
         log.warning("outbox %s (%s) failed: %s", message.id, message.kind, failure)
     else:
-        message.next_attempt_at = utcnow() + _backoff(message.attempts)
+        message.next_attempt_at = utcnow() + jobs.backoff(message.attempts)
         stats.retried += 1
         log.info("outbox %s will be retried: %s", message.id, failure)
     stats.connection_lost = failure.connection_lost

@@ -26,8 +26,13 @@ def _valid_email(form: FlaskForm, field: StringField) -> None:
         ) from exc
 
 
+_MUNICIPALITY_CHOICES = [("", _l("Choose a municipality (optional)"))] + [
+    (m, m) for m in MUNICIPALITIES
+]
+
+
 def _municipality_choices() -> list[tuple[str, str]]:
-    return [("", _l("Choose a municipality (optional)"))] + [(m, m) for m in MUNICIPALITIES]
+    return _MUNICIPALITY_CHOICES
 
 
 class EmailForm(FlaskForm):

@@ -111,3 +111,34 @@ class ConsentEvent(db.Model):
     basis: Mapped[str | None] = mapped_column(Text)
 
     subscription: Mapped[Subscription] = relationship()
+
+
+class SubscribeRequest(db.Model):
+    """A subscribe form as it was posted, waiting for the worker (the intake).
+
+    The request only writes this row (one short INSERT); the worker turns it into the
+    subscriber, the pending subscriptions, the consent records and the confirmation
+    mail in one transaction that also deletes the row, so each request is carried out
+    exactly once and the form stays fast under load.
+    """
+
+    __tablename__ = "subscribe_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    municipality: Mapped[str] = mapped_column(String(100), default="")
+    # Newsletter slugs, comma-separated, as asked for.
+    newsletters: Mapped[str] = mapped_column(String(1000))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    locale: Mapped[str] = mapped_column(String(8), default="da")
+    consent_text_version: Mapped[str] = mapped_column(String(40))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # No index: the table is nearly empty (rows go as they are processed) and every
+    # index would slow the INSERT the form waits for.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)

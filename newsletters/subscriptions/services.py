@@ -6,15 +6,16 @@ outbox) or, on error, leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, insert, select, update
 
+from newsletters import jobs
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
 from newsletters.mailing import outbox
@@ -27,11 +28,14 @@ from newsletters.subscriptions.models import (
     ConsentAction,
     ConsentEvent,
     Subscriber,
+    SubscribeRequest,
     Subscription,
     SubscriptionStatus,
 )
 from newsletters.timeutil import utcnow
 from newsletters.tokens import Purpose, SubscriberLink, TokenError, verify
+
+log = logging.getLogger(__name__)
 
 # Mails a stranger can cause to be sent to an address: limited per address per hour.
 LIMITED_KINDS = ("confirm", "already_subscribed", "manage_link")
@@ -73,13 +77,14 @@ def record_event(
     method: str | None = None,
     basis: str | None = None,
     consent_version: str | None = None,
+    at: datetime | None = None,
 ) -> None:
     db.session.add(
         ConsentEvent(
             subscription=subscription,
             action=action,
             method=method or ctx.method,
-            at=utcnow(),
+            at=at or utcnow(),
             ip=(ctx.ip or None) and ctx.ip[:64],
             user_agent=(ctx.user_agent or None) and ctx.user_agent[:512],
             consent_text_version=consent_version,
@@ -183,35 +188,107 @@ def _queue_manage_link(subscriber: Subscriber, kind: str = "manage_link") -> boo
 # --------------------------------------------------------------------------- subscribe
 
 
-def request_subscription(
+# Built once: SQLAlchemy then reuses its compiled form on every request.
+_INSERT_REQUEST = insert(SubscribeRequest)
+
+
+def accept_subscribe_request(
     *,
     email: str,
     slugs: Sequence[str],
     ctx: RequestContext,
     name: str = "",
     municipality: str = "",
-    role: str = "",
 ) -> None:
-    """Ask for the newsletters `slugs` for `email`: double opt-in.
+    """Record a posted subscribe form for the worker: one INSERT in one short transaction.
 
-    New or withdrawn subscriptions become pending and one confirmation mail lists them;
-    a request for newsletters already confirmed sends the owner a manage link instead.
-    The outcome is deliberately not returned: callers answer the same either way.
+    The form was validated by the caller. What the request leads to (double opt-in mail,
+    or a manage link for newsletters already confirmed) is carried out by
+    `process_subscribe_requests`, and deliberately never told to the caller: the answer
+    is the same either way.
     """
-    address = normalise_email(email)
-    newsletters = _newsletters_by_slug(slugs)
-    if not newsletters:
-        raise ValueError("no newsletters asked for")
-    for attempt in range(2):
-        try:
-            _request_subscription(address, newsletters, ctx, name, municipality, role)
-            db.session.commit()
-            return
-        except IntegrityError:
-            # Two first requests for one new address raced; the other created the row.
-            db.session.rollback()
-            if attempt:
-                raise
+    now = utcnow()
+    db.session.execute(
+        _INSERT_REQUEST,
+        {
+            "email": normalise_email(email),
+            "name": name.strip()[:200],
+            "municipality": municipality.strip()[:100],
+            "newsletters": ",".join(dict.fromkeys(slugs)),
+            "requested_at": now,
+            "next_attempt_at": now,
+            "ip": (ctx.ip or None) and ctx.ip[:64],
+            "user_agent": (ctx.user_agent or None) and ctx.user_agent[:512],
+            "locale": ctx.locale,
+            "consent_text_version": CURRENT_CONSENT_VERSION,
+            "attempts": 0,
+        },
+    )
+    jobs.queued_work()
+    db.session.commit()
+
+
+def process_subscribe_requests(worker_id: str, *, batch_size: int = 50) -> int:
+    """Carry out the posted subscribe forms that are due; the worker's intake job.
+
+    Each request is one transaction: its effects and the deletion of the request row
+    commit together, so a crash at any point neither loses nor repeats a request.
+    """
+    done = 0
+    while True:
+        ids = jobs.claim(SubscribeRequest, worker_id, batch_size)
+        for request_id in ids:
+            done += _process_subscribe_request(request_id, worker_id)
+        if len(ids) < batch_size:
+            return done
+
+
+def _process_subscribe_request(request_id: int, worker_id: str) -> bool:
+    row = db.session.get(SubscribeRequest, request_id)
+    if row is None or row.leased_by != worker_id:
+        db.session.rollback()
+        return False
+    ctx = RequestContext(ip=row.ip, user_agent=row.user_agent, locale=row.locale, method="web_form")
+    attempts_before = row.attempts
+    try:
+        slugs = [s for s in row.newsletters.split(",") if s]
+        # A newsletter removed since the form was posted is left out, not an error.
+        newsletters = list(
+            db.session.scalars(db.select(Newsletter).where(Newsletter.slug.in_(slugs)))
+        )
+        newsletters.sort(key=lambda n: slugs.index(n.slug))
+        if newsletters:
+            _request_subscription(
+                row.email,
+                newsletters,
+                ctx,
+                row.name,
+                row.municipality,
+                "",
+                requested_at=row.requested_at,
+                consent_version=row.consent_text_version,
+            )
+        db.session.delete(row)
+        db.session.commit()
+        return True
+    except Exception as exc:
+        # E.g. two first requests for one new address raced in two workers: the retry
+        # finds the subscriber the other one created.
+        db.session.rollback()
+        log.warning("subscribe request %s failed, will retry: %r", request_id, exc)
+        db.session.execute(
+            update(SubscribeRequest)
+            .where(SubscribeRequest.id == request_id)
+            .values(
+                attempts=attempts_before + 1,
+                last_error=repr(exc)[:2000],
+                leased_until=None,
+                leased_by=None,
+                next_attempt_at=utcnow() + jobs.backoff(attempts_before + 1),
+            )
+        )
+        db.session.commit()
+        return False
 
 
 def _request_subscription(
@@ -221,8 +298,11 @@ def _request_subscription(
     name: str,
     municipality: str,
     role: str,
+    *,
+    requested_at: datetime,
+    consent_version: str,
 ) -> None:
-    now = utcnow()
+    now = requested_at
     subscriber = _lock_subscriber(address)
     if subscriber is None:
         subscriber = Subscriber(
@@ -257,7 +337,7 @@ def _request_subscription(
         subscription.status = SubscriptionStatus.PENDING
         subscription.requested_at = now
         record_event(
-            subscription, ConsentAction.REQUESTED, ctx, consent_version=CURRENT_CONSENT_VERSION
+            subscription, ConsentAction.REQUESTED, ctx, consent_version=consent_version, at=now
         )
         pending.append(newsletter)
     db.session.flush()

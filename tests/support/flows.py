@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from newsletters.extensions import db
 from newsletters.mailing.models import OutboxMessage
 from newsletters.subscriptions.models import Subscriber, Subscription
+from newsletters.subscriptions.services import process_subscribe_requests
 from tests.support.pages import csrf_token
 
 
@@ -19,13 +20,27 @@ def subscribe(
     client: FlaskClient,
     address: str,
     newsletters: list[str] | tuple[str, ...] = ("momentum",),
+    *,
+    process: bool = True,
     **fields: str,
 ):
-    """Fill in and post the front-page form as a browser would (with its CSRF token)."""
+    """Fill in and post the front-page form as a browser would (with its CSRF token),
+    then let the worker carry out the request (unless `process` is False)."""
     token = csrf_token(client.get("/").data)
     data = {"csrf_token": token, "email": address, "newsletters": list(newsletters)}
     data.update(fields)
-    return client.post("/", data=data)
+    response = client.post("/", data=data)
+    if process:
+        process_intake(client.application)
+    return response
+
+
+def process_intake(app: Flask) -> int:
+    """Run the worker's intake job once: posted forms become subscriptions and mail."""
+    with app.app_context():
+        done = process_subscribe_requests("test-worker")
+        db.session.remove()
+        return done
 
 
 def queued_mails(app: Flask, address: str | None = None, kind: str | None = None):

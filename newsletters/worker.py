@@ -1,4 +1,4 @@
-"""The delivery worker: runs the job functions until stopped.
+"""The worker: runs every feature's background jobs until stopped.
 
 The same `Worker.run_once` runs in a thread of the web process (the embedded default)
 and in the foreground with `flask --app wsgi worker`; any number may run at once,
@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import uuid
 from collections.abc import Callable
 
-from flask import Flask
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
 
+from newsletters import jobs
 from newsletters.extensions import db
 from newsletters.mailing import outbox
+from newsletters.subscriptions.services import process_subscribe_requests
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +68,13 @@ class Worker:
         while not self.stopping.is_set():
             if self.run_once():
                 continue
-            outbox.mail_waiting.wait(self.idle_seconds())
-            outbox.mail_waiting.clear()
+            jobs.work_waiting.wait(self.idle_seconds())
+            jobs.work_waiting.clear()
         log.info("worker %s stopped", self.worker_id)
 
     def stop(self) -> None:
         self.stopping.set()
-        outbox.mail_waiting.set()
+        jobs.work_waiting.set()
 
 
 def _outbox_job(worker_id: str) -> bool:
@@ -82,8 +87,13 @@ def _outbox_job(worker_id: str) -> bool:
     return stats.handled > 0
 
 
-# Later features (bulk sending, feeds, digests) add their jobs here.
-JOBS: list[Callable[[str], bool]] = [_outbox_job]
+def _intake_job(worker_id: str) -> bool:
+    return process_subscribe_requests(worker_id) > 0
+
+
+# In order: posted forms become mail before the outbox is emptied. Later features (bulk
+# sending, feeds, digests) add their jobs here.
+JOBS: list[Callable[[str], bool]] = [_intake_job, _outbox_job]
 
 
 _in_process_lock = threading.Lock()
@@ -101,3 +111,27 @@ def start_in_process_worker(app: Flask) -> Worker:
             app.extensions["newsletters_worker"] = worker
             worker.thread.start()
         return worker
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Do the work that is due now, then exit.")
+@with_appcontext
+def worker_command(once: bool) -> None:
+    """Run the worker (delivery, and later the scheduler) in the foreground until SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    worker = Worker(current_app._get_current_object())
+    if once:
+        while worker.run_once():
+            pass
+        click.echo(f"worker {worker.worker_id}: nothing more is due")
+        return
+
+    def _stop(signum, frame) -> None:
+        click.echo(f"worker {worker.worker_id}: stopping after the current message")
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"worker {worker.worker_id}: running (SIGTERM stops it)")
+    worker.run_forever()
+    click.echo(f"worker {worker.worker_id}: stopped")
