@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from email_validator import EmailNotValidError, validate_email
 
 
@@ -9,6 +11,7 @@ class InvalidAddress(ValueError):
     """Not a usable email address; the message is for the log, views show their own."""
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_email(raw: str) -> str:
     """The canonical form we store: validated, IDNA-normalised domain, lower-cased.
 

@@ -9,7 +9,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
-from newsletters.subscriptions.municipalities import MUNICIPALITIES
+from newsletters.subscriptions.municipalities import MUNICIPALITIES, is_municipality
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -35,6 +35,12 @@ def _municipality_choices() -> list[tuple[str, str]]:
     return _MUNICIPALITY_CHOICES
 
 
+def _known_municipality(form: FlaskForm, field: SelectField) -> None:
+    # A set lookup: WTForms' own choice check re-normalises all 99 choices on every POST.
+    if field.data and not is_municipality(field.data):
+        raise ValidationError(_l("Choose a municipality from the list."))
+
+
 class EmailForm(FlaskForm):
     email = StringField(
         _l("Email address"),
@@ -56,8 +62,8 @@ class SubscribeForm(EmailForm):
     municipality = SelectField(
         _l("Municipality (optional)"),
         choices=[],
-        validate_choice=True,
-        validators=[Optional()],
+        validate_choice=False,
+        validators=[_known_municipality],
     )
     newsletters = MultiCheckboxField(
         _l("Newsletters"),
@@ -80,7 +86,9 @@ class PreferencesForm(FlaskForm):
         validators=[Optional(), Length(max=200, message=_l("The name is too long."))],
         render_kw={"autocomplete": "name"},
     )
-    municipality = SelectField(_l("Municipality"), choices=[], validators=[Optional()])
+    municipality = SelectField(
+        _l("Municipality"), choices=[], validate_choice=False, validators=[_known_municipality]
+    )
 
     def __init__(self, *args, newsletter_choices: list[tuple[str, str]], **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -188,8 +188,9 @@ def _queue_manage_link(subscriber: Subscriber, kind: str = "manage_link") -> boo
 # --------------------------------------------------------------------------- subscribe
 
 
-# Built once: SQLAlchemy then reuses its compiled form on every request.
-_INSERT_REQUEST = insert(SubscribeRequest)
+# Built once, on the table (plain Core, not the ORM's bulk path): the compiled form is
+# reused on every request.
+_INSERT_REQUEST = insert(SubscribeRequest.__table__)
 
 
 def accept_subscribe_request(
