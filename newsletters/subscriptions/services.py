@@ -209,7 +209,7 @@ def accept_subscribe_request(
     is the same either way.
     """
     now = utcnow()
-    db.session.execute(
+    db.session.connection().execute(
         _INSERT_REQUEST,
         {
             "email": normalise_email(email),
