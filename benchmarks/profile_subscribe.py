@@ -8,7 +8,8 @@ new address) through Flask's test client in one thread, with light wrappers arou
 parts of the request that matter. Each part's time is exclusive (a part called inside
 another is subtracted from the outer one). Prints CPU and wall milliseconds per request
 for each part, the time each request keeps its write transaction open (on SQLite that is
-the database-wide write lock), and the same total for the bare one-INSERT view.
+the database-wide write lock), and the same total for the two bare one-INSERT views
+(Flask-SQLAlchemy, and the raw DB driver; see bare_app.py).
 --tree adds a pyinstrument call tree (pip install pyinstrument into the venv).
 """
 
@@ -90,13 +91,13 @@ def instrument(parts: Parts) -> None:
     driver = "DB driver (sqlite3/psycopg: execute, commit)"
     for attr in ("do_execute", "do_executemany", "do_execute_no_params", "do_commit"):
         parts.patch(default.DefaultDialect, attr, driver)
-    queries = "SQLAlchemy: 6 SELECTs (build, run, load objects)"
+    queries = "SQLAlchemy: queries (build, run, load objects)"
     for attr in ("execute", "get"):
         parts.patch(Session, attr, queries)
     for fn in ("_lock_subscriber", "_subscriptions_of", "_newsletters_by_slug", "may_mail"):
         parts.patch(services, fn, queries)
     parts.patch(routes, "public_newsletters", queries)
-    unit_of_work = "SQLAlchemy: flush + commit (4 INSERTs)"
+    unit_of_work = "SQLAlchemy: flush + commit"
     for attr in ("flush", "commit"):
         parts.patch(Session, attr, unit_of_work)
     parts.patch(services, "record_event", unit_of_work)
@@ -202,29 +203,32 @@ def profile(args) -> int:
     parts.reset()
     n = args.requests
     cpu, wall = post_many(client, token, "measure", n, args)
-
-    import bare_app
-
-    bare_client = bare_app.app.test_client()
-    post_many(bare_client, "x", "bare-warm", 200, args)
-    bare_cpu, bare_wall = post_many(bare_client, "x", "bare-measure", n, args)
-
+    # Taken now: the wrappers around Session would also time the ORM baseline below.
     accounted = sum(parts.cpu.values())
     rows = sorted(parts.cpu.items(), key=lambda kv: -kv[1])
     rows.append(("rest: Flask/Werkzeug, test client, view + service code", cpu * n - accounted))
+    part_wall, part_calls = dict(parts.wall), dict(parts.calls)
+    txn = sorted(parts.txn_times)
+
+    import bare_app
+
+    bare = {}
+    for mode in bare_app.MODES:
+        bare_client = bare_app.create_app(mode).test_client()
+        post_many(bare_client, "x", f"bare-{mode}-warm", 200, args)
+        bare[mode] = post_many(bare_client, "x", f"bare-{mode}-measure", n, args)
     print(
         f"\nOne subscribe POST, in process (Flask test client, one thread, {args.database}, "
         f"{n} requests, newsletters={args.newsletters})"
     )
     print(f"  {'part':<56} {'CPU ms':>7} {'%':>5} {'wall ms':>8} {'calls':>6}")
     for part, seconds in rows:
-        wall_part = parts.wall.get(part, wall * n - sum(parts.wall.values()))
+        wall_part = part_wall.get(part, wall * n - sum(part_wall.values()))
         print(
             f"  {part:<56} {seconds / n * 1000:7.2f} {seconds / (cpu * n) * 100:5.1f} "
-            f"{wall_part / n * 1000:8.2f} {parts.calls.get(part, 0) / n:6.1f}"
+            f"{wall_part / n * 1000:8.2f} {part_calls.get(part, 0) / n:6.1f}"
         )
     print(f"  {'total':<56} {cpu * 1000:7.2f} {100:5.1f} {wall * 1000:8.2f}")
-    txn = sorted(parts.txn_times)
     if txn:
         print(
             f"\n  write transaction open per request (first INSERT -> COMMIT): median "
@@ -236,10 +240,14 @@ def profile(args) -> int:
                 else ""
             )
         )
-    print(
-        f"\nBare one-INSERT view, same way: CPU {bare_cpu * 1000:.2f} ms, wall "
-        f"{bare_wall * 1000:.2f} ms per request -> the app costs {cpu / bare_cpu:.1f}x the CPU"
-    )
+    print()
+    for mode, label in (("orm", "Flask-SQLAlchemy"), ("driver", "raw DB driver")):
+        bare_cpu, bare_wall = bare[mode]
+        print(
+            f"Bare one-INSERT view ({label}), same way: CPU {bare_cpu * 1000:.2f} ms, wall "
+            f"{bare_wall * 1000:.2f} ms per request -> the app costs {cpu / bare_cpu:.1f}x "
+            "the CPU"
+        )
     if args.tree:
         from pyinstrument import Profiler
 
