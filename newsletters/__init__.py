@@ -35,13 +35,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _resolve_defaults(app)
 
     from newsletters import cli, errors, i18n, security, templating
-    from newsletters.extensions import babel, csrf, db, limiter, mail, migrate
+    from newsletters.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     mail.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    login_manager.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
     security.init_app(app)
     i18n.init_app(app)
@@ -51,12 +52,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Import every model so metadata (and Alembic) see all tables.
     from newsletters import models  # noqa: F401
     from newsletters.assets import bp as assets_bp
+    from newsletters.editions.routes import bp as editions_bp
     from newsletters.mailing.routes import bp as mailing_bp
+    from newsletters.staff.routes import bp as staff_bp
     from newsletters.subscriptions.routes import bp as subscriptions_bp
 
     app.register_blueprint(assets_bp)
+    app.register_blueprint(editions_bp)
     app.register_blueprint(subscriptions_bp)
     app.register_blueprint(mailing_bp)
+    app.register_blueprint(staff_bp)
     cli.init_app(app)
     _init_worker(app)
     return app

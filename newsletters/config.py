@@ -47,6 +47,8 @@ class DefaultConfig:
     WORKER_LEASE_SECONDS = 120
     WORKER_POLL_SECONDS = 5
     WORKER_BATCH_SIZE = 50
+    # Deliveries of an edition a worker claims at a time.
+    SEND_BATCH_SIZE = 200
     # Run the delivery worker as a thread inside the web process (the embedded default).
     WORKER_IN_PROCESS = True
 
@@ -58,6 +60,9 @@ class DefaultConfig:
     ADDRESS_MAILS_PER_HOUR = 3
     RATELIMIT_SUBSCRIBE = "30 per hour; 200 per day"
     RATELIMIT_LINK_REQUEST = "10 per hour"
+    # Staff login POSTs per IP, and failed ones per account (whatever the IP).
+    RATELIMIT_LOGIN = "10 per minute; 50 per hour"
+    RATELIMIT_LOGIN_EMAIL = "10 per hour"
     RATELIMIT_STORAGE_URI = "memory://"
     # X-RateLimit-* headers serve API clients, not a browser posting a form, and cost
     # a fifth of a subscribe POST (measured: 0.44 of 2.16 ms).
@@ -76,6 +81,8 @@ class DefaultConfig:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_NAME = "nl_session"
     PERMANENT_SESSION_LIFETIME = 8 * 3600
+    # A staff session also ends after this long without a request to a staff page.
+    STAFF_IDLE_MINUTES = 60
     WTF_CSRF_TIME_LIMIT = 4 * 3600
     # Path to the dkfds distribution (npm install); served under /assets/dkfds.
     DKFDS_DIST: str | None = None

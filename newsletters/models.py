@@ -1,7 +1,15 @@
 """Every model, imported in one place so that metadata and Alembic see all tables."""
 
 from newsletters.catalog.models import Newsletter
+from newsletters.editions.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionItem,
+    EditionStatus,
+)
 from newsletters.mailing.models import OutboxMessage, OutboxStatus
+from newsletters.staff.models import Staff, StaffRole
 from newsletters.subscriptions.models import (
     ConsentAction,
     ConsentEvent,
@@ -12,11 +20,18 @@ from newsletters.subscriptions.models import (
 )
 
 __all__ = [
+    "Delivery",
+    "DeliveryStatus",
+    "Edition",
+    "EditionItem",
+    "EditionStatus",
     "ConsentAction",
     "ConsentEvent",
     "Newsletter",
     "OutboxMessage",
     "OutboxStatus",
+    "Staff",
+    "StaffRole",
     "SubscribeRequest",
     "Subscriber",
     "Subscription",

@@ -7,6 +7,7 @@ outstanding link of that subscriber.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +48,13 @@ class TokenError(Exception):
 
 
 def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(
-        current_app.config["SECRET_KEY"], salt=f"newsletters.{purpose.value}"
-    )
+    return _cached_serializer(current_app.config["SECRET_KEY"], purpose)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_serializer(secret_key: str, purpose: Purpose) -> URLSafeTimedSerializer:
+    # Built once per key and purpose: a bulk send signs two links per message.
+    return URLSafeTimedSerializer(secret_key, salt=f"newsletters.{purpose.value}")
 
 
 def sign(purpose: Purpose, payload: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from newsletters import jobs
+from newsletters.editions import sending
 from newsletters.extensions import db
 from newsletters.mailing import outbox
 from newsletters.subscriptions.services import process_subscribe_requests
@@ -91,9 +92,18 @@ def _intake_job(worker_id: str) -> bool:
     return process_subscribe_requests(worker_id) > 0
 
 
-# In order: posted forms become mail before the outbox is emptied. Later features (bulk
-# sending, feeds, digests) add their jobs here.
-JOBS: list[Callable[[str], bool]] = [_intake_job, _outbox_job]
+def _editions_job(worker_id: str) -> bool:
+    started = sending.start_scheduled()
+    stats = sending.send_due(worker_id)
+    if stats.connection_lost:
+        log.warning("mail server unavailable for editions: %s", stats.errors[-1])
+        return False
+    return bool(started or stats.handled)
+
+
+# In order: posted forms become mail before the outbox is emptied; then editions. Later
+# features (feeds, digests) add their jobs here.
+JOBS: list[Callable[[str], bool]] = [_intake_job, _outbox_job, _editions_job]
 
 
 _in_process_lock = threading.Lock()

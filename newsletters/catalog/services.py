@@ -119,3 +119,34 @@ def forget_cached_choices() -> None:
 
 def newsletter_by_slug(slug: str) -> Newsletter | None:
     return db.session.scalar(db.select(Newsletter).where(Newsletter.slug == slug))
+
+
+def update_newsletter(
+    slug: str,
+    *,
+    name: str,
+    description_da: str,
+    description_en: str,
+    cadence_da: str,
+    cadence_en: str,
+    is_public: bool,
+    position: int,
+) -> Newsletter:
+    """Change a newsletter's texts, visibility and place; the slug never changes.
+
+    LookupError if there is no such newsletter.
+    """
+    newsletter = newsletter_by_slug(slug)
+    if newsletter is None:
+        raise LookupError(f"no newsletter {slug!r}")
+    newsletter.name = name.strip()
+    newsletter.description_da = description_da.strip()
+    newsletter.description_en = description_en.strip()
+    newsletter.cadence_da = cadence_da.strip()
+    newsletter.cadence_en = cadence_en.strip()
+    newsletter.is_public = is_public
+    newsletter.position = position
+    db.session.commit()
+    # This process's public form shows the change at once; others within CHOICES_TTL_SECONDS.
+    forget_cached_choices()
+    return newsletter

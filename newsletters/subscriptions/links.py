@@ -31,14 +31,24 @@ def confirm_url(subscriber: Subscriber, newsletter_ids: Iterable[int]) -> str:
 
 
 def manage_url(subscriber: Subscriber) -> str:
-    token = sign(Purpose.MANAGE, SubscriberLink(subscriber.id, subscriber.token_version).payload())
-    return _url(f"/manage/{token}", subscriber.locale)
+    return manage_url_for(subscriber.id, subscriber.token_version, subscriber.locale)
+
+
+def manage_url_for(subscriber_id: int, token_version: int, locale: str) -> str:
+    token = sign(Purpose.MANAGE, SubscriberLink(subscriber_id, token_version).payload())
+    return _url(f"/manage/{token}", locale)
 
 
 def unsubscribe_url(subscriber: Subscriber, newsletter_id: int | None = None) -> str:
     """One-click unsubscribe: from one newsletter, or from everything when None."""
-    ids = (newsletter_id,) if newsletter_id is not None else ()
-    token = sign(
-        Purpose.UNSUBSCRIBE, SubscriberLink(subscriber.id, subscriber.token_version, ids).payload()
+    return unsubscribe_url_for(
+        subscriber.id, subscriber.token_version, subscriber.locale, newsletter_id
     )
-    return _url(f"/unsubscribe/{token}", subscriber.locale)
+
+
+def unsubscribe_url_for(
+    subscriber_id: int, token_version: int, locale: str, newsletter_id: int | None = None
+) -> str:
+    ids = (newsletter_id,) if newsletter_id is not None else ()
+    token = sign(Purpose.UNSUBSCRIBE, SubscriberLink(subscriber_id, token_version, ids).payload())
+    return _url(f"/unsubscribe/{token}", locale)

@@ -36,6 +36,8 @@ class Subscriber(db.Model):
     locale: Mapped[str] = mapped_column(String(8), default="da")
     # Part of every signed link; bumping it revokes all outstanding links.
     token_version: Mapped[int] = mapped_column(Integer, default=1)
+    # A permanent failure (5xx) at send time: no more editions go to this address.
+    hard_bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

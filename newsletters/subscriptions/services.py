@@ -689,6 +689,8 @@ def enrol(
 
 def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str) -> None:
     """The welcome mail after an enrolment: why they get it and how to leave."""
+    # Signed once: the body and the List-Unsubscribe header carry the same link.
+    unsubscribe_url = links.unsubscribe_url(subscriber, newsletter.id)
     mail = render_mail(
         "welcome",
         locale=subscriber.locale,
@@ -696,7 +698,7 @@ def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str)
         newsletter=newsletter,
         basis=basis,
         manage_url=links.manage_url(subscriber),
-        unsubscribe_url=links.unsubscribe_url(subscriber, newsletter.id),
+        unsubscribe_url=unsubscribe_url,
     )
     outbox.enqueue(
         kind="welcome",
@@ -704,5 +706,5 @@ def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str)
         mail=mail,
         subscriber_id=subscriber.id,
         list_id=f"{newsletter.name} <{newsletter.slug}.{current_app.config['MAIL_DOMAIN']}>",
-        unsubscribe_url=links.unsubscribe_url(subscriber, newsletter.id),
+        unsubscribe_url=unsubscribe_url,
     )

@@ -1,0 +1,1 @@
+"""Editions and durable sending: compose, preview, and send to everyone exactly once."""

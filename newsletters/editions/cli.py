@@ -1,0 +1,92 @@
+import sys
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+
+from newsletters.editions import sending
+from newsletters.editions.sending import EditionError
+
+editions_cli = AppGroup("editions", help="Compose and send editions.")
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+@editions_cli.command("create")
+@click.option("--newsletter", "slug", required=True, help="Slug of the newsletter.")
+@click.option("--subject", required=True, help="The subject line.")
+@click.option(
+    "--body-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The body, in Markdown (UTF-8).",
+)
+@click.option("--preheader", default="", help="Preview text shown after the subject.")
+@click.option("--meeting-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
+def create_command(slug: str, subject: str, body_file: Path, preheader: str, meeting_date) -> None:
+    """Create a draft edition; prints its id alone on the last line."""
+    try:
+        body = body_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        _fail(f"{body_file}: not UTF-8 text")
+    try:
+        edition = sending.create_edition(
+            newsletter_slug=slug,
+            subject=subject,
+            body_markdown=body,
+            preheader=preheader,
+            meeting_date=meeting_date.date() if meeting_date else None,
+            created_by="cli",
+        )
+    except EditionError as error:
+        _fail(f"edition not created: {error}")
+    click.echo(f"created draft edition of {slug}: {edition.subject}")
+    click.echo(edition.id)
+
+
+@editions_cli.command("send")
+@click.argument("edition_id", type=int)
+def send_command(edition_id: int) -> None:
+    """Start sending a draft edition; the worker delivers it."""
+    try:
+        recipients = sending.start_send(edition_id)
+    except EditionError as error:
+        _fail(f"not sent: {error}")
+    click.echo(f"edition {edition_id}: sending to {recipients} recipient(s); the worker delivers")
+
+
+@editions_cli.command("status")
+@click.argument("edition_id", type=int)
+def status_command(edition_id: int) -> None:
+    """Show a send's progress."""
+    try:
+        p = sending.progress(edition_id)
+    except EditionError as error:
+        _fail(str(error))
+    click.echo(
+        f"edition {edition_id}: {p.status}; {p.recipients} recipient(s): {p.sent} sent, "
+        f"{p.failed} failed, {p.counts.get('skipped', 0)} skipped, {p.remaining} remaining, "
+        f"{p.possible_duplicates} possible duplicate(s); {p.rate_per_second:.1f}/s"
+        + (f"; paused: {p.paused_reason}" if p.paused_reason else "")
+    )
+
+
+def _control(name: str, done: str, action) -> None:
+    @editions_cli.command(name)
+    @click.argument("edition_id", type=int)
+    def command(edition_id: int) -> None:
+        try:
+            action(edition_id)
+        except EditionError as error:
+            _fail(f"not {done}: {error}")
+        click.echo(f"edition {edition_id}: {done}")
+
+    command.__doc__ = f"{name.capitalize()} a send."
+
+
+_control("pause", "paused", sending.pause)
+_control("resume", "resumed", sending.resume)
+_control("cancel", "cancelled", sending.cancel)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import (
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from newsletters.catalog.models import Newsletter
+from newsletters.extensions import db
+from newsletters.timeutil import UTCDateTime, utcnow
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class EditionStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting for (another) attempt
+    SENDING = "sending"  # handed to a worker that is sending it right now
+    SENT = "sent"  # accepted by the SMTP server
+    FAILED = "failed"  # 5xx (a hard bounce) or gave up
+    SKIPPED = "skipped"  # unsubscribed (or erased) before it was sent
+    CANCELLED = "cancelled"  # the send was cancelled before it was sent
+
+
+class Edition(db.Model):
+    __tablename__ = "editions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(
+        ForeignKey("newsletters.id", ondelete="RESTRICT"), index=True
+    )
+    subject: Mapped[str] = mapped_column(String(300))
+    preheader: Mapped[str] = mapped_column(String(300), default="")
+    body_markdown: Mapped[str] = mapped_column(Text, default="")
+    # For "Nyt fra KL's bestyrelse": the board meeting the edition reports on.
+    meeting_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[EditionStatus] = mapped_column(
+        _enum(EditionStatus, "edition_status"), default=EditionStatus.DRAFT
+    )
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    # Why a send paused itself (too many failures in a row), shown to the editor.
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+
+    newsletter: Mapped[Newsletter] = relationship()
+    items: Mapped[list[EditionItem]] = relationship(
+        back_populates="edition",
+        cascade="all, delete-orphan",
+        order_by="EditionItem.position",
+    )
+
+    @property
+    def editable(self) -> bool:
+        return self.status in (EditionStatus.DRAFT, EditionStatus.SCHEDULED)
+
+
+class EditionItem(db.Model):
+    """One decision or item of a board-meeting edition."""
+
+    __tablename__ = "edition_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("editions.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    heading: Mapped[str] = mapped_column(String(300))
+    text_markdown: Mapped[str] = mapped_column(Text, default="")
+    link: Mapped[str] = mapped_column(String(1000), default="")
+
+    edition: Mapped[Edition] = relationship(back_populates="items")
+
+
+class Delivery(db.Model):
+    """One edition to one subscriber: created for everyone confirmed when the send starts.
+
+    A worker marks a delivery SENDING in a committed transaction before it hands the
+    message over, and SENT after. A worker killed in between leaves one SENDING row,
+    which is sent again after its lease runs out and counted in `possible_duplicates`.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id"),
+        Index("ix_deliveries_edition_id_status", "edition_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Times it was taken over from a worker that died while sending it: each may have
+    # arrived once more.
+    possible_duplicates: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,30 @@
+"""The public web version of an edition ("read in your browser")."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, url_for
+
+from newsletters.editions.models import Edition, EditionStatus
+from newsletters.editions.rendering import render_edition
+from newsletters.extensions import db
+
+bp = Blueprint("editions", __name__)
+
+PUBLISHED = (EditionStatus.SENDING, EditionStatus.PAUSED, EditionStatus.SENT)
+
+
+@bp.get("/editions/<int:edition_id>")
+def web_version(edition_id: int):
+    edition = db.session.get(Edition, edition_id)
+    if edition is None or edition.status not in PUBLISHED:
+        abort(404)
+    # Not personal: the links lead to the pages where a reader asks for their own link.
+    manage = url_for("subscriptions.manage_request", _external=True)
+    rendered = render_edition(edition, manage_url=manage, unsubscribe_url=manage)
+    response = Response(rendered.html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
+        "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response

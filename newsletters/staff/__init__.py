@@ -1,0 +1,1 @@
+"""KL's staff: editors and administrators, their accounts, login and sessions."""

@@ -1,0 +1,191 @@
+"""Staff pages: login, the dashboard, staff accounts and newsletter settings (admins)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from newsletters.catalog.services import newsletter_by_slug, update_newsletter
+from newsletters.extensions import limiter
+from newsletters.staff import access, services
+from newsletters.staff.access import admin_required, staff_required
+from newsletters.staff.forms import (
+    ROLE_LABELS,
+    LoginForm,
+    NewsletterSettingsForm,
+    NewStaffForm,
+)
+from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+# The session rules (lifetime, idle time, user loader) come with the staff pages.
+bp.record_once(lambda state: access.init_app(state.app))
+
+
+@bp.context_processor
+def _staff_context() -> dict:
+    return {"role_labels": ROLE_LABELS}
+
+
+# --------------------------------------------------------------------------- login
+
+
+def _login_limit() -> str:
+    return current_app.config["RATELIMIT_LOGIN"]
+
+
+def _login_email_limit() -> str:
+    return current_app.config["RATELIMIT_LOGIN_EMAIL"]
+
+
+def _login_email_key() -> str:
+    """Attempts on one account count together, from whichever address they come."""
+    raw = request.form.get("email", "")
+    try:
+        return "staff-login:" + normalise_email(raw)
+    except InvalidAddress:
+        return "staff-login:invalid"
+
+
+def _failed_login(response) -> bool:
+    return response.status_code != 303
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(
+    _login_email_limit,
+    key_func=_login_email_key,
+    methods=["POST"],
+    deduct_when=_failed_login,
+)
+def login():
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = access.safe_next(request.args.get("next"))
+        if current_user.is_authenticated:
+            return redirect(form.next.data or url_for(".dashboard"))
+        return render_template("staff/login.html", form=form, failed=False)
+    form.next.data = access.safe_next(form.next.data)
+    if not form.validate():
+        return render_template("staff/login.html", form=form, failed=False), 422
+    staff = services.authenticate(form.email.data, form.password.data)
+    if staff is None:
+        # One answer for an unknown address, a wrong password and a deactivated account.
+        return render_template("staff/login.html", form=form, failed=True), 422
+    access.start_session(staff)
+    return redirect(form.next.data or url_for(".dashboard"), code=303)
+
+
+@bp.post("/logout")
+def logout():
+    # POST only, and CSRFProtect has checked the token: no page can log a person out.
+    access.end_session()
+    flash(_("You are logged out."), "success")
+    return redirect(url_for(".login"), code=303)
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@bp.get("/")
+@staff_required
+def dashboard():
+    return render_template("staff/dashboard.html", newsletters=services.newsletter_overview())
+
+
+# --------------------------------------------------------------------------- staff accounts
+
+
+@bp.get("/users")
+@admin_required
+def users():
+    return render_template("staff/users.html", accounts=services.list_staff())
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@admin_required
+def user_new():
+    form = NewStaffForm()
+    if request.method == "POST":
+        if form.validate():
+            try:
+                staff = services.create_staff(
+                    form.email.data,
+                    role=form.role.data,
+                    password=form.password.data,
+                    name=form.name.data or "",
+                )
+            except services.InvalidEmail:
+                form.email.errors.append(_("Enter a valid email address, for example navn@kl.dk."))
+            except services.EmailTaken:
+                form.email.errors.append(_("There is a staff account with this address already."))
+            except services.WeakPassword:
+                form.password.errors.append(
+                    _("Choose another password: at least 12 characters, not the address.")
+                )
+            else:
+                flash(
+                    _("The account for %(email)s has been created.", email=staff.email), "success"
+                )
+                return redirect(url_for(".users"), code=303)
+        return render_template("staff/user_new.html", form=form), 422
+    return render_template("staff/user_new.html", form=form)
+
+
+@bp.post("/users/<int:staff_id>/deactivate")
+@admin_required
+def user_deactivate(staff_id: int):
+    try:
+        staff = services.deactivate(staff_id, by_staff_id=current_user.id)
+    except services.StaffNotFound:
+        abort(404)
+    except services.SelfDeactivation:
+        flash(_("You cannot deactivate your own account."), "error")
+    except services.LastAdmin:
+        flash(_("There must be at least one active administrator."), "error")
+    else:
+        flash(_("%(email)s has been deactivated and logged out.", email=staff.email), "success")
+    return redirect(url_for(".users"), code=303)
+
+
+@bp.post("/users/<int:staff_id>/activate")
+@admin_required
+def user_activate(staff_id: int):
+    try:
+        staff = services.activate(staff_id)
+    except services.StaffNotFound:
+        abort(404)
+    flash(_("%(email)s can log in again.", email=staff.email), "success")
+    return redirect(url_for(".users"), code=303)
+
+
+# --------------------------------------------------------------------------- newsletters
+
+
+@bp.route("/newsletters/<slug>/settings", methods=["GET", "POST"])
+@admin_required
+def newsletter_settings(slug: str):
+    newsletter = newsletter_by_slug(slug)
+    if newsletter is None:
+        abort(404)
+    form = NewsletterSettingsForm(obj=newsletter)
+    if request.method == "POST":
+        if form.validate():
+            update_newsletter(
+                slug,
+                name=form.name.data,
+                description_da=form.description_da.data,
+                description_en=form.description_en.data or "",
+                cadence_da=form.cadence_da.data,
+                cadence_en=form.cadence_en.data or "",
+                is_public=bool(form.is_public.data),
+                position=form.position.data,
+            )
+            flash(_("The settings of %(name)s have been saved.", name=form.name.data), "success")
+            return redirect(url_for(".dashboard"), code=303)
+        return render_template(
+            "staff/newsletter_settings.html", form=form, newsletter=newsletter
+        ), 422
+    return render_template("staff/newsletter_settings.html", form=form, newsletter=newsletter)
