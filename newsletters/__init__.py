@@ -105,8 +105,14 @@ def _resolve_defaults(app: Flask) -> None:
 
 
 def _init_worker(app: Flask) -> None:
-    """Start the in-process worker with the first request, never in CLI commands."""
-    if not app.config["WORKER_IN_PROCESS"] or app.config.get("CELERY_BROKER_URL"):
+    """Celery when a broker is configured; else the in-process worker, started with the
+    first request (never in CLI commands)."""
+    if app.config.get("CELERY_BROKER_URL"):
+        from newsletters.tasks import celery_init_app
+
+        celery_init_app(app)
+        return
+    if not app.config["WORKER_IN_PROCESS"]:
         return
     from newsletters.worker import start_in_process_worker
 

@@ -51,6 +51,10 @@ class DefaultConfig:
     SEND_BATCH_SIZE = 200
     # Run the delivery worker as a thread inside the web process (the embedded default).
     WORKER_IN_PROCESS = True
+    # Scale-out: with a broker URL (redis://... or amqp://...), Celery workers run the
+    # jobs instead of the in-process worker: celery -A wsgi.celery worker --beat
+    CELERY_BROKER_URL: str | None = None
+    CELERY_RESULT_BACKEND: str | None = None
 
     # Links in mails.
     CONFIRM_MAX_AGE_DAYS = 7

@@ -12,7 +12,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app
+from flask import current_app, has_app_context
 from sqlalchemy import ColumnElement, event, or_, update
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,10 @@ def queued_work() -> None:
 def _wake_worker(session: Session) -> None:
     if session.info.pop("work_queued", False):
         work_waiting.set()
+        if has_app_context() and "celery_tick" in current_app.extensions:
+            from newsletters.tasks import wake
+
+            wake(current_app._get_current_object())
 
 
 @event.listens_for(Session, "after_rollback")

@@ -1,0 +1,96 @@
+"""Scale-out: the same jobs on a real Celery worker process, with the real Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from newsletters.editions import sending
+from tests.conftest import ROOT_DIR, TEST_SECRET
+from tests.support.editions import confirmed_audience, draft, received_counts
+from tests.support.flows import subscribe
+
+pytestmark = pytest.mark.e2e
+
+BROKER = os.environ.get("NEWSLETTERS_TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def celery_worker(migrated_database, smtp_server, tmp_path):
+    if not _redis_up():
+        pytest.skip("no Redis on 127.0.0.1:6379 (CI has one; the embedded default needs none)")
+    import redis
+
+    redis.Redis.from_url(BROKER).flushdb()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
+    env.update(
+        NEWSLETTERS_SECRET_KEY=TEST_SECRET,
+        NEWSLETTERS_SQLALCHEMY_DATABASE_URI=migrated_database,
+        NEWSLETTERS_INSTANCE_PATH=str(tmp_path / "instance"),
+        NEWSLETTERS_MAIL_SERVER="127.0.0.1",
+        NEWSLETTERS_MAIL_PORT=str(smtp_server.port),
+        NEWSLETTERS_CELERY_BROKER_URL=BROKER,
+        NEWSLETTERS_WORKER_POLL_SECONDS="0.5",
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "wsgi.celery",
+            "worker",
+            "--beat",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "-s",
+            str(tmp_path / "beat-schedule"),
+        ],
+        cwd=ROOT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield process
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    assert "Traceback" not in output, output
+
+
+def test_celery_worker_carries_out_subscriptions_and_sends_editions(
+    make_app, smtp_server, celery_worker
+):
+    app = make_app(CELERY_BROKER_URL=BROKER, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port)
+    assert "celery" in app.extensions
+    # A posted form: the commit sends a tick; the Celery worker does the rest.
+    subscribe(app.test_client(), "celery@example.dk", ["momentum"], process=False)
+    [mail] = smtp_server.wait_for(1, timeout=60, address="celery@example.dk")
+    assert "/confirm/" in mail.text
+
+    audience = confirmed_audience(app, 30)
+    edition_id = draft(app)
+    with app.app_context():
+        sending.start_send(edition_id)
+    smtp_server.wait_for(31, timeout=60)
+    assert received_counts(smtp_server, audience) == {
+        **{a: 1 for a in audience},
+        "celery@example.dk": 1,
+    }
+    assert celery_worker.poll() is None
