@@ -681,3 +681,30 @@ def test_every_staff_page_renders_in_danish(client, app, admin, editor):
 def test_staff_pages_follow_the_english_choice(editor_client):
     html = editor_client.get("/staff/?lang=en").get_data(as_text=True)
     assert '<html lang="en">' in html and "Confirmed subscribers" in html
+
+
+def test_cli_set_password_lets_a_locked_out_admin_back_in(runner, app):
+    created = runner.invoke(
+        args=["staff", "create", "chef@kl.dk", "--role", "admin", "--password-stdin"],
+        input="the-first-password-123\n",
+    )
+    assert created.exit_code == 0, created.output
+    changed = runner.invoke(
+        args=["staff", "set-password", "Chef@KL.dk", "--password-stdin"],
+        input="a-brand-new-password-456\n",
+    )
+    assert changed.exit_code == 0, changed.output
+    assert "new password set for chef@kl.dk" in changed.output
+    with app.app_context():
+        from newsletters.staff import services
+
+        assert services.authenticate("chef@kl.dk", "a-brand-new-password-456") is not None
+        assert services.authenticate("chef@kl.dk", "the-first-password-123") is None
+    unknown = runner.invoke(
+        args=["staff", "set-password", "nobody@kl.dk", "--password-stdin"], input="x" * 20 + "\n"
+    )
+    assert unknown.exit_code == 1 and "no staff account" in unknown.output
+    weak = runner.invoke(
+        args=["staff", "set-password", "chef@kl.dk", "--password-stdin"], input="short\n"
+    )
+    assert weak.exit_code == 1 and "not changed" in weak.output

@@ -10,9 +10,20 @@ from newsletters.staff.models import StaffRole
 staff_cli = AppGroup("staff", help="Staff accounts (editors and administrators).")
 
 
-def _refuse(message: str) -> NoReturn:
-    click.echo(f"staff create: {message}; nothing was created", err=True)
+def _refuse(
+    message: str, command: str = "create", outcome: str = "nothing was created"
+) -> NoReturn:
+    click.echo(f"staff {command}: {message}; {outcome}", err=True)
     sys.exit(1)
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        # A trailing line break is how `echo` and files end; it is not part of the password.
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True, default="", show_default=False
+    )
 
 
 @staff_cli.command("create")
@@ -39,15 +50,30 @@ def create_command(email: str, role: str, name: str, password_stdin: bool) -> No
     if services.staff_by_email(address) is not None:
         _refuse(f"a staff account for {address} exists already")
 
-    if password_stdin:
-        # A trailing line break is how `echo` and files end; it is not part of the password.
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt(
-            "Password", hide_input=True, confirmation_prompt=True, default="", show_default=False
-        )
+    password = _read_password(password_stdin)
     try:
         staff = services.create_staff(address, role=role, password=password, name=name)
     except services.StaffError as error:
         _refuse(str(error))
     click.echo(f"created {staff.role.value} {staff.email} (staff id {staff.id})")
+
+
+@staff_cli.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def set_password_command(email: str, password_stdin: bool) -> None:
+    """Set a new password for EMAIL (for a locked-out administrator); ends its sessions."""
+    unchanged = "the password was not changed"
+    try:
+        address = services.normalise_staff_email(email)
+    except services.StaffError as error:
+        _refuse(str(error), "set-password", unchanged)
+    staff = services.staff_by_email(address)
+    if staff is None:
+        _refuse(f"there is no staff account for {address}", "set-password", unchanged)
+    password = _read_password(password_stdin)
+    try:
+        services.set_password(staff.id, password)
+    except services.StaffError as error:
+        _refuse(str(error), "set-password", unchanged)
+    click.echo(f"new password set for {address}; its open sessions have ended")
