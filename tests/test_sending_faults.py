@@ -1,0 +1,91 @@
+"""Sending against a misbehaving SMTP server: nothing lost, nothing sent twice."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from newsletters.editions import sending
+from newsletters.extensions import db
+from tests.support.editions import confirmed_audience, draft, received_counts
+
+pytestmark = pytest.mark.e2e
+
+
+def _send_until_done(app, edition_id: int, rounds: int = 40) -> sending.Progress:
+    with app.app_context():
+        for _ in range(rounds):
+            sending.send_due("fault-test-worker")
+            progress = sending.progress(edition_id)
+            if progress.status != "sending":
+                break
+            # Make retried deliveries due at once (backoff is tested elsewhere).
+            db.session.execute(
+                sending.update(sending.deliveries).values(next_attempt_at=sending.utcnow())
+            )
+            db.session.commit()
+        db.session.remove()
+        return progress
+
+
+def test_random_421_451_and_dropped_connections(make_app, smtp_server):
+    app = make_app(
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_server.port,
+        SEND_PAUSE_AFTER_FAILURES=0,
+        SEND_MAX_PER_CONNECTION=7,
+    )
+    audience = confirmed_audience(app, 120)
+    chance = random.Random(8058)
+
+    def answer(address):
+        roll = chance.random()
+        if roll < 0.08:
+            return "451 4.3.0 temporary local problem"
+        if roll < 0.12:
+            return "421 4.7.0 too busy, closing"
+        return None
+
+    smtp_server.handler.answer = answer
+    original = smtp_server.handler.handle_DATA
+
+    async def sometimes_drop(server, session, envelope):
+        if chance.random() < 0.05:
+            # Gone before the message is accepted: never stored, the sender must retry.
+            server.transport.close()
+            return "421 4.4.2 connection dropped"
+        return await original(server, session, envelope)
+
+    smtp_server.handler.handle_DATA = sometimes_drop
+    edition_id = draft(app)
+    with app.app_context():
+        sending.start_send(edition_id)
+    progress = _send_until_done(app, edition_id)
+    assert progress.status == "sent", progress
+    assert received_counts(smtp_server, audience) == {a: 1 for a in audience}
+    assert progress.sent == 120 and progress.failed == 0
+
+
+def test_server_down_delays_the_send_and_loses_nothing(make_app, smtp_server):
+    app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, SEND_PAUSE_AFTER_FAILURES=3)
+    audience = confirmed_audience(app, 20)
+    edition_id = draft(app)
+    with app.app_context():
+        sending.start_send(edition_id)
+    smtp_server.stop()
+    try:
+        with app.app_context():
+            for _ in range(5):
+                stats = sending.send_due("fault-test-worker")
+                assert stats.connection_lost and stats.sent == 0
+            progress = sending.progress(edition_id)
+            # Delayed, not failed, not paused: a server that is away is not a bad address.
+            assert progress.status == "sending"
+            assert progress.failed == 0 and progress.remaining == 20
+            db.session.remove()
+    finally:
+        smtp_server.restart()
+    progress = _send_until_done(app, edition_id)
+    assert progress.status == "sent"
+    assert received_counts(smtp_server, audience) == {a: 1 for a in audience}
