@@ -89,3 +89,28 @@ def test_server_down_delays_the_send_and_loses_nothing(make_app, smtp_server):
     progress = _send_until_done(app, edition_id)
     assert progress.status == "sent"
     assert received_counts(smtp_server, audience) == {a: 1 for a in audience}
+
+
+def test_concurrent_workers_send_each_recipient_once(make_app, smtp_server):
+    import threading
+
+    app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, SEND_BATCH_SIZE=10)
+    audience = confirmed_audience(app, 150)
+    edition_id = draft(app)
+    with app.app_context():
+        sending.start_send(edition_id)
+
+    def work(name: str) -> None:
+        with app.app_context():
+            sending.send_due(name)
+            db.session.remove()
+
+    threads = [threading.Thread(target=work, args=(f"w{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert received_counts(smtp_server, audience) == {a: 1 for a in audience}
+    with app.app_context():
+        progress = sending.progress(edition_id)
+    assert progress.status == "sent" and progress.possible_duplicates == 0
