@@ -67,6 +67,8 @@ class DefaultConfig:
     # Staff login POSTs per IP, and failed ones per account (whatever the IP).
     RATELIMIT_LOGIN = "10 per minute; 50 per hour"
     RATELIMIT_LOGIN_EMAIL = "10 per hour"
+    # Test sends of an edition per staff account.
+    RATELIMIT_TEST_SEND = "10 per hour"
     RATELIMIT_STORAGE_URI = "memory://"
     # X-RateLimit-* headers serve API clients, not a browser posting a form, and cost
     # a fifth of a subscribe POST (measured: 0.44 of 2.16 ms).

@@ -16,6 +16,7 @@ confirmed; only then is the message handed to the SMTP server. So:
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,10 +25,7 @@ from email.utils import formatdate
 
 from flask import current_app
 from sqlalchemy import (
-    and_,
     bindparam,
-    case,
-    exists,
     func,
     insert,
     literal,
@@ -139,7 +137,11 @@ def _recipients(newsletter_id: int, *, count: bool = False):
 
 
 def _edition(edition_id: int, *, lock: bool = False) -> Edition:
-    edition = db.session.get(Edition, edition_id, with_for_update=lock or None)
+    # populate_existing: FOR UPDATE alone returns an edition already in the session (a
+    # view loaded it) as it was then, and the status check would miss a concurrent change.
+    edition = db.session.get(
+        Edition, edition_id, with_for_update=lock or None, populate_existing=lock
+    )
     if edition is None:
         raise EditionError(f"there is no edition {edition_id}")
     return edition
@@ -197,6 +199,16 @@ def schedule(edition_id: int, when) -> None:
         raise EditionError("the time must have a time zone")
     edition.status = EditionStatus.SCHEDULED
     edition.scheduled_at = when
+    db.session.commit()
+
+
+def unschedule(edition_id: int) -> None:
+    """Take a scheduled edition back to a draft; it is not sent until started again."""
+    edition = _edition(edition_id, lock=True)
+    if edition.status != EditionStatus.SCHEDULED:
+        raise EditionError(f"edition {edition_id} is {edition.status.value}, not scheduled")
+    edition.status = EditionStatus.DRAFT
+    edition.scheduled_at = None
     db.session.commit()
 
 
@@ -332,42 +344,102 @@ class SendStats:
 
 _sending_editions = select(editions.c.id).where(editions.c.status == EditionStatus.SENDING.value)
 
-# Mark one claimed delivery SENDING, if its edition is still sending and its subscriber
-# still confirmed: the check and the in-flight mark are one statement in one commit.
-_MARK_IN_FLIGHT = (
-    update(deliveries)
-    .where(
-        deliveries.c.id == bindparam("b_delivery"),
-        deliveries.c.leased_by == bindparam("b_worker"),
-        deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.SENDING.value]),
-        exists().where(
-            editions.c.id == bindparam("b_edition"),
-            editions.c.status == EditionStatus.SENDING.value,
-        ),
-        exists().where(
-            and_(
-                subscriptions.c.subscriber_id == bindparam("b_subscriber"),
-                subscriptions.c.newsletter_id == bindparam("b_newsletter"),
-                subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
+# The writes of every message, as SQL prepared once per process (see _Marks); the status
+# values are those of DeliveryStatus, EditionStatus and SubscriptionStatus. The in-flight
+# mark: this claimed delivery becomes SENDING only if it is still this worker's and unsent,
+# its edition still sending and its subscriber still confirmed; the check and the mark are
+# one statement. The SENT mark of the message before it goes into the same transaction.
+_IN_FLIGHT_SQL = """UPDATE deliveries
+SET status = 'sending', attempts = attempts + 1,
+    possible_duplicates = possible_duplicates + CASE WHEN status = 'sending' THEN 1 ELSE 0 END
+WHERE id = :delivery AND leased_by = :worker AND status IN ('queued', 'sending')
+  AND EXISTS (SELECT 1 FROM editions
+              WHERE editions.id = :edition AND editions.status = 'sending')
+  AND EXISTS (SELECT 1 FROM subscriptions
+              WHERE subscriptions.subscriber_id = :subscriber
+                AND subscriptions.newsletter_id = :newsletter
+                AND subscriptions.status = 'confirmed')"""
+_SENT_SQL = """UPDATE deliveries SET status = 'sent', sent_at = :sent_at, leased_until = NULL
+WHERE id = :sent"""
+
+
+class _Marks:
+    """Each message's committed in-flight mark, on one connection held for a batch.
+
+    `mark()` commits, in ONE transaction, the previous message (accepted by the server) as
+    SENT and this one as SENDING if the conditions of _IN_FLIGHT_SQL hold, and says whether
+    it was marked; only then may the message be handed over. On PostgreSQL that is a single
+    statement (the SENT mark as a data-modifying CTE) in autocommit mode, so one round trip
+    with its commit instead of BEGIN, UPDATE, UPDATE, COMMIT; on SQLite two statements and
+    a commit. Plain SQL on the driver (exec_driver_sql), prepared once, because this runs
+    once per message and SQLAlchemy's statement compilation and ORM session per message
+    cost more than the database work (benchmarks/README.md, "Sending an edition").
+    """
+
+    _prepared: dict[str, tuple[str, str, str | None]] = {}
+
+    def __init__(self, worker_id: str) -> None:
+        engine = db.engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._connection = engine.connect()
+        if self._postgres:
+            # Returned to the pool with its isolation level reset.
+            self._connection.execution_options(isolation_level="AUTOCOMMIT")
+        self._worker = worker_id
+        self._sent_at = UTCDateTime().bind_processor(engine.dialect) or (lambda value: value)
+        self._in_flight, self._sent, self._sent_and_in_flight = self._sql(engine.dialect)
+
+    @classmethod
+    def _sql(cls, dialect) -> tuple[str, str, str | None]:
+        prepared = cls._prepared.get(dialect.name)
+        if prepared is None:
+            if dialect.paramstyle == "pyformat":  # psycopg
+                in_flight, sent = (
+                    re.sub(r":(\w+)", r"%(\1)s", sql) for sql in (_IN_FLIGHT_SQL, _SENT_SQL)
+                )
+            else:  # sqlite3 takes :name whatever its declared paramstyle
+                in_flight, sent = _IN_FLIGHT_SQL, _SENT_SQL
+            combined = (
+                f"WITH sent AS ({sent})\n{in_flight}" if dialect.name == "postgresql" else None
             )
-        ),
-    )
-    .values(
-        status=DeliveryStatus.SENDING.value,
-        attempts=deliveries.c.attempts + 1,
-        possible_duplicates=deliveries.c.possible_duplicates
-        + case((deliveries.c.status == DeliveryStatus.SENDING.value, 1), else_=0),
-    )
-)
-_MARK_SENT = (
-    update(deliveries)
-    .where(deliveries.c.id == bindparam("b_delivery"))
-    .values(
-        status=DeliveryStatus.SENT.value,
-        sent_at=bindparam("b_sent_at", type_=UTCDateTime()),
-        leased_until=None,
-    )
-)
+            prepared = cls._prepared[dialect.name] = (in_flight, sent, combined)
+        return prepared
+
+    def mark(
+        self,
+        delivery_id: int,
+        edition_id: int,
+        subscriber_id: int,
+        newsletter_id: int,
+        *,
+        sent: int | None,
+    ) -> bool:
+        params = {
+            "delivery": delivery_id,
+            "worker": self._worker,
+            "edition": edition_id,
+            "subscriber": subscriber_id,
+            "newsletter": newsletter_id,
+        }
+        execute = self._connection.exec_driver_sql
+        if sent is not None:
+            params["sent"] = sent
+            params["sent_at"] = self._sent_at(utcnow())
+            if self._sent_and_in_flight is not None:
+                return execute(self._sent_and_in_flight, params).rowcount == 1
+            execute(self._sent, {"sent": sent, "sent_at": params["sent_at"]})
+        marked = execute(self._in_flight, params).rowcount == 1
+        self._connection.commit()
+        return marked
+
+    def sent(self, delivery_id: int) -> None:
+        self._connection.exec_driver_sql(
+            self._sent, {"sent": delivery_id, "sent_at": self._sent_at(utcnow())}
+        )
+        self._connection.commit()
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 class _TemplateCache:
@@ -448,70 +520,64 @@ def _send_batch(ids: list[int], worker_id: str, transport: Transport, stats: Sen
     failures_in_a_row = 0
     pause_after = int(current_app.config["SEND_PAUSE_AFTER_FAILURES"] or 0)
     date = formatdate(usegmt=True)
-
-    for delivery_id, edition_id, subscriber_id, email, locale, token_version in rows:
-        if edition_id in stopped_editions or stats.connection_lost:
-            _release(delivery_id, worker_id)
-            continue
-        template = _templates.get(edition_id)
-        # The connection of the session's current transaction (a commit ends the last).
-        connection = db.session.connection()
-        if pending_sent is not None:
-            connection.execute(_MARK_SENT, {"b_delivery": pending_sent, "b_sent_at": utcnow()})
-            pending_sent = None
-        marked = connection.execute(
-            _MARK_IN_FLIGHT,
-            {
-                "b_delivery": delivery_id,
-                "b_worker": worker_id,
-                "b_edition": edition_id,
-                "b_subscriber": subscriber_id,
-                "b_newsletter": template.newsletter_id,
-            },
-        ).rowcount
-        db.session.commit()
-        if not marked:
-            if _why_not_sendable(delivery_id, edition_id, worker_id, stats):
-                stopped_editions.add(edition_id)
-            continue
-        message = template.message(
-            to=ascii_address(email),
-            delivery_id=delivery_id,
-            manage_url=manage_url_for(subscriber_id, token_version, locale),
-            unsubscribe_url=unsubscribe_url_for(
-                subscriber_id, token_version, locale, template.newsletter_id
-            ),
-            date=date,
-        )
-        try:
-            transport.send(template.envelope_from, ascii_address(email), message)
-        except DeliveryFailure as failure:
-            failures_in_a_row += 1
-            _record_failure(delivery_id, subscriber_id, failure, stats)
-            if pause_after and failures_in_a_row >= pause_after:
-                _pause_for_failures(edition_id, failures_in_a_row, failure)
-                stopped_editions.add(edition_id)
-            continue
-        except Exception as exc:  # a message we cannot even hand over must not stop the rest
-            log.exception("delivery %s could not be sent", delivery_id)
-            transport.close()
-            failures_in_a_row += 1
-            _record_failure(
-                delivery_id,
-                subscriber_id,
-                DeliveryFailure(f"unexpected error: {exc!r}", permanent=True),
-                stats,
-                bounce=False,
+    # Rendered once per edition and batch: an edition cannot change while it sends, and
+    # whether it still sends is checked by every in-flight mark.
+    templates: dict[int, EditionTemplate] = {}
+    marks = _Marks(worker_id)
+    try:
+        for delivery_id, edition_id, subscriber_id, email, locale, token_version in rows:
+            if edition_id in stopped_editions or stats.connection_lost:
+                _release(delivery_id, worker_id)
+                continue
+            template = templates.get(edition_id)
+            if template is None:
+                template = templates[edition_id] = _templates.get(edition_id)
+                db.session.commit()  # nothing of the session stays open while mail goes out
+            marked = marks.mark(
+                delivery_id, edition_id, subscriber_id, template.newsletter_id, sent=pending_sent
             )
-            continue
-        failures_in_a_row = 0
-        pending_sent = delivery_id
-        stats.sent += 1
-    if pending_sent is not None:
-        db.session.connection().execute(
-            _MARK_SENT, {"b_delivery": pending_sent, "b_sent_at": utcnow()}
-        )
-        db.session.commit()
+            pending_sent = None
+            if not marked:
+                if _why_not_sendable(delivery_id, edition_id, worker_id, stats):
+                    stopped_editions.add(edition_id)
+                continue
+            message = template.message(
+                to=ascii_address(email),
+                delivery_id=delivery_id,
+                manage_url=manage_url_for(subscriber_id, token_version, locale),
+                unsubscribe_url=unsubscribe_url_for(
+                    subscriber_id, token_version, locale, template.newsletter_id
+                ),
+                date=date,
+            )
+            try:
+                transport.send(template.envelope_from, ascii_address(email), message)
+            except DeliveryFailure as failure:
+                failures_in_a_row += 1
+                _record_failure(delivery_id, subscriber_id, failure, stats)
+                if pause_after and failures_in_a_row >= pause_after:
+                    _pause_for_failures(edition_id, failures_in_a_row, failure)
+                    stopped_editions.add(edition_id)
+                continue
+            except Exception as exc:  # a message we cannot even hand over must not stop the rest
+                log.exception("delivery %s could not be sent", delivery_id)
+                transport.close()
+                failures_in_a_row += 1
+                _record_failure(
+                    delivery_id,
+                    subscriber_id,
+                    DeliveryFailure(f"unexpected error: {exc!r}", permanent=True),
+                    stats,
+                    bounce=False,
+                )
+                continue
+            failures_in_a_row = 0
+            pending_sent = delivery_id
+            stats.sent += 1
+        if pending_sent is not None:
+            marks.sent(pending_sent)
+    finally:
+        marks.close()
 
 
 def _why_not_sendable(delivery_id: int, edition_id: int, worker_id: str, stats: SendStats) -> bool:

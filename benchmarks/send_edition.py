@@ -1,0 +1,1321 @@
+"""Sending one edition: the app's worker against a bare smtplib loop, same SMTP sink, same run.
+
+The bars (PRODUCT.md, "Performance bars"):
+
+- send one edition to 100 000 confirmed subscribers, personalised multipart mail, to an
+  SMTP server on loopback: >= 80 % of the throughput of a bare `smtplib.sendmail` loop of
+  prebuilt messages to the same server in the same run;
+- memory of that send: peak RSS of the sending process grows by < 20 MB from 10 000 to
+  100 000 recipients;
+- starting that send (enqueueing 100 000 deliveries): < 2 s on SQLite and on PostgreSQL.
+
+    .venv/bin/python benchmarks/send_edition.py [--database sqlite|postgresql]
+                                                [--recipients 100000] [--small 10000]
+
+One run: an SMTP sink on 127.0.0.1 in its own process (Postfix's `smtp-sink`, C, when
+installed; otherwise, or with --sink python, a small asyncio sink that also records every
+RCPT TO), a fresh database (`flask db upgrade` + `flask seed`), two confirmed audiences
+(--small and --recipients, created set-based, not timed) and one edition for each (a
+~2 KB Danish body with four items). Then, in this order:
+
+1. `sending.start_send` for the small edition (timed, shown), and one
+   `flask --app wsgi worker --once` process that sends it (its peak RSS);
+2. `sending.start_send` for the big edition: the enqueue bar;
+3. the baseline: one `smtplib.SMTP` connection sending --recipients prebuilt messages
+   (the app's own bytes for the first 1000 recipients of the big edition, built before
+   the clock starts and sent round-robin) to the same sink;
+4. one `flask --app wsgi worker --once` process that sends the big edition: its rate
+   (recipients / wall time of the whole process, start-up included) and its peak RSS;
+5. the baseline again; the ratio is taken against the faster of the two baselines;
+6. an idle `worker --once` (nothing due), to show the start-up cost in the app's time.
+
+After each send: the edition is `sent`, every delivery SENT with one attempt and no
+possible duplicate, none failed/queued/skipped, and the sink received exactly one
+message per recipient (smtp-sink: the count; the Python sink: every audience address
+exactly once and no other address).
+
+Prints the figures, PASS/FAIL per bar; exit status 0 PASS, 1 FAIL, 2 could not run.
+See benchmarks/README.md ("Sending an edition").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import mmap
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+FLASK = [str(VENV_BIN / "flask"), "--app", "wsgi"]
+
+BAR_RATIO = 0.80
+BAR_RSS_GROWTH_MB = 20.0
+BAR_ENQUEUE_S = 2.0
+PG_DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
+PG_FORBIDDEN = {"test", "postgres", "template0", "template1", "root"}
+SMTP_SINK = "/usr/sbin/smtp-sink"
+BASELINE_POOL = 1000
+
+# Audience tags: every address starts with its tag, so the sink's record splits by phase.
+# The baseline's RCPT TO uses its own tag (same length), its message bytes are the app's.
+TAG_SMALL, TAG_BIG, TAG_BASE = "sml", "big", "bas"
+KOMMUNER = ("aarhus", "kk", "odense", "aalborg", "esbjerg", "randers", "kolding", "vejle")
+SLUG_SMALL, SLUG_BIG = "momentum", "bestyrelse"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class BenchmarkError(RuntimeError):
+    """The benchmark could not run (as opposed to: it ran and a bar failed)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def address(tag: str, n: int) -> str:
+    return f"{tag}.{n:06d}.bruger@{KOMMUNER[n % len(KOMMUNER)]}.dk"
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """user+system CPU seconds of a live pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs together spent busy since boot (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def status_kb(pid: int, *keys: str) -> dict[str, int]:
+    out = {}
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name in keys:
+            out[name] = int(value.split()[0])
+    return out
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (postmaster and backends)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+# --------------------------------------------------------------------------- the sinks
+
+
+class Sink:
+    """An SMTP server on 127.0.0.1 in its own process that accepts and discards mail."""
+
+    kind = ""
+    describe = ""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def recipients(self) -> Counter | None:
+        """Every RCPT TO so far, if this sink records them (stops the sink)."""
+        return None
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid) or 0.0 if self.proc else 0.0
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchmarkError(f"the {self.kind} sink exited: {self.output()}")
+            try:
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as s:
+                    s.noop()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise BenchmarkError(f"the {self.kind} sink did not answer on port {self.port}")
+
+    def output(self) -> str:
+        return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+class CSink(Sink):
+    """Postfix's smtp-sink (C, single process, event-driven); counts with -c."""
+
+    kind = "smtp-sink"
+    describe = "Postfix smtp-sink (C), -c counters; no record of recipients"
+
+    def start(self) -> None:
+        self.out_path = self.tmp / "smtp-sink.out"
+        self.err_path = self.tmp / "smtp-sink.err"
+        cmd = [SMTP_SINK, "-c"]
+        if os.geteuid() == 0:
+            cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root without -u
+        cmd += [f"127.0.0.1:{self.port}", "256"]
+        self._out = open(self.out_path, "wb")  # noqa: SIM115
+        self._err = open(self.err_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err)
+        self._reader = open(self.out_path, "rb")  # noqa: SIM115
+        self.wait_ready()
+
+    def count(self) -> int:
+        # It writes "sess=N quit=N mesg=N\r" whenever "." or QUIT arrives or a session
+        # ends; the last record is the current count.
+        size = os.fstat(self._reader.fileno()).st_size
+        self._reader.seek(max(0, size - 200))
+        found = re.findall(rb"mesg=(\d+)", self._reader.read())
+        return int(found[-1]) if found else 0
+
+    def output(self) -> str:
+        return self.err_path.read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        super().stop()
+        for f in ("_out", "_err", "_reader"):
+            if hasattr(self, f):
+                getattr(self, f).close()
+
+
+class PySink(Sink):
+    """This script's own asyncio sink (`--serve-sink`), in its own process: counts
+    messages in a shared mmap and records every RCPT TO, written out when stopped."""
+
+    kind = "python"
+    describe = "asyncio sink in its own process (this script, --serve-sink), records RCPT TO"
+
+    def start(self) -> None:
+        self.count_path = self.tmp / "pysink.count"
+        self.count_path.write_bytes(b"\0" * 8)
+        self.rcpt_path = self.tmp / "pysink.rcpt"
+        self.err_path = self.tmp / "pysink.err"
+        self._err = open(self.err_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve-sink",
+                str(self.port),
+                str(self.count_path),
+                str(self.rcpt_path),
+            ],
+            stdout=self._err,
+            stderr=subprocess.STDOUT,
+        )
+        self._file = open(self.count_path, "r+b")  # noqa: SIM115
+        self._map = mmap.mmap(self._file.fileno(), 8)
+        self.wait_ready()
+
+    def count(self) -> int:
+        return struct.unpack("q", self._map[:8])[0]
+
+    def recipients(self) -> Counter:
+        self.stop()
+        counts: Counter = Counter()
+        for line in self.rcpt_path.read_text().splitlines():
+            addr, _, n = line.rpartition("\t")
+            counts[addr] = int(n)
+        return counts
+
+    def output(self) -> str:
+        return self.err_path.read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        super().stop()
+        if hasattr(self, "_err"):
+            self._err.close()
+
+
+def serve_sink(port: int, count_path: str, rcpt_path: str) -> None:
+    """The Python sink: one asyncio loop, a minimal ESMTP dialogue, nothing kept but counts."""
+    counter_file = open(count_path, "r+b")  # noqa: SIM115
+    counter = mmap.mmap(counter_file.fileno(), 8)
+    received = [0]
+    rcpts: Counter = Counter()
+
+    class Session(asyncio.Protocol):
+        def connection_made(self, transport) -> None:
+            self.t = transport
+            self.buf = bytearray()
+            self.data = False
+            self.rcpt: list[str] = []
+            transport.write(b"220 sink ESMTP\r\n")
+
+        def data_received(self, chunk: bytes) -> None:
+            buf = self.buf
+            buf += chunk
+            replies = []
+            while True:
+                if self.data:
+                    end = buf.find(b"\r\n.\r\n")
+                    if end < 0:
+                        if len(buf) > 4:
+                            del buf[:-4]
+                        break
+                    del buf[: end + 5]
+                    self.data = False
+                    received[0] += 1
+                    counter[:8] = struct.pack("q", received[0])
+                    for r in self.rcpt:
+                        rcpts[r] += 1
+                    self.rcpt = []
+                    replies.append(b"250 2.0.0 Ok: queued\r\n")
+                    continue
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    break
+                line = bytes(buf[:end])
+                del buf[: end + 2]
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    replies.append(b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE\r\n")
+                elif verb == b"RCPT":
+                    addr = line.split(b":", 1)[1].strip().split(b" ", 1)[0].strip(b"<>")
+                    self.rcpt.append(addr.decode("ascii", "replace"))
+                    replies.append(b"250 2.1.5 Ok\r\n")
+                elif verb == b"DATA":
+                    self.data = True
+                    buf[:0] = b"\r\n"  # so an empty message still ends on "\r\n.\r\n"
+                    replies.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                elif verb == b"QUIT":
+                    self.t.write(b"".join(replies) + b"221 2.0.0 Bye\r\n")
+                    self.t.close()
+                    return
+                elif verb == b"RSET":
+                    self.rcpt = []
+                    replies.append(b"250 2.0.0 Ok\r\n")
+                else:  # HELO, MAIL, NOOP, ...
+                    replies.append(b"250 2.0.0 Ok\r\n")
+            if replies:
+                self.t.write(b"".join(replies))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        server = await loop.create_server(Session, "127.0.0.1", port, backlog=256)
+        await stop.wait()
+        server.close()
+
+    asyncio.run(main())
+    with open(rcpt_path, "w") as f:
+        f.writelines(f"{a}\t{n}\n" for a, n in rcpts.items())
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@dataclass
+class Database:
+    kind: str  # sqlite | postgresql
+    url: str
+    name: str
+
+
+def fresh_postgres_database(server: str, name: str) -> Database:
+    import psycopg
+    from psycopg import sql
+
+    if name in PG_FORBIDDEN or not re.fullmatch(r"bench_[a-z0-9_]+", name):
+        raise BenchmarkError(
+            f"refusing to use PostgreSQL database {name!r}: "
+            "benchmark databases must be named bench_* (and never `test`)"
+        )
+    try:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise BenchmarkError(
+            f"cannot create PostgreSQL database {name} on {server}: {exc}"
+        ) from exc
+    return Database("postgresql", f"{server}/{name}", name)
+
+
+def drop_postgres_database(server: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    if name in PG_FORBIDDEN or not name.startswith("bench_"):
+        return
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def app_settings(db: Database, sink: Sink, args: argparse.Namespace) -> dict[str, str]:
+    """NEWSLETTERS_* settings shared by the CLI subprocesses and this process's app."""
+    settings = {
+        "SECRET_KEY": "send-edition-benchmark-" + os.urandom(8).hex(),
+        "SQLALCHEMY_DATABASE_URI": db.url,
+        "PUBLIC_BASE_URL": "https://nyhedsbreve.kl.dk",
+        "WORKER_IN_PROCESS": "false",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(sink.port),
+        # No rate limit, and one connection for the whole send, as the bare loop has.
+        "SEND_RATE_PER_SECOND": "0",
+        "SEND_MAX_PER_CONNECTION": str(args.max_per_connection),
+    }
+    if args.batch_size:
+        settings["SEND_BATCH_SIZE"] = str(args.batch_size)
+    return settings
+
+
+def subprocess_env(settings: dict[str, str], tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
+    env.update({f"NEWSLETTERS_{k}": v for k, v in settings.items()})
+    env["NEWSLETTERS_INSTANCE_PATH"] = str(tmp / "instance")
+    return env
+
+
+def run_checked(cmd: list[str], env: dict[str, str], what: str) -> str:
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise BenchmarkError(f"{what} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout + done.stderr
+
+
+def make_app(settings: dict[str, str], tmp: Path):
+    """The app in this process (audiences, editions, start_send, checks)."""
+    for key in [k for k in os.environ if k.startswith("NEWSLETTERS_")]:
+        del os.environ[key]
+    os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp / "instance")
+    from newsletters import create_app
+
+    config: dict = {k: json.loads(v) if v.isdigit() else v for k, v in settings.items()}
+    config["WORKER_IN_PROCESS"] = False
+    return create_app(config)
+
+
+BODY = """\
+KL's bestyrelse holdt torsdag sit månedlige møde på Axelborg i København. Mødet stod i \
+økonomiforhandlingernes tegn, og bestyrelsen drøftede også den kommende ældrereform, \
+klimatilpasning langs kysterne og de nye regler for **tværkommunalt samarbejde** om \
+beskæftigelsesindsatsen.
+
+Formanden understregede efter mødet, at kommunerne har brug for *ro og forudsigelighed* \
+i økonomien: »Vi står over for et stigende antal ældre og færre hænder. Det kræver, at \
+staten og kommunerne finder løsninger sammen, og at vi får frihed til at prioritere \
+lokalt.« Læs hele referatet på [kl.dk](https://www.kl.dk/bestyrelsen/referater).
+
+Næste møde i bestyrelsen finder sted den 12. juni i Aarhus. Spørgsmål til referatet kan \
+stilles til KL's sekretariat på kl@kl.dk eller på telefon 3370 3370.
+"""
+
+ITEMS = (
+    (
+        "Økonomiforhandlingerne 2026",
+        "Bestyrelsen godkendte KL's udspil til forhandlingerne med regeringen. Udspillet "
+        "lægger vægt på:\n\n- et løft af serviceudgifterne, der følger den demografiske "
+        "udvikling\n- færre øremærkede puljer\n- en hurtig afklaring af anlægsrammen",
+        "https://www.kl.dk/okonomi/forhandlinger-2026",
+    ),
+    (
+        "Ældrereformen: næste skridt",
+        "KL går ind i arbejdet med de nye **kvalitetsmål** og ønsker, at kommunerne får "
+        "tid til at omstille hjemmeplejen. Bestyrelsen bad sekretariatet om et notat til "
+        "næste møde.",
+        "https://www.kl.dk/aeldre/aeldrereformen",
+    ),
+    (
+        "Klimatilpasning og kystbeskyttelse",
+        "Bestyrelsen drøftede finansieringen af kystbeskyttelse. Særligt kommunerne ved "
+        "Vadehavet og Limfjorden står over for store udgifter de kommende år.",
+        "https://www.kl.dk/klima/kystbeskyttelse",
+    ),
+    (
+        "Tværkommunalt samarbejde om beskæftigelse",
+        "De nye regler træder i kraft 1. januar. KL udarbejder en vejledning til "
+        "jobcentrene i løbet af foråret.",
+        "",
+    ),
+)
+
+
+def create_audience(app, slug: str, tag: str, count: int) -> int:
+    """`count` confirmed subscribers of `slug`: one multi-row INSERT for the subscribers,
+    one INSERT ... SELECT for their subscriptions. Returns the newsletter id."""
+    from sqlalchemy import bindparam, insert, literal, select
+
+    from newsletters.catalog.services import newsletter_by_slug
+    from newsletters.extensions import db
+    from newsletters.subscriptions.models import Subscriber, Subscription, SubscriptionStatus
+    from newsletters.timeutil import UTCDateTime, utcnow
+
+    with app.app_context():
+        newsletter = newsletter_by_slug(slug)
+        now = utcnow()
+        rows = [
+            {
+                "email": address(tag, n),
+                "name": f"Bruger {n}",
+                "municipality": KOMMUNER[n % len(KOMMUNER)].capitalize(),
+                "role": "",
+                "locale": "da",
+                "token_version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n in range(count)
+        ]
+        for start in range(0, count, 20_000):
+            db.session.execute(insert(Subscriber), rows[start : start + 20_000])
+        confirmed = select(
+            Subscriber.id,
+            literal(newsletter.id),
+            literal(SubscriptionStatus.CONFIRMED.value),
+            bindparam("now", now, type_=UTCDateTime()),
+            bindparam("now2", now, type_=UTCDateTime()),
+        ).where(Subscriber.email.like(f"{tag}.%"))
+        db.session.execute(
+            insert(Subscription).from_select(
+                ["subscriber_id", "newsletter_id", "status", "requested_at", "confirmed_at"],
+                confirmed,
+            )
+        )
+        db.session.commit()
+        return newsletter.id
+
+
+def create_edition(app, slug: str) -> int:
+    from newsletters.editions import sending
+
+    with app.app_context():
+        edition = sending.create_edition(
+            newsletter_slug=slug,
+            subject="Nyt fra bestyrelsesmødet: økonomi, ældre og kystbeskyttelse",
+            preheader="Bestyrelsen godkendte udspillet til økonomiforhandlingerne",
+            body_markdown=BODY,
+            items=[sending.ItemInput(h, t, link) for h, t, link in ITEMS],
+            created_by="benchmark",
+        )
+        return edition.id
+
+
+def analyze(app) -> None:
+    """Planner statistics for the audience tables, as a live database would have them
+    (the deliveries are left as start_send leaves them: unanalysed)."""
+    from sqlalchemy import text
+
+    from newsletters.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE subscribers"))
+                conn.execute(text("ANALYZE subscriptions"))
+        else:
+            db.session.execute(text("ANALYZE"))
+            db.session.commit()
+
+
+def timed_start_send(app, edition_id: int) -> tuple[int, float]:
+    from newsletters.editions import sending
+    from newsletters.extensions import db
+
+    with app.app_context():
+        started = time.perf_counter()
+        recipients = sending.start_send(edition_id)
+        seconds = time.perf_counter() - started
+        db.session.remove()
+        db.engine.dispose()
+    return recipients, seconds
+
+
+def prebuilt_messages(app, edition_id: int, count: int) -> tuple[str, list[tuple[str, bytes]]]:
+    """The app's own messages for the edition's first `count` deliveries, built exactly as
+    the worker builds them; the envelope recipient gets the baseline's tag."""
+    from email.utils import formatdate
+
+    from sqlalchemy import select
+
+    from newsletters.editions.models import Delivery
+    from newsletters.editions.rendering import edition_template
+    from newsletters.extensions import db
+    from newsletters.subscriptions.addresses import ascii_address
+    from newsletters.subscriptions.links import manage_url_for, unsubscribe_url_for
+    from newsletters.subscriptions.models import Subscriber
+
+    with app.app_context():
+        from newsletters.editions.models import Edition
+
+        template = edition_template(db.session.get(Edition, edition_id))
+        rows = db.session.execute(
+            select(
+                Delivery.id,
+                Delivery.subscriber_id,
+                Subscriber.email,
+                Subscriber.locale,
+                Subscriber.token_version,
+            )
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.edition_id == edition_id)
+            .order_by(Delivery.id)
+            .limit(count)
+        ).all()
+        date = formatdate(usegmt=True)
+        messages = []
+        for delivery_id, subscriber_id, email, locale, token_version in rows:
+            raw = template.message(
+                to=ascii_address(email),
+                delivery_id=delivery_id,
+                manage_url=manage_url_for(subscriber_id, token_version, locale),
+                unsubscribe_url=unsubscribe_url_for(
+                    subscriber_id, token_version, locale, template.newsletter_id
+                ),
+                date=date,
+            )
+            messages.append((TAG_BASE + email[len(TAG_BIG) :], raw))
+        envelope_from = template.envelope_from
+        db.session.remove()
+        db.engine.dispose()
+    return envelope_from, messages
+
+
+@dataclass
+class DeliveryCheck:
+    edition_status: str
+    recipients: int
+    statuses: dict[str, int]
+    attempts_other_than_1: int
+    possible_duplicates: int
+    distinct_subscribers: int
+
+    def ok(self, n: int) -> bool:
+        return (
+            self.edition_status == "sent"
+            and self.recipients == n
+            and self.statuses == {"sent": n}
+            and self.attempts_other_than_1 == 0
+            and self.possible_duplicates == 0
+            and self.distinct_subscribers == n
+        )
+
+    def describe(self) -> str:
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items()))
+        return (
+            f"edition {self.edition_status}, {self.recipients} recipients; deliveries: "
+            f"{statuses}; {self.distinct_subscribers} distinct subscribers; "
+            f"{self.attempts_other_than_1} with attempts != 1; "
+            f"{self.possible_duplicates} possible duplicates"
+        )
+
+
+def check_deliveries(app, edition_id: int) -> DeliveryCheck:
+    from sqlalchemy import func, select
+
+    from newsletters.editions.models import Delivery, Edition
+    from newsletters.extensions import db
+
+    with app.app_context():
+        edition = db.session.get(Edition, edition_id)
+        statuses = db.session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.edition_id == edition_id)
+            .group_by(Delivery.status)
+        ).all()
+        where = Delivery.edition_id == edition_id
+        check = DeliveryCheck(
+            edition_status=str(getattr(edition.status, "value", edition.status)),
+            recipients=edition.recipients,
+            statuses={str(getattr(k, "value", k)): v for k, v in statuses},
+            attempts_other_than_1=db.session.scalar(
+                select(func.count()).where(where, Delivery.attempts != 1)
+            ),
+            possible_duplicates=db.session.scalar(
+                select(func.coalesce(func.sum(Delivery.possible_duplicates), 0)).where(where)
+            ),
+            distinct_subscribers=db.session.scalar(
+                select(func.count(func.distinct(Delivery.subscriber_id))).where(where)
+            ),
+        )
+        db.session.remove()
+        db.engine.dispose()
+    return check
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+class Monitor(threading.Thread):
+    """Samples, every 20 ms while a sender runs: the sink's count (first and last message
+    seen), the sender's RSS, and the CPU of the sink and of PostgreSQL's processes."""
+
+    def __init__(self, sink: Sink, pid: int | None, expect: int, postgres: bool) -> None:
+        super().__init__(daemon=True)
+        self.sink, self.pid, self.expect = sink, pid, expect
+        self.base = sink.count()
+        self.first_at: float | None = None
+        self.done_at: float | None = None
+        self.rss_samples_kb: list[int] = []
+        self.hwm_kb = 0
+        self.stopping = threading.Event()
+        self.postgres = postgres
+        self.pg_cpu_start: dict[int, float] = {}
+        self.pg_cpu_last: dict[int, float] = {}
+        self.sink_cpu_start = sink.cpu()
+        self.machine_start = machine_busy_seconds()
+        self.started = time.perf_counter()
+        if postgres:
+            self.pg_cpu_start = self._pg_cpu()
+
+    def _pg_cpu(self) -> dict[int, float]:
+        out = {}
+        for pid in postgres_pids():
+            cpu = cpu_seconds(pid)
+            if cpu is not None:
+                out[pid] = cpu
+        return out
+
+    def run(self) -> None:
+        tick = 0
+        while not self.stopping.is_set():
+            now = time.perf_counter()
+            received = self.sink.count() - self.base
+            if received > 0 and self.first_at is None:
+                self.first_at = now
+            if received >= self.expect and self.done_at is None:
+                self.done_at = now
+            if self.pid is not None:
+                kb = status_kb(self.pid, "VmRSS", "VmHWM")
+                if kb:
+                    self.rss_samples_kb.append(kb.get("VmRSS", 0))
+                    self.hwm_kb = max(self.hwm_kb, kb.get("VmHWM", 0))
+            if self.postgres and tick % 25 == 0:
+                self.pg_cpu_last.update(self._pg_cpu())
+            tick += 1
+            time.sleep(0.02)
+
+    def finish(self) -> None:
+        self.stopping.set()
+        self.join()
+        if self.postgres:
+            self.pg_cpu_last.update(self._pg_cpu())
+        self.wall = time.perf_counter() - self.started
+        self.received = self.sink.count() - self.base
+        self.sink_cpu = self.sink.cpu() - self.sink_cpu_start
+        self.machine_cpu = machine_busy_seconds() - self.machine_start
+        self.pg_cpu = (
+            sum(v - self.pg_cpu_start.get(pid, 0.0) for pid, v in self.pg_cpu_last.items())
+            if self.postgres
+            else None
+        )
+
+    @property
+    def window(self) -> float | None:
+        """Seconds from the first message the sink saw to the last expected one."""
+        if self.first_at is None or self.done_at is None:
+            return None
+        return self.done_at - self.first_at
+
+
+@dataclass
+class BaselineRun:
+    messages: int
+    seconds: float
+    received: int
+    sink_cpu: float
+    machine_cpu: float
+    client_cpu: float
+    pg_cpu: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+def run_baseline(
+    sink: Sink, envelope_from: str, pool: list[tuple[str, bytes]], count: int, postgres: bool
+) -> BaselineRun:
+    """One smtplib connection, `count` sendmail calls of prebuilt messages, round-robin."""
+    monitor = Monitor(sink, None, count, postgres)
+    monitor.start()
+    cpu = time.process_time()
+    started = time.perf_counter()
+    host = smtplib.SMTP("127.0.0.1", sink.port, timeout=30)
+    size = len(pool)
+    for i in range(count):
+        rcpt, raw = pool[i % size]
+        host.sendmail(envelope_from, [rcpt], raw)
+    host.quit()
+    seconds = time.perf_counter() - started
+    client_cpu = time.process_time() - cpu
+    time.sleep(0.1)  # the sink's counter is written as "." arrives; let the last one land
+    monitor.finish()
+    return BaselineRun(
+        messages=count,
+        seconds=seconds,
+        received=monitor.received,
+        sink_cpu=monitor.sink_cpu,
+        machine_cpu=monitor.machine_cpu,
+        client_cpu=client_cpu,
+        pg_cpu=monitor.pg_cpu,
+    )
+
+
+@dataclass
+class WorkerRun:
+    label: str
+    recipients: int
+    seconds: float  # wall time of the whole worker process
+    window: float | None  # first to last message at the sink
+    hwm_kb: int  # peak RSS: the last VmHWM sampled (every 20 ms) before it exited
+    maxrss_kb: int  # ru_maxrss from wait4: NOT its own peak (see README), shown only
+    rss_end_kb: int  # the last VmRSS sampled
+    rss_mid_kb: int  # VmRSS halfway through
+    cpu: float
+    received: int
+    sink_cpu: float
+    machine_cpu: float
+    pg_cpu: float | None
+    output: str
+    check: DeliveryCheck | None = None
+    rcpt_ok: bool | None = None
+    rcpt_detail: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.recipients / self.seconds
+
+    @property
+    def window_rate(self) -> float | None:
+        # n - 1 intervals between the first and the last message
+        return (self.recipients - 1) / self.window if self.window else None
+
+
+def child_of(pid: int, timeout: float = 10) -> int:
+    """The (first) child process of pid, once it has one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        if children:
+            return int(children[0])
+        time.sleep(0.005)
+    raise BenchmarkError(f"process {pid} started no child in {timeout:g} s")
+
+
+def run_worker(
+    label: str,
+    env: dict[str, str],
+    sink: Sink,
+    expect: int,
+    postgres: bool,
+    timeout: float,
+    profile: Path | None = None,
+) -> WorkerRun:
+    """`flask --app wsgi worker --once` until it exits: wall time, peak RSS (VmHWM).
+
+    With `profile`, the worker runs under `py-spy record` (raw, collapsed stacks there)."""
+    out_path = Path(env["NEWSLETTERS_INSTANCE_PATH"]).parent / f"worker-{label}.log"
+    command = [*FLASK, "worker", "--once"]
+    if profile is not None:
+        py_spy = shutil.which("py-spy", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
+        if not py_spy:
+            raise BenchmarkError("--py-spy needs py-spy: `.venv/bin/pip install py-spy`")
+        command = [py_spy, "record", "--idle", "--rate", "200", "--format", "raw"]
+        command += ["--output", str(profile), "--", *FLASK, "worker", "--once"]
+    with open(out_path, "wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        worker_pid = proc.pid if profile is None else child_of(proc.pid)
+        monitor = Monitor(sink, worker_pid, expect, postgres)
+        monitor.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                monitor.finish()
+                raise BenchmarkError(f"worker ({label}) did not finish in {timeout:g} s")
+            time.sleep(0.01)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    time.sleep(0.1)
+    monitor.finish()
+    output = out_path.read_text(errors="replace")
+    if proc.returncode != 0:
+        raise BenchmarkError(f"worker ({label}) failed ({proc.returncode}):\n{output[-3000:]}")
+    samples = monitor.rss_samples_kb or [0]
+    return WorkerRun(
+        label=label,
+        recipients=expect,
+        seconds=seconds,
+        window=monitor.window,
+        maxrss_kb=usage.ru_maxrss,
+        hwm_kb=monitor.hwm_kb,
+        rss_end_kb=samples[-1],
+        rss_mid_kb=samples[len(samples) // 2],
+        cpu=usage.ru_utime + usage.ru_stime,
+        received=monitor.received,
+        sink_cpu=monitor.sink_cpu,
+        machine_cpu=monitor.machine_cpu,
+        pg_cpu=monitor.pg_cpu,
+        output=output,
+    )
+
+
+def check_recipients(rcpts: Counter, tag: str, n: int) -> tuple[bool, str]:
+    """The Python sink's record: every audience address exactly once, no stray one."""
+    mine = {a: c for a, c in rcpts.items() if a.startswith(tag + ".")}
+    expected = {address(tag, i) for i in range(n)}
+    missing = len(expected - mine.keys())
+    stray = len(mine.keys() - expected)
+    twice = sum(1 for c in mine.values() if c > 1)
+    ok = not missing and not stray and not twice
+    return ok, (
+        f"RCPT TO record: {len(mine)} addresses, {missing} missing, {twice} received more "
+        f"than once, {stray} not in the audience -> {'OK' if ok else 'MISMATCH'}"
+    )
+
+
+def profile_summary(path: Path, run: WorkerRun) -> list[str]:
+    """Where the worker's time went, from py-spy's collapsed stacks: the functions called
+    from the send loop (_send_batch), as shares of all samples and as us per message."""
+    total = 0
+    parts: Counter = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] for f in stack.split(";")]
+        if "_send_batch" in frames:
+            i = frames.index("_send_batch")
+            parts[frames[i + 1] if i + 1 < len(frames) else "_send_batch itself"] += n
+        elif "claim" in frames:
+            parts["jobs.claim (leasing batches)"] += n
+        elif "Worker.run_once" not in frames:
+            parts["start-up and exit (imports, create_app)"] += n
+        else:
+            parts["other worker jobs"] += n
+    if not total:
+        return ["  profile              no samples"]
+    per_msg = run.seconds / run.recipients * 1e6 / total
+    lines = [
+        f"  profile (py-spy --idle, {total} samples of wall time; sampling pauses the worker, "
+        f"so it runs slower than unprofiled): share of samples, us per message"
+    ]
+    for name, n in parts.most_common(12):
+        lines.append(f"    {n / total * 100:5.1f} %  {n * per_msg:7.1f} us  {name}")
+    return lines
+
+
+# --------------------------------------------------------------------------- report
+
+
+def mb(kb: int) -> float:
+    return kb / 1024
+
+
+def describe_worker(w: WorkerRun, *, baseline: float | None = None) -> list[str]:
+    lines = [
+        f"  rate                 {w.rate:8.1f} msg/s = {w.recipients} / {w.seconds:.2f} s wall "
+        f"time of the whole worker process (start-up included)",
+    ]
+    if w.window_rate:
+        lines.append(
+            f"                       {w.window_rate:8.1f} msg/s between the first and the last "
+            f"message at the sink ({w.window:.2f} s)"
+        )
+    lines += [
+        f"  peak RSS             {mb(w.hwm_kb):.1f} MB (VmHWM, last sample before exit; VmRSS "
+        f"halfway {mb(w.rss_mid_kb):.1f} MB, at the end {mb(w.rss_end_kb):.1f} MB)",
+        f"  CPU                  worker {w.cpu:.1f} s = {w.cpu / w.recipients * 1e6:.0f} us/msg; "
+        f"sink {w.sink_cpu:.1f} s = {w.sink_cpu / w.seconds * 100:.0f} % of one CPU"
+        + (
+            f"; PostgreSQL {w.pg_cpu:.1f} s = {w.pg_cpu / w.recipients * 1e6:.0f} us/msg"
+            if w.pg_cpu is not None
+            else ""
+        )
+        + f"; machine {w.machine_cpu / w.seconds:.2f} of {os.cpu_count()} CPUs busy",
+        f"  sink received        {w.received} messages (expected {w.recipients}) -> "
+        f"{'OK' if w.received == w.recipients else 'MISMATCH'}",
+    ]
+    if w.check is not None:
+        lines.append(
+            f"  database             {w.check.describe()} -> "
+            f"{'OK' if w.check.ok(w.recipients) else 'MISMATCH'}"
+        )
+    if w.rcpt_detail:
+        lines.append(f"  {'':20} {w.rcpt_detail}")
+    findings = [
+        line
+        for line in w.output.splitlines()
+        if "Traceback" in line or " ERROR " in line or " WARNING " in line
+    ]
+    lines.append(
+        f"  worker log           {len(findings)} error/warning lines"
+        + (f": {findings[0][:200]}" if findings else "")
+    )
+    return lines
+
+
+def describe_baseline(b: BaselineRun, label: str) -> str:
+    return (
+        f"  {label:<20} {b.rate:8.1f} msg/s = {b.messages} / {b.seconds:.2f} s; client CPU "
+        f"{b.client_cpu / b.messages * 1e6:.0f} us/msg, sink {b.sink_cpu / b.seconds * 100:.0f} % "
+        f"of one CPU, machine {b.machine_cpu / b.seconds:.2f} of {os.cpu_count()} CPUs busy; "
+        f"sink received {b.received} -> {'OK' if b.received == b.messages else 'MISMATCH'}"
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Send one edition with the app's worker vs a bare smtplib loop (same sink)."
+    )
+    p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    p.add_argument("--recipients", type=int, default=100_000, help="the big send [100000]")
+    p.add_argument(
+        "--small", type=int, default=10_000, help="the small send, for the RSS growth [10000]"
+    )
+    p.add_argument(
+        "--baseline-messages",
+        type=int,
+        default=0,
+        help="messages per baseline run [= --recipients]",
+    )
+    p.add_argument(
+        "--sink",
+        choices=["auto", "smtp-sink", "python"],
+        default="auto",
+        help="auto: Postfix smtp-sink if installed, else the Python sink [auto]",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=0, help="SEND_BATCH_SIZE for the worker [app default]"
+    )
+    p.add_argument(
+        "--max-per-connection",
+        type=int,
+        default=1_000_000,
+        help="SEND_MAX_PER_CONNECTION for the worker [1000000: one connection, like the loop]",
+    )
+    p.add_argument("--worker-timeout", type=float, default=1800)
+    p.add_argument("--pg-server", default=PG_DEFAULT_SERVER, help=f"[{PG_DEFAULT_SERVER}]")
+    p.add_argument(
+        "--pg-database", default="bench_send", help="re-created and dropped [bench_send]"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temp dir and the database")
+    p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="FILE",
+        help="run the big send's worker under py-spy (collapsed stacks to FILE) and print "
+        "where its time went; the run's figures are then not judged",
+    )
+    return p.parse_args(argv)
+
+
+def pick_sink(choice: str, tmp: Path) -> Sink:
+    if choice == "python":
+        return PySink(tmp)
+    if os.access(SMTP_SINK, os.X_OK):
+        return CSink(tmp)
+    if choice == "smtp-sink":
+        raise BenchmarkError(
+            f"{SMTP_SINK} not found: `DEBIAN_FRONTEND=noninteractive apt-get install -y postfix` "
+            "ships it (or use --sink python)"
+        )
+    log(f"{SMTP_SINK} not found: using the Python sink")
+    return PySink(tmp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--serve-sink":
+        serve_sink(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+        return 0
+    args = parse_args(argv)
+    if args.small >= args.recipients:
+        log("--small must be smaller than --recipients")
+        return 2
+    baseline_messages = args.baseline_messages or args.recipients
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tmp = Path(tempfile.mkdtemp(prefix="send-edition-"))
+    (tmp / "instance").mkdir()
+    postgres = args.database == "postgresql"
+    sink: Sink | None = None
+    db: Database | None = None
+    try:
+        sink = pick_sink(args.sink, tmp)
+        sink.start()
+        log(f"sink: {sink.kind} on 127.0.0.1:{sink.port} (pid {sink.proc.pid})")
+        if postgres:
+            db = fresh_postgres_database(args.pg_server, args.pg_database)
+        else:
+            path = tmp / "send.db"
+            db = Database("sqlite", f"sqlite:///{path}", str(path))
+        settings = app_settings(db, sink, args)
+        env = subprocess_env(settings, tmp)
+        log(f"database ({args.database}): flask db upgrade, flask seed")
+        run_checked([*FLASK, "db", "upgrade"], env, "flask db upgrade")
+        run_checked([*FLASK, "seed"], env, "flask seed")
+        app = make_app(settings, tmp)
+
+        log(f"audiences: {args.small} and {args.recipients} confirmed subscribers (not timed)")
+        t = time.perf_counter()
+        create_audience(app, SLUG_SMALL, TAG_SMALL, args.small)
+        create_audience(app, SLUG_BIG, TAG_BIG, args.recipients)
+        analyze(app)
+        audience_seconds = time.perf_counter() - t
+        small_edition = create_edition(app, SLUG_SMALL)
+        big_edition = create_edition(app, SLUG_BIG)
+
+        log(f"start_send of the small edition ({args.small})")
+        n_small, enqueue_small = timed_start_send(app, small_edition)
+        if n_small != args.small:
+            raise BenchmarkError(f"start_send queued {n_small} deliveries, not {args.small}")
+        log(f"worker --once: the small send ({args.small})")
+        small = run_worker("small", env, sink, args.small, postgres, args.worker_timeout)
+        small.check = check_deliveries(app, small_edition)
+
+        log(f"start_send of the big edition ({args.recipients}): the enqueue bar")
+        n_big, enqueue_big = timed_start_send(app, big_edition)
+        if n_big != args.recipients:
+            raise BenchmarkError(f"start_send queued {n_big} deliveries, not {args.recipients}")
+
+        log(f"baseline: building {min(BASELINE_POOL, n_big)} messages (the app's own bytes)")
+        envelope_from, pool = prebuilt_messages(app, big_edition, BASELINE_POOL)
+        sizes = [len(raw) for _, raw in pool]
+        log(f"baseline 1: {baseline_messages} messages on one smtplib connection")
+        base1 = run_baseline(sink, envelope_from, pool, baseline_messages, postgres)
+
+        log(f"worker --once: the big send ({args.recipients})")
+        big = run_worker(
+            "big", env, sink, args.recipients, postgres, args.worker_timeout, args.py_spy
+        )
+        big.check = check_deliveries(app, big_edition)
+
+        log(f"baseline 2: {baseline_messages} messages on one smtplib connection")
+        base2 = run_baseline(sink, envelope_from, pool, baseline_messages, postgres)
+
+        log("an idle worker --once (nothing due): its start-up cost")
+        idle = run_worker("idle", env, sink, 0, postgres, args.worker_timeout)
+
+        if isinstance(sink, PySink):
+            rcpts = sink.recipients()
+            for run, tag in ((small, TAG_SMALL), (big, TAG_BIG)):
+                run.rcpt_ok, run.rcpt_detail = check_recipients(rcpts, tag, run.recipients)
+            stray = sum(
+                c
+                for a, c in rcpts.items()
+                if not a.startswith((TAG_SMALL + ".", TAG_BIG + ".", TAG_BASE + "."))
+            )
+            if stray:
+                big.rcpt_ok = False
+                big.rcpt_detail += f"; {stray} messages to addresses of no phase"
+    except BenchmarkError as exc:
+        log(f"could not run: {exc}")
+        return 2
+    finally:
+        if sink is not None:
+            sink.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if postgres and db is not None:
+                try:
+                    drop_postgres_database(args.pg_server, db.name)
+                except Exception as exc:  # noqa: BLE001
+                    log(f"could not drop {db.name}: {exc}")
+
+    baseline = max(base1, base2, key=lambda b: b.rate)
+    ratio = big.rate / baseline.rate
+    growth_mb = mb(big.hwm_kb - small.hwm_kb)
+    net = big.seconds - idle.seconds
+
+    reasons = []
+    ratio_ok = ratio >= BAR_RATIO
+    if not ratio_ok:
+        reasons.append(f"throughput ratio {ratio:.3f} < {BAR_RATIO:.2f}")
+    enqueue_ok = enqueue_big < BAR_ENQUEUE_S
+    if not enqueue_ok:
+        reasons.append(f"enqueue {enqueue_big:.2f} s >= {BAR_ENQUEUE_S:g} s")
+    rss_ok = growth_mb < BAR_RSS_GROWTH_MB
+    if not rss_ok:
+        reasons.append(f"RSS growth {growth_mb:.1f} MB >= {BAR_RSS_GROWTH_MB:g} MB")
+    valid = []
+    for run in (small, big):
+        if run.received != run.recipients:
+            valid.append(
+                f"{run.label} send: the sink received {run.received}, not {run.recipients}"
+            )
+        if run.check is None or not run.check.ok(run.recipients):
+            valid.append(f"{run.label} send: deliveries do not check out ({run.check.describe()})")
+        if run.rcpt_ok is False:
+            valid.append(f"{run.label} send: {run.rcpt_detail}")
+    for b, label in ((base1, "baseline 1"), (base2, "baseline 2")):
+        if b.received != b.messages:
+            valid.append(f"{label}: the sink received {b.received}, not {b.messages}")
+    if idle.received:
+        valid.append(f"the idle worker sent {idle.received} messages")
+    reasons += valid
+    if args.py_spy:
+        reasons.append("a profiled run (--py-spy) is not judged")
+    ok = not reasons
+
+    size_avg = sum(sizes) / len(sizes)
+    print()
+    print("Sending one edition: the app's worker vs a bare smtplib loop, same sink, same run")
+    print(
+        f"  database {args.database} ({db.name if postgres else 'a file in a temp dir'}); "
+        f"sink {sink.describe}, 127.0.0.1; {os.cpu_count()} CPUs, load average now {loadavg()}"
+    )
+    print(
+        f"  messages: multipart/alternative, quoted-printable, personal links; "
+        f"{size_avg / 1024:.1f} KB on average ({min(sizes)}-{max(sizes)} bytes); edition body "
+        f"{len(BODY.encode()) + sum(len((h + t).encode()) for h, t, _ in ITEMS)} bytes of Markdown"
+    )
+    print(
+        f"  worker: `flask --app wsgi worker --once`, SEND_RATE_PER_SECOND=0, "
+        f"SEND_MAX_PER_CONNECTION={args.max_per_connection}, "
+        f"SEND_BATCH_SIZE={args.batch_size or 'app default'}; audiences created in "
+        f"{audience_seconds:.1f} s (not timed)"
+    )
+    print("\nbaseline: one smtplib.SMTP connection, sendmail() of prebuilt messages (the app's")
+    print(
+        f"          bytes for {len(pool)} recipients, round-robin), before and after the big send"
+    )
+    print(describe_baseline(base1, "before"))
+    print(describe_baseline(base2, "after"))
+    print(f"\napp, big send ({args.recipients} recipients)")
+    print("\n".join(describe_worker(big)))
+    if args.py_spy:
+        print("  (profiled: the worker CPU above includes py-spy's own)")
+        print("\n".join(profile_summary(args.py_spy, big)))
+    print(
+        f"  idle worker --once   {idle.seconds:.2f} s (start-up, nothing due); net of it "
+        f"{args.recipients / net:.1f} msg/s"
+        if net > 0
+        else ""
+    )
+    print(f"\napp, small send ({args.small} recipients)")
+    print("\n".join(describe_worker(small)))
+    print(f"  start_send           {enqueue_small:.3f} s for {args.small} deliveries (not judged)")
+    print()
+    print(f"baseline             {baseline.rate:8.1f} msg/s (the faster of the two runs)")
+    print(f"app                  {big.rate:8.1f} msg/s")
+    print(
+        f"throughput ratio     {ratio:.3f}   (bar >= {BAR_RATIO:.2f})  "
+        f"{'PASS' if ratio_ok else 'FAIL'}"
+    )
+    print(
+        f"enqueue              {enqueue_big:.3f} s for {args.recipients} deliveries "
+        f"(bar < {BAR_ENQUEUE_S:g} s)  {'PASS' if enqueue_ok else 'FAIL'}"
+    )
+    print(
+        f"peak RSS             {mb(small.hwm_kb):.1f} MB at {args.small}, "
+        f"{mb(big.hwm_kb):.1f} MB at {args.recipients}: growth {growth_mb:+.1f} MB "
+        f"(bar < {BAR_RSS_GROWTH_MB:g} MB)  {'PASS' if rss_ok else 'FAIL'}"
+    )
+    print(f"checks               {'OK' if not valid else 'FAILED: ' + '; '.join(valid)}")
+    print(("PASS" if ok else "FAIL") + ("" if ok else ": " + "; ".join(reasons)))
+    if args.keep:
+        print(f"kept: {tmp}" + (f", database {db.name}" if postgres else ""))
+
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "database": args.database,
+                    "sink": sink.kind,
+                    "pass": ok,
+                    "reasons": reasons,
+                    "ratio": ratio,
+                    "baseline_rates": [base1.rate, base2.rate],
+                    "app_rate": big.rate,
+                    "app_window_rate": big.window_rate,
+                    "enqueue_seconds": enqueue_big,
+                    "enqueue_small_seconds": enqueue_small,
+                    "rss_small_kb": small.hwm_kb,
+                    "rss_big_kb": big.hwm_kb,
+                    "rss_growth_mb": growth_mb,
+                    "idle_worker_seconds": idle.seconds,
+                    "message_bytes_avg": size_avg,
+                    "small": {
+                        k: v for k, v in small.__dict__.items() if k not in ("output", "check")
+                    },
+                    "big": {k: v for k, v in big.__dict__.items() if k not in ("output", "check")},
+                },
+                indent=2,
+            )
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
