@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import mmap
 import os
@@ -851,15 +852,16 @@ class WorkerRun:
 def child_of(pid: int, timeout: float = 10) -> int:
     """The (first) child process of pid, once it has one."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except OSError:
             children = []
         if children:
             return int(children[0])
+        if time.monotonic() >= deadline:
+            raise BenchmarkError(f"process {pid} started no child in {timeout:g} s")
         time.sleep(0.005)
-    raise BenchmarkError(f"process {pid} started no child in {timeout:g} s")
 
 
 def run_worker(
@@ -885,21 +887,26 @@ def run_worker(
     with open(out_path, "wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        worker_pid = proc.pid if profile is None else child_of(proc.pid)
-        monitor = Monitor(sink, worker_pid, expect, postgres)
-        monitor.start()
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                monitor.finish()
-                raise BenchmarkError(f"worker ({label}) did not finish in {timeout:g} s")
-            time.sleep(0.01)
+        try:
+            worker_pid = proc.pid if profile is None else child_of(proc.pid)
+            monitor = Monitor(sink, worker_pid, expect, postgres)
+            monitor.start()
+            deadline = time.monotonic() + timeout
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchmarkError(f"worker ({label}) did not finish in {timeout:g} s")
+                time.sleep(0.01)
+        except BaseException:
+            # Interrupted or timed out: the worker (and py-spy's child) must not outlive us.
+            if profile is not None:
+                with contextlib.suppress(BenchmarkError, ProcessLookupError):
+                    os.kill(child_of(proc.pid, timeout=0), signal.SIGKILL)
+            proc.kill()
+            proc.wait()
+            raise
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
     time.sleep(0.1)

@@ -371,20 +371,28 @@ class _Marks:
     it was marked; only then may the message be handed over. On PostgreSQL that is a single
     statement (the SENT mark as a data-modifying CTE) in autocommit mode, so one round trip
     with its commit instead of BEGIN, UPDATE, UPDATE, COMMIT; on SQLite two statements and
-    a commit. Plain SQL on the driver (exec_driver_sql), prepared once, because this runs
-    once per message and SQLAlchemy's statement compilation and ORM session per message
-    cost more than the database work (benchmarks/README.md, "Sending an edition").
+    a commit.
+
+    The connection comes from SQLAlchemy's pool (which sets and resets its isolation level
+    and rolls back whatever is left when it goes back); the statements run on the driver's
+    own cursor as SQL prepared once. This runs once per message: through the ORM session it
+    cost 3x the database work, and even SQLAlchemy's exec_driver_sql added ~65 us per
+    message to ~140 (benchmarks/README.md, "Sending an edition").
     """
 
     _prepared: dict[str, tuple[str, str, str | None]] = {}
 
     def __init__(self, worker_id: str) -> None:
         engine = db.engine
-        self._postgres = engine.dialect.name == "postgresql"
         self._connection = engine.connect()
-        if self._postgres:
-            # Returned to the pool with its isolation level reset.
+        if engine.dialect.name == "postgresql":
             self._connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            self._driver = self._connection.connection.driver_connection
+            self._cursor = self._driver.cursor()
+        except BaseException:
+            self._connection.close()
+            raise
         self._worker = worker_id
         self._sent_at = UTCDateTime().bind_processor(engine.dialect) or (lambda value: value)
         self._in_flight, self._sent, self._sent_and_in_flight = self._sql(engine.dialect)
@@ -421,25 +429,29 @@ class _Marks:
             "subscriber": subscriber_id,
             "newsletter": newsletter_id,
         }
-        execute = self._connection.exec_driver_sql
+        cursor = self._cursor
         if sent is not None:
             params["sent"] = sent
             params["sent_at"] = self._sent_at(utcnow())
             if self._sent_and_in_flight is not None:
-                return execute(self._sent_and_in_flight, params).rowcount == 1
-            execute(self._sent, {"sent": sent, "sent_at": params["sent_at"]})
-        marked = execute(self._in_flight, params).rowcount == 1
-        self._connection.commit()
+                # One statement in autocommit: committed when it returns.
+                cursor.execute(self._sent_and_in_flight, params)
+                return cursor.rowcount == 1
+            cursor.execute(self._sent, {"sent": sent, "sent_at": params["sent_at"]})
+        cursor.execute(self._in_flight, params)
+        marked = cursor.rowcount == 1
+        self._driver.commit()
         return marked
 
     def sent(self, delivery_id: int) -> None:
-        self._connection.exec_driver_sql(
-            self._sent, {"sent": delivery_id, "sent_at": self._sent_at(utcnow())}
-        )
-        self._connection.commit()
+        self._cursor.execute(self._sent, {"sent": delivery_id, "sent_at": self._sent_at(utcnow())})
+        self._driver.commit()
 
     def close(self) -> None:
-        self._connection.close()
+        try:
+            self._cursor.close()
+        finally:
+            self._connection.close()
 
 
 class _TemplateCache:
