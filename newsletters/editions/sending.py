@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
 editions = Edition.__table__
-subscriptions = Subscription.__table__
 
 
 class EditionError(ValueError):
@@ -333,7 +332,6 @@ class SendStats:
     failed: int = 0
     retried: int = 0
     skipped: int = 0
-    possible_duplicates: int = 0
     connection_lost: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -553,8 +551,9 @@ def _send_batch(ids: list[int], worker_id: str, transport: Transport, stats: Sen
                 if _why_not_sendable(delivery_id, edition_id, worker_id, stats):
                     stopped_editions.add(edition_id)
                 continue
+            to = ascii_address(email)
             message = template.message(
-                to=ascii_address(email),
+                to=to,
                 delivery_id=delivery_id,
                 manage_url=manage_url_for(subscriber_id, token_version, locale),
                 unsubscribe_url=unsubscribe_url_for(
@@ -563,7 +562,7 @@ def _send_batch(ids: list[int], worker_id: str, transport: Transport, stats: Sen
                 date=date,
             )
             try:
-                transport.send(template.envelope_from, ascii_address(email), message)
+                transport.send(template.envelope_from, to, message)
             except DeliveryFailure as failure:
                 failures_in_a_row += 1
                 _record_failure(delivery_id, subscriber_id, failure, stats)

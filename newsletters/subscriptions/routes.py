@@ -255,7 +255,7 @@ def manage_save(token: str):
             ),
             422,
         )
-    added, removed = services.update_preferences(
+    services.update_preferences(
         subscriber.id,
         slugs=form.newsletters.data or [],
         name=form.name.data or "",
