@@ -16,7 +16,6 @@ confirmed; only then is the message handed to the SMTP server. So:
 from __future__ import annotations
 
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from datetime import date, timedelta
 from email.utils import formatdate
 
 from flask import current_app
+from psycopg import pq
 from sqlalchemy import (
     bindparam,
     func,
@@ -46,7 +46,7 @@ from newsletters.editions.rendering import EditionTemplate, edition_template
 from newsletters.extensions import db
 from newsletters.mailing.transport import DeliveryFailure, Transport, open_transport
 from newsletters.subscriptions.addresses import ascii_address
-from newsletters.subscriptions.links import manage_url_for, unsubscribe_url_for
+from newsletters.subscriptions.links import BulkLinks
 from newsletters.subscriptions.models import Subscriber, Subscription, SubscriptionStatus
 from newsletters.timeutil import UTCDateTime, utcnow
 
@@ -342,11 +342,11 @@ class SendStats:
 
 _sending_editions = select(editions.c.id).where(editions.c.status == EditionStatus.SENDING.value)
 
-# The writes of every message, as SQL prepared once per process (see _Marks); the status
-# values are those of DeliveryStatus, EditionStatus and SubscriptionStatus. The in-flight
-# mark: this claimed delivery becomes SENDING only if it is still this worker's and unsent,
-# its edition still sending and its subscriber still confirmed; the check and the mark are
-# one statement. The SENT mark of the message before it goes into the same transaction.
+# The writes of every message; the status values are those of DeliveryStatus,
+# EditionStatus and SubscriptionStatus. The in-flight mark: this claimed delivery
+# becomes SENDING only if it is still this worker's and unsent, its edition still
+# sending and its subscriber still confirmed; the check and the mark are one statement.
+# The SENT mark of the message before it goes into the same transaction.
 _IN_FLIGHT_SQL = """UPDATE deliveries
 SET status = 'sending', attempts = attempts + 1,
     possible_duplicates = possible_duplicates + CASE WHEN status = 'sending' THEN 1 ELSE 0 END
@@ -359,59 +359,75 @@ WHERE id = :delivery AND leased_by = :worker AND status IN ('queued', 'sending')
                 AND subscriptions.status = 'confirmed')"""
 _SENT_SQL = """UPDATE deliveries SET status = 'sent', sent_at = :sent_at, leased_until = NULL
 WHERE id = :sent"""
+_SENT_SQL_PG = _SENT_SQL.replace(":sent_at", "%(sent_at)s").replace(":sent", "%(sent)s")
+# PostgreSQL: both as one prepared statement ($1 the SENT one, 0 for none).
+_PG_MARK_SQL = (
+    "WITH sent AS ("
+    + _SENT_SQL.replace(":sent_at", "$2::timestamptz").replace(":sent", "$1::integer")
+    + ")\n"
+    + _IN_FLIGHT_SQL.replace(":delivery", "$3::integer")
+    .replace(":worker", "$4::varchar")
+    .replace(":edition", "$5::integer")
+    .replace(":subscriber", "$6::integer")
+    .replace(":newsletter", "$7::integer")
+).encode("utf-8")
 
 
 class _Marks:
     """Each message's committed in-flight mark, on one connection held for a batch.
 
-    `mark()` commits, in ONE transaction, the previous message (accepted by the server) as
-    SENT and this one as SENDING if the conditions of _IN_FLIGHT_SQL hold, and says whether
-    it was marked; only then may the message be handed over. On PostgreSQL that is a single
-    statement (the SENT mark as a data-modifying CTE) in autocommit mode, so one round trip
-    with its commit instead of BEGIN, UPDATE, UPDATE, COMMIT; on SQLite two statements and
-    a commit.
+    `start()` begins, in ONE transaction, marking the previous message (accepted by the
+    server) SENT and this one SENDING if the conditions of _IN_FLIGHT_SQL hold;
+    `marked()` waits for the commit and says whether this one was marked. Only then may
+    the message be handed over. On PostgreSQL that is a single statement (the SENT mark
+    as a data-modifying CTE), prepared once per connection and sent in autocommit mode
+    without waiting for it (libpq's asynchronous calls): the server plans, writes and
+    flushes it while the worker assembles the message and opens its SMTP envelope, so
+    the round trip costs the send almost nothing. On SQLite, which runs in this process,
+    `start()` does the work at once: two statements and a commit.
 
     The connection comes from SQLAlchemy's pool (which sets and resets its isolation level
-    and rolls back whatever is left when it goes back); the statements run on the driver's
-    own cursor as SQL prepared once. This runs once per message: through the ORM session it
-    cost 3x the database work, and even SQLAlchemy's exec_driver_sql added ~65 us per
-    message to ~140 (benchmarks/README.md, "Sending an edition").
+    and rolls back whatever is left when it goes back); the statements run on the driver
+    itself. This runs once per message: through the ORM session it cost 3x the database
+    work (benchmarks/README.md, "Sending an edition").
     """
 
-    _prepared: dict[str, tuple[str, str, str | None]] = {}
+    _PG_STATEMENT = b"newsletters_delivery_mark"
 
     def __init__(self, worker_id: str) -> None:
         engine = db.engine
         self._connection = engine.connect()
-        if engine.dialect.name == "postgresql":
-            self._connection.execution_options(isolation_level="AUTOCOMMIT")
+        self._postgresql = engine.dialect.name == "postgresql"
         try:
+            if self._postgresql:
+                self._connection.execution_options(isolation_level="AUTOCOMMIT")
             self._driver = self._connection.connection.driver_connection
-            self._cursor = self._driver.cursor()
+            if self._postgresql:
+                self._pg = self._driver.pgconn
+                self._prepare_pg()
+            else:
+                self._cursor = self._driver.cursor()
         except BaseException:
             self._connection.close()
             raise
-        self._worker = worker_id
+        self._worker = worker_id.encode("utf-8") if self._postgresql else worker_id
         self._sent_at = UTCDateTime().bind_processor(engine.dialect) or (lambda value: value)
-        self._in_flight, self._sent, self._sent_and_in_flight = self._sql(engine.dialect)
+        self._waiting = False
+        self._result = False
 
-    @classmethod
-    def _sql(cls, dialect) -> tuple[str, str, str | None]:
-        prepared = cls._prepared.get(dialect.name)
-        if prepared is None:
-            if dialect.paramstyle == "pyformat":  # psycopg
-                in_flight, sent = (
-                    re.sub(r":(\w+)", r"%(\1)s", sql) for sql in (_IN_FLIGHT_SQL, _SENT_SQL)
+    def _prepare_pg(self) -> None:
+        # Named statements live as long as the server connection; a pooled connection
+        # may have it already from an earlier batch (42P05 duplicate_prepared_statement).
+        result = self._pg.prepare(self._PG_STATEMENT, _PG_MARK_SQL)
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
+            if sqlstate != b"42P05":
+                raise RuntimeError(
+                    "cannot prepare the delivery mark: "
+                    + (result.error_message or b"").decode("utf-8", "replace")
                 )
-            else:  # sqlite3 takes :name whatever its declared paramstyle
-                in_flight, sent = _IN_FLIGHT_SQL, _SENT_SQL
-            combined = (
-                f"WITH sent AS ({sent})\n{in_flight}" if dialect.name == "postgresql" else None
-            )
-            prepared = cls._prepared[dialect.name] = (in_flight, sent, combined)
-        return prepared
 
-    def mark(
+    def start(
         self,
         delivery_id: int,
         edition_id: int,
@@ -419,35 +435,71 @@ class _Marks:
         newsletter_id: int,
         *,
         sent: int | None,
-    ) -> bool:
-        params = {
-            "delivery": delivery_id,
-            "worker": self._worker,
-            "edition": edition_id,
-            "subscriber": subscriber_id,
-            "newsletter": newsletter_id,
-        }
+    ) -> None:
+        if self._postgresql:
+            sent_at = utcnow().isoformat().encode("ascii")
+            self._pg.send_query_prepared(
+                self._PG_STATEMENT,
+                [
+                    str(sent if sent is not None else 0).encode("ascii"),
+                    sent_at,
+                    str(delivery_id).encode("ascii"),
+                    self._worker,
+                    str(edition_id).encode("ascii"),
+                    str(subscriber_id).encode("ascii"),
+                    str(newsletter_id).encode("ascii"),
+                ],
+            )
+            self._waiting = True
+            return
         cursor = self._cursor
         if sent is not None:
-            params["sent"] = sent
-            params["sent_at"] = self._sent_at(utcnow())
-            if self._sent_and_in_flight is not None:
-                # One statement in autocommit: committed when it returns.
-                cursor.execute(self._sent_and_in_flight, params)
-                return cursor.rowcount == 1
-            cursor.execute(self._sent, {"sent": sent, "sent_at": params["sent_at"]})
-        cursor.execute(self._in_flight, params)
-        marked = cursor.rowcount == 1
+            cursor.execute(_SENT_SQL, {"sent": sent, "sent_at": self._sent_at(utcnow())})
+        cursor.execute(
+            _IN_FLIGHT_SQL,
+            {
+                "delivery": delivery_id,
+                "worker": self._worker,
+                "edition": edition_id,
+                "subscriber": subscriber_id,
+                "newsletter": newsletter_id,
+            },
+        )
+        self._result = cursor.rowcount == 1
         self._driver.commit()
-        return marked
+
+    def marked(self) -> bool:
+        """Whether the delivery started last is now committed as in flight."""
+        if not self._waiting:
+            return self._result
+        self._waiting = False
+        outcome = None
+        while (result := self._pg.get_result()) is not None:
+            outcome = outcome or result
+        if outcome is None or outcome.status != pq.ExecStatus.COMMAND_OK:
+            message = b"no result" if outcome is None else outcome.error_message
+            raise RuntimeError(
+                "delivery mark failed: " + (message or b"").decode("utf-8", "replace")
+            )
+        return outcome.command_tuples == 1
 
     def sent(self, delivery_id: int) -> None:
-        self._cursor.execute(self._sent, {"sent": delivery_id, "sent_at": self._sent_at(utcnow())})
-        self._driver.commit()
+        """Mark the last message of a batch SENT (committed on return)."""
+        self._connection.exec_driver_sql(
+            _SENT_SQL if not self._postgresql else _SENT_SQL_PG,
+            {"sent": delivery_id, "sent_at": self._sent_at(utcnow())},
+        )
+        if not self._postgresql:
+            self._driver.commit()
 
     def close(self) -> None:
         try:
-            self._cursor.close()
+            if self._waiting:
+                # Leave nothing half-read on a connection that goes back to the pool.
+                while self._pg.get_result() is not None:
+                    pass
+            if not self._postgresql:
+                self._cursor.close()
         finally:
             self._connection.close()
 
@@ -481,17 +533,26 @@ def send_due(worker_id: str, *, transport: Transport | None = None) -> SendStats
     stats = SendStats()
     own_transport = transport is None
     transport = transport or open_transport()
+    # Claims walk the primary key upwards from the last batch (no index on status, see
+    # Delivery); when that finds nothing, one sweep from the start picks up what came
+    # due behind the cursor (retries, deliveries taken over from a dead worker).
+    cursor = 0
     try:
         while not stats.connection_lost:
             ids = jobs.claim(
                 Delivery,
                 worker_id,
                 _batch_size(),
+                Delivery.id > cursor,
                 Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
                 Delivery.edition_id.in_(_sending_editions),
             )
             if not ids:
-                break
+                if cursor == 0:
+                    break
+                cursor = 0
+                continue
+            cursor = ids[-1]
             _send_batch(ids, worker_id, transport, stats)
     finally:
         if own_transport:
@@ -530,6 +591,7 @@ def _send_batch(ids: list[int], worker_id: str, transport: Transport, stats: Sen
     failures_in_a_row = 0
     pause_after = int(current_app.config["SEND_PAUSE_AFTER_FAILURES"] or 0)
     date = formatdate(usegmt=True)
+    links = BulkLinks()
     # Rendered once per edition and batch: an edition cannot change while it sends, and
     # whether it still sends is checked by every in-flight mark.
     templates: dict[int, EditionTemplate] = {}
@@ -543,26 +605,43 @@ def _send_batch(ids: list[int], worker_id: str, transport: Transport, stats: Sen
             if template is None:
                 template = templates[edition_id] = _templates.get(edition_id)
                 db.session.commit()  # nothing of the session stays open while mail goes out
-            marked = marks.mark(
+            # The in-flight mark (and the previous message's SENT) is committed while the
+            # message is assembled and its envelope opened; the message itself is handed
+            # over only once the mark is known to be committed.
+            marks.start(
                 delivery_id, edition_id, subscriber_id, template.newsletter_id, sent=pending_sent
             )
             pending_sent = None
-            if not marked:
-                if _why_not_sendable(delivery_id, edition_id, worker_id, stats):
-                    stopped_editions.add(edition_id)
-                continue
             to = ascii_address(email)
             message = template.message(
                 to=to,
                 delivery_id=delivery_id,
-                manage_url=manage_url_for(subscriber_id, token_version, locale),
-                unsubscribe_url=unsubscribe_url_for(
+                manage_url=links.manage(subscriber_id, token_version, locale),
+                unsubscribe_url=links.unsubscribe(
                     subscriber_id, token_version, locale, template.newsletter_id
                 ),
                 date=date,
             )
             try:
-                transport.send(template.envelope_from, to, message)
+                try:
+                    transport.open_envelope(template.envelope_from, to, len(message))
+                    envelope_failure = None
+                except DeliveryFailure as failure:
+                    envelope_failure = failure
+                marked = marks.marked()
+            except BaseException:
+                transport.abandon()
+                raise
+            if not marked:
+                if envelope_failure is None:
+                    transport.abandon()  # nothing is delivered without the message's end
+                if _why_not_sendable(delivery_id, edition_id, worker_id, stats):
+                    stopped_editions.add(edition_id)
+                continue
+            try:
+                if envelope_failure is not None:
+                    raise envelope_failure
+                transport.hand_over(message)
             except DeliveryFailure as failure:
                 failures_in_a_row += 1
                 _record_failure(delivery_id, subscriber_id, failure, stats)

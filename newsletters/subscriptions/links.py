@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from flask import current_app
 
 from newsletters.subscriptions.models import Subscriber
-from newsletters.tokens import Purpose, SubscriberLink, sign
+from newsletters.tokens import BulkSigner, Purpose, SubscriberLink, sign
 
 
 def _url(path: str, locale: str) -> str:
@@ -52,3 +52,24 @@ def unsubscribe_url_for(
     ids = (newsletter_id,) if newsletter_id is not None else ()
     token = sign(Purpose.UNSUBSCRIBE, SubscriberLink(subscriber_id, token_version, ids).payload())
     return _url(f"/unsubscribe/{token}", locale)
+
+
+class BulkLinks:
+    """`manage_url_for` and `unsubscribe_url_for` for a bulk send: the same links, signed
+    with a `BulkSigner` (a send to 100 000 people signs 200 000 of them)."""
+
+    def __init__(self) -> None:
+        self._base = current_app.config["PUBLIC_BASE_URL"]
+        self._manage = BulkSigner(Purpose.MANAGE)
+        self._unsubscribe = BulkSigner(Purpose.UNSUBSCRIBE)
+
+    def manage(self, subscriber_id: int, token_version: int, locale: str) -> str:
+        token = self._manage.sign(SubscriberLink(subscriber_id, token_version).payload())
+        return f"{self._base}/manage/{token}{'?lang=en' if locale == 'en' else ''}"
+
+    def unsubscribe(
+        self, subscriber_id: int, token_version: int, locale: str, newsletter_id: int
+    ) -> str:
+        payload = SubscriberLink(subscriber_id, token_version, (newsletter_id,)).payload()
+        token = self._unsubscribe.sign(payload)
+        return f"{self._base}/unsubscribe/{token}{'?lang=en' if locale == 'en' else ''}"

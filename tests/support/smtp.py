@@ -58,6 +58,15 @@ class StrictHandler:
     rejected: list[str] = field(default_factory=list)
     answer: Callable[[str], str | None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Offered like Postfix and Exchange do, so the client's pipelined path is the one
+    # tested; aiosmtpd reads commands in order from its stream, so it copes.
+    pipelining: bool = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.answer is not None:
@@ -103,8 +112,8 @@ def free_port() -> int:
 
 
 class SMTPServer:
-    def __init__(self) -> None:
-        self.handler = StrictHandler()
+    def __init__(self, *, pipelining: bool = True) -> None:
+        self.handler = StrictHandler(pipelining=pipelining)
         self._port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self._port)
         self._running = False
