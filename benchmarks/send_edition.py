@@ -424,6 +424,8 @@ def app_settings(db: Database, sink: Sink, args: argparse.Namespace) -> dict[str
     }
     if args.batch_size:
         settings["SEND_BATCH_SIZE"] = str(args.batch_size)
+    if args.connections:
+        settings["SEND_CONNECTIONS"] = str(args.connections)
     return settings
 
 
@@ -959,9 +961,10 @@ def profile_summary(path: Path, run: WorkerRun) -> list[str]:
         n = int(count)
         total += n
         frames = [f.split(" (")[0] for f in stack.split(";")]
-        if "_send_batch" in frames:
-            i = frames.index("_send_batch")
-            parts[frames[i + 1] if i + 1 < len(frames) else "_send_batch itself"] += n
+        loop = next((f for f in ("_BatchSender._send", "_BatchSender.run") if f in frames), None)
+        if loop is not None:
+            i = frames.index(loop)
+            parts[frames[i + 1] if i + 1 < len(frames) else f"{loop} itself"] += n
         elif "claim" in frames:
             parts["jobs.claim (leasing batches)"] += n
         elif "Worker.run_once" not in frames:
@@ -1065,6 +1068,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--batch-size", type=int, default=0, help="SEND_BATCH_SIZE for the worker [app default]"
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        help="SEND_CONNECTIONS for the worker: sending lanes at once [app default, 1]",
     )
     p.add_argument(
         "--max-per-connection",
@@ -1250,6 +1259,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  worker: `flask --app wsgi worker --once`, SEND_RATE_PER_SECOND=0, "
         f"SEND_MAX_PER_CONNECTION={args.max_per_connection}, "
+        f"SEND_CONNECTIONS={args.connections or 'app default (1)'}, "
         f"SEND_BATCH_SIZE={args.batch_size or 'app default'}; audiences created in "
         f"{audience_seconds:.1f} s (not timed)"
     )

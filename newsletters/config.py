@@ -39,6 +39,7 @@ class DefaultConfig:
     # Sending (the outbox now, the bulk sender later).
     SEND_RATE_PER_SECOND = 0
     SEND_MAX_PER_CONNECTION = 100
+    SEND_CONNECTIONS = 1
     SEND_RETRY_BACKOFF_SECONDS = 30
     SEND_RETRY_MAX_BACKOFF_SECONDS = 3600
     SEND_PAUSE_AFTER_FAILURES = 20

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
+import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from newsletters.extensions import db
 from newsletters.subscriptions.models import ConsentEvent, Subscriber
-from newsletters.tokens import Purpose, sign
+from newsletters.tokens import BulkSigner, Purpose, TokenError, sign, verify
 from tests.support.flows import header, link_in, queued_mails, subscribe, subscriptions_of
 from tests.support.pages import csrf_token
 
@@ -140,3 +141,16 @@ def test_confirm_link_does_not_resubscribe_after_unsubscribing(client, app):
     response = client.post(path, data={"csrf_token": csrf_token(client.get("/").data)})
     assert response.status_code == 200
     assert subscriptions_of(app, "a@example.dk") == {"momentum": "unsubscribed"}
+
+
+@pytest.mark.parametrize("purpose", [Purpose.MANAGE, Purpose.UNSUBSCRIBE])
+def test_bulk_signed_links_are_the_tokens_sign_makes(app, purpose, monkeypatch):
+    payload = {"s": 4711, "v": 3, "n": [2]}
+    monkeypatch.setattr("time.time", lambda: 1_796_000_000.5)
+    with app.app_context():
+        bulk = BulkSigner(purpose).sign(payload)
+        assert bulk == sign(purpose, payload)
+        assert verify(purpose, bulk) == payload
+        other = Purpose.UNSUBSCRIBE if purpose is Purpose.MANAGE else Purpose.MANAGE
+        with pytest.raises(TokenError):
+            verify(other, bulk)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
+import sqlalchemy as sa
 
 from newsletters.editions import sending
+from newsletters.editions.models import Delivery
 from newsletters.extensions import db
 from tests.support.editions import confirmed_audience, draft, received_counts
 
@@ -29,12 +32,20 @@ def _send_until_done(app, edition_id: int, rounds: int = 40) -> sending.Progress
         return progress
 
 
-def test_random_421_451_and_dropped_connections(make_app, smtp_server):
+@pytest.mark.parametrize(
+    ("pipelining", "connections"),
+    [(True, 1), (False, 1), (True, 3)],
+    ids=["pipelined", "one-command-at-a-time", "three-lanes"],
+)
+def test_random_421_451_and_dropped_connections(make_app, smtp_server, pipelining, connections):
+    smtp_server.handler.pipelining = pipelining
     app = make_app(
         MAIL_SERVER="127.0.0.1",
         MAIL_PORT=smtp_server.port,
         SEND_PAUSE_AFTER_FAILURES=0,
         SEND_MAX_PER_CONNECTION=7,
+        SEND_CONNECTIONS=connections,
+        SEND_BATCH_SIZE=15,
     )
     audience = confirmed_audience(app, 120)
     chance = random.Random(8058)
@@ -114,3 +125,31 @@ def test_concurrent_workers_send_each_recipient_once(make_app, smtp_server):
     with app.app_context():
         progress = sending.progress(edition_id)
     assert progress.status == "sent" and progress.possible_duplicates == 0
+
+
+def test_sending_lanes_send_each_recipient_once_and_share_the_rate_limit(make_app, smtp_server):
+    app = make_app(
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_server.port,
+        SEND_CONNECTIONS=3,
+        SEND_BATCH_SIZE=10,
+        SEND_RATE_PER_SECOND=50,
+    )
+    audience = confirmed_audience(app, 90)
+    edition_id = draft(app)
+    with app.app_context():
+        sending.start_send(edition_id)
+        started = time.monotonic()
+        stats = sending.send_due("lanes")
+        elapsed = time.monotonic() - started
+        progress = sending.progress(edition_id)
+        lanes = set(db.session.scalars(sa.select(Delivery.leased_by).distinct()))
+        db.session.remove()
+    assert stats.sent == 90
+    assert received_counts(smtp_server, audience) == {a: 1 for a in audience}
+    assert progress.status == "sent" and progress.possible_duplicates == 0
+    # Three lanes, each a worker of its own, claiming their own batches.
+    assert lanes <= {"lanes/1", "lanes/2", "lanes/3"} and len(lanes) >= 2
+    # One bucket for all: a burst of 50, then 50 a second, so the other 40 take 0.8 s.
+    # (A bucket per lane would have let all 90 go at once.)
+    assert elapsed >= 0.7

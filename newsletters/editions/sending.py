@@ -16,11 +16,14 @@ confirmed; only then is the message handed to the SMTP server. So:
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from email.utils import formatdate
+from select import select as wait_until_ready
 
 from flask import current_app
 from psycopg import pq
@@ -44,7 +47,13 @@ from newsletters.editions.models import (
 )
 from newsletters.editions.rendering import EditionTemplate, edition_template
 from newsletters.extensions import db
-from newsletters.mailing.transport import DeliveryFailure, Transport, open_transport
+from newsletters.mailing.throttle import TokenBucket
+from newsletters.mailing.transport import (
+    DeliveryFailure,
+    SmtpTransport,
+    Transport,
+    open_transport,
+)
 from newsletters.subscriptions.addresses import ascii_address
 from newsletters.subscriptions.links import BulkLinks
 from newsletters.subscriptions.models import Subscriber, Subscription, SubscriptionStatus
@@ -339,6 +348,14 @@ class SendStats:
     def handled(self) -> int:
         return self.sent + self.failed + self.retried + self.skipped
 
+    def merge(self, other: SendStats) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.retried += other.retried
+        self.skipped += other.skipped
+        self.connection_lost = self.connection_lost or other.connection_lost
+        self.errors.extend(other.errors)
+
 
 _sending_editions = select(editions.c.id).where(editions.c.status == EditionStatus.SENDING.value)
 
@@ -371,6 +388,20 @@ _PG_MARK_SQL = (
     .replace(":subscriber", "$6::integer")
     .replace(":newsletter", "$7::integer")
 ).encode("utf-8")
+
+
+_MARK_TIMEOUT_SECONDS = 60.0
+
+
+def _wait_for(fd: int, *, write: bool, deadline: float) -> None:
+    """Wait until the database connection's socket can be read (or written)."""
+    timeout = deadline - time.monotonic()
+    if timeout <= 0:
+        raise TimeoutError("the database did not answer the delivery mark")
+    if write:
+        wait_until_ready([], [fd], [], timeout)
+    else:
+        wait_until_ready([fd], [], [], timeout)
 
 
 class _Marks:
@@ -450,6 +481,8 @@ class _Marks:
                     str(newsletter_id).encode("ascii"),
                 ],
             )
+            # psycopg keeps libpq non-blocking: the query may still sit in its buffer.
+            self._pg.flush()
             self._waiting = True
             return
         cursor = self._cursor
@@ -473,8 +506,16 @@ class _Marks:
         if not self._waiting:
             return self._result
         self._waiting = False
+        pg = self._pg
+        deadline = time.monotonic() + _MARK_TIMEOUT_SECONDS
+        while pg.flush():
+            _wait_for(pg.socket, write=True, deadline=deadline)
+        pg.consume_input()
+        while pg.is_busy():
+            _wait_for(pg.socket, write=False, deadline=deadline)
+            pg.consume_input()
         outcome = None
-        while (result := self._pg.get_result()) is not None:
+        while (result := pg.get_result()) is not None:
             outcome = outcome or result
         if outcome is None or outcome.status != pq.ExecStatus.COMMAND_OK:
             message = b"no result" if outcome is None else outcome.error_message
@@ -511,17 +552,22 @@ class _TemplateCache:
     def __init__(self, size: int = 8) -> None:
         self._items: OrderedDict[tuple, EditionTemplate] = OrderedDict()
         self._size = size
+        self._lock = threading.Lock()  # sending lanes share it
 
     def get(self, edition_id: int) -> EditionTemplate:
         edition = db.session.get(Edition, edition_id)
         key = (edition_id, edition.started_at)
-        template = self._items.get(key)
-        if template is None:
-            template = edition_template(edition)
-            self._items[key] = template
+        with self._lock:
+            template = self._items.get(key)
+            if template is not None:
+                self._items.move_to_end(key)
+                return template
+        template = edition_template(edition)
+        with self._lock:
+            template = self._items.setdefault(key, template)
+            self._items.move_to_end(key)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
-        self._items.move_to_end(key)
         return template
 
 
@@ -529,7 +575,26 @@ _templates = _TemplateCache()
 
 
 def send_due(worker_id: str, *, transport: Transport | None = None) -> SendStats:
-    """Send every due delivery of every sending edition; the worker's sending job."""
+    """Send every due delivery of every sending edition; the worker's sending job.
+
+    With SEND_CONNECTIONS above 1 (and a mail server), that many sending lanes run at
+    once, each a thread with its own SMTP connection, database connection and worker id
+    (`<worker>/<n>`), claiming its own batches: each lane is a worker of its own in the
+    sense of PRODUCT.md invariant 2, with at most one message in flight. They share the
+    rate limit. Lanes hide the latencies of the mail server and of the database's
+    commits behind each other, which one lane cannot (benchmarks/README.md).
+    """
+    lanes = int(current_app.config["SEND_CONNECTIONS"] or 1)
+    if transport is not None or lanes <= 1 or not current_app.config.get("MAIL_SERVER"):
+        stats = _send_lane(worker_id, transport)
+    else:
+        stats = _send_lanes(worker_id, lanes)
+    _finish_complete_editions()
+    return stats
+
+
+def _send_lane(worker_id: str, transport: Transport | None = None) -> SendStats:
+    """One lane: claim batches and send them over one connection until nothing is due."""
     stats = SendStats()
     own_transport = transport is None
     transport = transport or open_transport()
@@ -557,7 +622,41 @@ def send_due(worker_id: str, *, transport: Transport | None = None) -> SendStats
     finally:
         if own_transport:
             transport.close()
-    _finish_complete_editions()
+    return stats
+
+
+def _send_lanes(worker_id: str, lanes: int) -> SendStats:
+    app = current_app._get_current_object()
+    rate = float(app.config["SEND_RATE_PER_SECOND"] or 0)
+    bucket = TokenBucket(rate) if rate > 0 else None
+    results: list[SendStats | BaseException | None] = [None] * lanes
+
+    def lane(number: int) -> None:
+        with app.app_context():
+            try:
+                transport = SmtpTransport(bucket=bucket)
+                try:
+                    results[number] = _send_lane(f"{worker_id}/{number + 1}", transport)
+                finally:
+                    transport.close()
+            except BaseException as exc:  # re-raised in the worker's own thread
+                results[number] = exc
+            finally:
+                db.session.remove()
+
+    threads = [
+        threading.Thread(target=lane, args=(n,), name=f"newsletters-send-{n + 1}")
+        for n in range(lanes)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = SendStats()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        stats.merge(result)
     return stats
 
 
@@ -571,103 +670,194 @@ def _batch_size() -> int:
     return size
 
 
-def _send_batch(ids: list[int], worker_id: str, transport: Transport, stats: SendStats) -> None:
-    rows = db.session.execute(
-        select(
-            Delivery.id,
-            Delivery.edition_id,
-            Delivery.subscriber_id,
-            Subscriber.email,
-            Subscriber.locale,
-            Subscriber.token_version,
+@dataclass
+class _Recipient:
+    delivery_id: int
+    edition_id: int
+    subscriber_id: int
+    to: str
+    locale: str
+    token_version: int
+    message: bytes | None = None
+
+
+class _BatchSender:
+    """Sends one claimed batch, one message in flight at a time, with the waits overlapped.
+
+    For each message, in this order: the answer to the previous message's end is read
+    (accepted: it becomes SENT in the next mark); the in-flight mark of this one is
+    started (the previous SENT with it, one transaction); the envelope's answers are read
+    and the body written without its end; the next message is assembled while the mark
+    commits; then, only once the mark is committed, the end of this message goes out,
+    with the next envelope in the same packet. So a message is delivered only after its
+    mark is durable, at most one message is ever unsettled, and the server, the database
+    and this loop all work at once. A refused mark (paused, cancelled, unsubscribed)
+    drops the connection before the end, so the server discards the message.
+    """
+
+    def __init__(self, worker_id: str, transport: Transport, stats: SendStats) -> None:
+        self.worker_id = worker_id
+        self.transport = transport
+        self.stats = stats
+        self.links = BulkLinks()
+        self.date = formatdate(usegmt=True)
+        self.templates: dict[int, EditionTemplate] = {}
+        self.stopped_editions: set[int] = set()
+        self.failures_in_a_row = 0
+        self.pause_after = int(current_app.config["SEND_PAUSE_AFTER_FAILURES"] or 0)
+        self.pending_sent: int | None = None  # accepted; its SENT goes into the next mark
+        self.awaiting: _Recipient | None = None  # ended; the server's answer not yet read
+
+    def run(self, ids: list[int]) -> None:
+        rows = db.session.execute(
+            select(
+                Delivery.id,
+                Delivery.edition_id,
+                Delivery.subscriber_id,
+                Subscriber.email,
+                Subscriber.locale,
+                Subscriber.token_version,
+            )
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.id.in_(ids))
+            .order_by(Delivery.id)
+        ).all()
+        db.session.commit()
+        self.rows = rows
+        self.marks = _Marks(self.worker_id)
+        try:
+            recipient = self._recipient(0)
+            for index in range(len(rows)):
+                following = self._recipient(index + 1)
+                self._send(recipient, following)
+                recipient = following
+            self._settle()
+            if self.pending_sent is not None:
+                self.marks.sent(self.pending_sent)
+                self.pending_sent = None
+        except BaseException:
+            self.transport.abandon()
+            raise
+        finally:
+            self.marks.close()
+
+    def _recipient(self, index: int) -> _Recipient | None:
+        if index >= len(self.rows):
+            return None
+        delivery_id, edition_id, subscriber_id, email, locale, token_version = self.rows[index]
+        return _Recipient(
+            delivery_id, edition_id, subscriber_id, ascii_address(email), locale, token_version
         )
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.id)
-    ).all()
-    db.session.commit()
-    pending_sent: int | None = None
-    stopped_editions: set[int] = set()
-    failures_in_a_row = 0
-    pause_after = int(current_app.config["SEND_PAUSE_AFTER_FAILURES"] or 0)
-    date = formatdate(usegmt=True)
-    links = BulkLinks()
-    # Rendered once per edition and batch: an edition cannot change while it sends, and
-    # whether it still sends is checked by every in-flight mark.
-    templates: dict[int, EditionTemplate] = {}
-    marks = _Marks(worker_id)
-    try:
-        for delivery_id, edition_id, subscriber_id, email, locale, token_version in rows:
-            if edition_id in stopped_editions or stats.connection_lost:
-                _release(delivery_id, worker_id)
-                continue
-            template = templates.get(edition_id)
-            if template is None:
-                template = templates[edition_id] = _templates.get(edition_id)
-                db.session.commit()  # nothing of the session stays open while mail goes out
-            # The in-flight mark (and the previous message's SENT) is committed while the
-            # message is assembled and its envelope opened; the message itself is handed
-            # over only once the mark is known to be committed.
-            marks.start(
-                delivery_id, edition_id, subscriber_id, template.newsletter_id, sent=pending_sent
-            )
-            pending_sent = None
-            to = ascii_address(email)
-            message = template.message(
-                to=to,
-                delivery_id=delivery_id,
-                manage_url=links.manage(subscriber_id, token_version, locale),
-                unsubscribe_url=links.unsubscribe(
-                    subscriber_id, token_version, locale, template.newsletter_id
+
+    def _template(self, edition_id: int) -> EditionTemplate:
+        template = self.templates.get(edition_id)
+        if template is None:
+            template = self.templates[edition_id] = _templates.get(edition_id)
+            db.session.commit()  # nothing of the session stays open while mail goes out
+        return template
+
+    def _assemble(self, recipient: _Recipient) -> bytes:
+        if recipient.message is None:
+            template = self._template(recipient.edition_id)
+            r = recipient
+            recipient.message = template.message(
+                to=r.to,
+                delivery_id=r.delivery_id,
+                manage_url=self.links.manage(r.subscriber_id, r.token_version, r.locale),
+                unsubscribe_url=self.links.unsubscribe(
+                    r.subscriber_id, r.token_version, r.locale, template.newsletter_id
                 ),
-                date=date,
+                date=self.date,
             )
-            try:
-                try:
-                    transport.open_envelope(template.envelope_from, to, len(message))
-                    envelope_failure = None
-                except DeliveryFailure as failure:
-                    envelope_failure = failure
-                marked = marks.marked()
-            except BaseException:
+        return recipient.message
+
+    def _send(self, recipient: _Recipient, following: _Recipient | None) -> None:
+        transport, stats = self.transport, self.stats
+        self._settle()
+        if recipient.edition_id in self.stopped_editions or stats.connection_lost:
+            if transport.envelope_open:
                 transport.abandon()
-                raise
-            if not marked:
-                if envelope_failure is None:
-                    transport.abandon()  # nothing is delivered without the message's end
-                if _why_not_sendable(delivery_id, edition_id, worker_id, stats):
-                    stopped_editions.add(edition_id)
-                continue
+            _release(recipient.delivery_id, self.worker_id)
+            return
+        template = self._template(recipient.edition_id)
+        self.marks.start(
+            recipient.delivery_id,
+            recipient.edition_id,
+            recipient.subscriber_id,
+            template.newsletter_id,
+            sent=self.pending_sent,
+        )
+        self.pending_sent = None
+        message = self._assemble(recipient)
+        failure: DeliveryFailure | None = None
+        bounce = True
+        try:
+            if not transport.envelope_open:
+                transport.open_envelope(template.envelope_from, recipient.to, len(message))
+            transport.envelope_ready()
+            transport.write_body(message)
+        except DeliveryFailure as refused:
+            failure = refused
+        except Exception as exc:  # a message we cannot even hand over must not stop the rest
+            log.exception("delivery %s could not be sent", recipient.delivery_id)
+            transport.abandon()
+            failure = DeliveryFailure(f"unexpected error: {exc!r}", permanent=True)
+            bounce = False
+        if failure is None and following is not None and following.edition_id in self.templates:
+            self._assemble(following)  # while the mark commits
+        if not self.marks.marked():
+            if transport.envelope_open:
+                transport.abandon()  # without its end, the server discards the message
+            if _why_not_sendable(
+                recipient.delivery_id, recipient.edition_id, self.worker_id, stats
+            ):
+                self.stopped_editions.add(recipient.edition_id)
+            return
+        if failure is None:
+            next_envelope = None
+            if following is not None and following.message is not None:
+                next_envelope = (template.envelope_from, following.to, len(following.message))
             try:
-                if envelope_failure is not None:
-                    raise envelope_failure
-                transport.hand_over(message)
-            except DeliveryFailure as failure:
-                failures_in_a_row += 1
-                _record_failure(delivery_id, subscriber_id, failure, stats)
-                if pause_after and failures_in_a_row >= pause_after:
-                    _pause_for_failures(edition_id, failures_in_a_row, failure)
-                    stopped_editions.add(edition_id)
-                continue
-            except Exception as exc:  # a message we cannot even hand over must not stop the rest
-                log.exception("delivery %s could not be sent", delivery_id)
-                transport.close()
-                failures_in_a_row += 1
-                _record_failure(
-                    delivery_id,
-                    subscriber_id,
-                    DeliveryFailure(f"unexpected error: {exc!r}", permanent=True),
-                    stats,
-                    bounce=False,
-                )
-                continue
-            failures_in_a_row = 0
-            pending_sent = delivery_id
-            stats.sent += 1
-        if pending_sent is not None:
-            marks.sent(pending_sent)
-    finally:
-        marks.close()
+                transport.finish(next_envelope)
+            except DeliveryFailure as lost:
+                failure = lost
+        if failure is not None:
+            self._failed(recipient, failure, bounce=bounce)
+            return
+        self.awaiting = recipient
+
+    def _settle(self) -> None:
+        """Read the answer to the message last ended, and record it."""
+        recipient, self.awaiting = self.awaiting, None
+        if recipient is None:
+            return
+        try:
+            self.transport.accepted()
+        except DeliveryFailure as failure:
+            self._failed(recipient, failure)
+            return
+        self.failures_in_a_row = 0
+        self.pending_sent = recipient.delivery_id
+        self.stats.sent += 1
+
+    def _failed(
+        self, recipient: _Recipient, failure: DeliveryFailure, *, bounce: bool = True
+    ) -> None:
+        if self.pending_sent is not None:
+            # The SENT mark first: a failure's own transaction must not leave it unwritten.
+            self.marks.sent(self.pending_sent)
+            self.pending_sent = None
+        self.failures_in_a_row += 1
+        _record_failure(
+            recipient.delivery_id, recipient.subscriber_id, failure, self.stats, bounce=bounce
+        )
+        if self.pause_after and self.failures_in_a_row >= self.pause_after:
+            _pause_for_failures(recipient.edition_id, self.failures_in_a_row, failure)
+            self.stopped_editions.add(recipient.edition_id)
+
+
+def _send_batch(ids: list[int], worker_id: str, transport: Transport, stats: SendStats) -> None:
+    _BatchSender(worker_id, transport, stats).run(ids)
 
 
 def _why_not_sendable(delivery_id: int, edition_id: int, worker_id: str, stats: SendStats) -> bool:
