@@ -7,13 +7,15 @@ import email.policy
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from newsletters.editions import sending
 from newsletters.editions.models import Delivery, DeliveryStatus, Edition, EditionStatus
 from newsletters.editions.rendering import markdown_to_html
 from newsletters.extensions import db
 from newsletters.subscriptions.models import Subscriber
+from newsletters.subscriptions.services import erase
+from newsletters.timeutil import utcnow
 from tests.support.editions import confirmed_audience, draft, received_counts
 from tests.support.flows import subscribe, subscriptions_of
 
@@ -338,3 +340,43 @@ def test_email_module_parses_every_part(mail_app, smtp_server):
     parsed = email.message_from_bytes(mail.raw, policy=email.policy.strict)
     assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
     assert not parsed.defects and all(not p.defects for p in parsed.iter_parts())
+
+
+def test_erasing_a_subscriber_deletes_their_deliveries(mail_app, smtp_server):
+    audience = confirmed_audience(mail_app, 3)
+    edition_id = draft(mail_app)
+    with mail_app.app_context():
+        sending.start_send(edition_id)
+        sending.send_due("erasure-test")
+        gone = db.session.scalar(select(Subscriber.id).where(Subscriber.email == audience[0]))
+        erase(gone)
+        left = db.session.scalars(select(Delivery.subscriber_id)).all()
+        db.session.remove()
+    assert gone not in left and len(left) == 2
+
+
+def test_a_delivery_whose_subscriber_is_gone_is_skipped_and_the_send_completes(
+    mail_app, smtp_server
+):
+    audience = confirmed_audience(mail_app, 3)
+    edition_id = draft(mail_app)
+    with mail_app.app_context():
+        sending.start_send(edition_id)
+        # What a delete racing start_send's INSERT ... SELECT could leave behind.
+        db.session.execute(
+            insert(Delivery).values(
+                edition_id=edition_id,
+                subscriber_id=987654,
+                status=DeliveryStatus.QUEUED,
+                attempts=0,
+                next_attempt_at=utcnow(),
+                possible_duplicates=0,
+            )
+        )
+        db.session.commit()
+        stats = sending.send_due("orphan-test")
+        progress = sending.progress(edition_id)
+        db.session.remove()
+    assert stats.sent == 3 and stats.skipped == 1
+    assert progress.status == "sent"
+    assert received_counts(smtp_server, audience) == {a: 1 for a in audience}

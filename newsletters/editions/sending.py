@@ -722,6 +722,20 @@ class _BatchSender:
             .where(Delivery.id.in_(ids))
             .order_by(Delivery.id)
         ).all()
+        if len(rows) < len(ids):
+            # Deliveries whose subscriber was deleted while the send started (a delete
+            # that raced start_send's INSERT ... SELECT): nobody left to send them to.
+            gone = set(ids) - {row[0] for row in rows}
+            result = db.session.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(gone), deliveries.c.leased_by == self.worker_id)
+                .values(
+                    status=DeliveryStatus.SKIPPED.value,
+                    leased_until=None,
+                    last_error="the subscriber no longer exists",
+                )
+            )
+            self.stats.skipped += result.rowcount
         db.session.commit()
         self.rows = rows
         self.marks = _Marks(self.worker_id)
