@@ -380,3 +380,17 @@ def test_a_delivery_whose_subscriber_is_gone_is_skipped_and_the_send_completes(
     assert stats.sent == 3 and stats.skipped == 1
     assert progress.status == "sent"
     assert received_counts(smtp_server, audience) == {a: 1 for a in audience}
+
+
+def test_lines_that_start_with_a_dot_arrive_as_written(mail_app, smtp_server):
+    audience = confirmed_audience(mail_app, 2)
+    edition_id = draft(mail_app, body=".NET-projektet er godkendt.\n\n. og et punktum alene")
+    with mail_app.app_context():
+        sending.start_send(edition_id)
+        sending.send_due("dot-test")
+        db.session.remove()
+    mails = smtp_server.wait_for(2)
+    assert {m.rcpt_to for m in mails} == set(audience)
+    for mail in mails:
+        assert ".NET-projektet er godkendt." in mail.text
+        assert "\n. og et punktum alene" in mail.text

@@ -102,9 +102,19 @@ def render_edition(
 
 
 def _qp_line(line: str) -> bytes:
-    """One line of text as quoted-printable, soft breaks included, without its line end."""
+    """One line of text as quoted-printable, soft breaks included, without its line end.
+
+    Dot-stuffed for SMTP's DATA (RFC 5321, 4.5.2): every physical line that starts with
+    a dot gets another, so a whole message is ready to send as it is (`data_ready`).
+    """
     encoded = binascii.b2a_qp(line.encode("utf-8"), quotetabs=False, istext=True, header=False)
-    return encoded.replace(b"=\n", b"=\r\n")
+    return _dot_stuffed(encoded.replace(b"=\n", b"=\r\n"))
+
+
+def _dot_stuffed(lines: bytes) -> bytes:
+    if lines.startswith(b"."):
+        lines = b"." + lines
+    return lines.replace(b"\r\n.", b"\r\n..")
 
 
 @dataclass
@@ -165,7 +175,8 @@ class EditionTemplate:
         unsubscribe_url: str,
         date: str | None = None,
     ) -> bytes:
-        """One recipient's complete message: RFC 5322, CRLF, 7-bit."""
+        """One recipient's complete message: RFC 5322, CRLF, 7-bit, and ready for SMTP's
+        DATA as it is (lines that start with a dot are dot-stuffed: `data_ready`)."""
         b = self.boundary
         head = (
             f"To: {to}\r\n"

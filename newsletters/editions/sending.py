@@ -357,7 +357,14 @@ class SendStats:
         self.errors.extend(other.errors)
 
 
-_sending_editions = select(editions.c.id).where(editions.c.status == EditionStatus.SENDING.value)
+_edition_sending = (
+    select(editions.c.id)
+    .where(
+        editions.c.id == deliveries.c.edition_id,
+        editions.c.status == EditionStatus.SENDING.value,
+    )
+    .exists()
+)
 
 # The writes of every message; the status values are those of DeliveryStatus,
 # EditionStatus and SubscriptionStatus. The in-flight mark: this claimed delivery
@@ -610,7 +617,9 @@ def _send_lane(worker_id: str, transport: Transport | None = None) -> SendStats:
                 _batch_size(),
                 Delivery.id > cursor,
                 Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
-                Delivery.edition_id.in_(_sending_editions),
+                # EXISTS, not IN: SQLite then walks the primary key from the cursor
+                # instead of every delivery of the edition through the unique index.
+                _edition_sending,
             )
             if not ids:
                 if cursor == 0:
@@ -809,7 +818,7 @@ class _BatchSender:
             if not transport.envelope_open:
                 transport.open_envelope(template.envelope_from, recipient.to, len(message))
             transport.envelope_ready()
-            transport.write_body(message)
+            transport.write_body(message, data_ready=True)
         except DeliveryFailure as refused:
             failure = refused
         except Exception as exc:  # a message we cannot even hand over must not stop the rest

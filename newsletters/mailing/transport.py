@@ -40,7 +40,7 @@ class Transport(Protocol):
 
     def envelope_ready(self) -> None: ...
 
-    def write_body(self, raw: bytes) -> None: ...
+    def write_body(self, raw: bytes, *, data_ready: bool = False) -> None: ...
 
     def finish(self, next_envelope: tuple[str, str, int] | None = None) -> None: ...
 
@@ -68,7 +68,7 @@ class CaptureTransport:
     def envelope_ready(self) -> None:
         return None
 
-    def write_body(self, raw: bytes) -> None:
+    def write_body(self, raw: bytes, *, data_ready: bool = False) -> None:
         return None
 
     def finish(self, next_envelope: tuple[str, str, int] | None = None) -> None:
@@ -225,12 +225,16 @@ class SmtpTransport:
             raise self._lost(smtplib.SMTPDataError(*data_reply))
         self._envelope = "ready"
 
-    def write_body(self, raw: bytes) -> None:
-        """Send the message without its end: the server holds it, nothing is delivered."""
+    def write_body(self, raw: bytes, *, data_ready: bool = False) -> None:
+        """Send the message without its end: the server holds it, nothing is delivered.
+
+        `data_ready`: the caller promises CRLF line ends, dot-stuffing and a final CRLF
+        (an edition's messages are built that way once), so the bytes go out as they are.
+        """
         if self._envelope != "ready":
             raise RuntimeError("write_body() before the server asked for the message")
         try:
-            self._host.send(_data_bytes(raw))
+            self._host.send(raw if data_ready else _data_bytes(raw))
         except (smtplib.SMTPException, OSError) as exc:
             raise self._lost(exc) from exc
         self._envelope = "body"
