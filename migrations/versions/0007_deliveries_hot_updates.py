@@ -8,7 +8,8 @@ Each message of a send updates its delivery twice (SENDING before the handover, 
 after). With `status` in an index, PostgreSQL wrote a new entry in every index of the
 table for both updates; without it, and with room left on each page (fillfactor), the
 updates are heap-only (HOT). Workers find queued deliveries by primary key instead
-(`sending.send_due` walks ids with a cursor).
+(`sending.send_due` walks ids in bounded windows from the edition's new
+`first_delivery_id`).
 
 Starting a send inserts a delivery per recipient; the two foreign keys made PostgreSQL
 run two trigger checks per row, 60 % of the INSERT ... SELECT for 100 000 recipients.
@@ -17,6 +18,7 @@ the sender, so the checks are replaced by what ON DELETE CASCADE did: triggers t
 delete the deliveries of a deleted subscriber or edition.
 """
 from alembic import op
+import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
@@ -33,6 +35,8 @@ _FOREIGN_KEYS = (
 
 
 def upgrade():
+    with op.batch_alter_table('editions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('first_delivery_id', sa.Integer(), nullable=True))
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_edition_id_status')
         for name, _table, _column in _FOREIGN_KEYS:
@@ -76,3 +80,5 @@ def downgrade():
         for name, table, column in _FOREIGN_KEYS:
             batch_op.create_foreign_key(name, table, [column], ['id'], ondelete='CASCADE')
         batch_op.create_index('ix_deliveries_edition_id_status', ['edition_id', 'status'], unique=False)
+    with op.batch_alter_table('editions', schema=None) as batch_op:
+        batch_op.drop_column('first_delivery_id')

@@ -70,6 +70,8 @@ class Edition(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recipients: Mapped[int] = mapped_column(Integer, default=0)
+    # The lowest id of its deliveries: where the senders start walking (see Delivery).
+    first_delivery_id: Mapped[int | None] = mapped_column(Integer)
     # Why a send paused itself (too many failures in a row), shown to the editor.
     paused_reason: Mapped[str | None] = mapped_column(Text)
 

@@ -186,9 +186,9 @@ def start_send(edition_id: int) -> int:
         )
     )
     # Counted, not taken from rowcount: psycopg reports -1 for INSERT ... SELECT.
-    edition.recipients = db.session.scalar(
-        select(func.count()).where(Delivery.edition_id == edition.id)
-    )
+    edition.recipients, edition.first_delivery_id = db.session.execute(
+        select(func.count(), func.min(Delivery.id)).where(Delivery.edition_id == edition.id)
+    ).one()
     edition.status = EditionStatus.SENDING
     edition.started_at = now
     edition.paused_reason = None
@@ -603,35 +603,68 @@ def send_due(worker_id: str, *, transport: Transport | None = None) -> SendStats
 def _send_lane(worker_id: str, transport: Transport | None = None) -> SendStats:
     """One lane: claim batches and send them over one connection until nothing is due."""
     stats = SendStats()
+    start = _first_sending_delivery_id()
+    if start is None:
+        return stats  # nothing is sending: no claim, no connection
     own_transport = transport is None
     transport = transport or open_transport()
-    # Claims walk the primary key upwards from the last batch (no index on status, see
-    # Delivery); when that finds nothing, one sweep from the start picks up what came
-    # due behind the cursor (retries, deliveries taken over from a dead worker).
-    cursor = 0
+    # The lane walks the deliveries upwards from the lowest of the sending editions;
+    # at the end, one more pass from there picks up what came due behind it (retries,
+    # deliveries taken over from a dead worker), until a pass finds nothing.
+    cursor = start - 1
+    found_since_start = False
     try:
         while not stats.connection_lost:
-            ids = jobs.claim(
-                Delivery,
-                worker_id,
-                _batch_size(),
-                Delivery.id > cursor,
-                Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
-                # EXISTS, not IN: SQLite then walks the primary key from the cursor
-                # instead of every delivery of the edition through the unique index.
-                _edition_sending,
-            )
-            if not ids:
-                if cursor == 0:
-                    break
-                cursor = 0
+            ids, cursor = _claim_next(worker_id, cursor)
+            if ids:
+                found_since_start = True
+                _send_batch(ids, worker_id, transport, stats)
                 continue
-            cursor = ids[-1]
-            _send_batch(ids, worker_id, transport, stats)
+            if not found_since_start:
+                break
+            cursor, found_since_start = start - 1, False
     finally:
         if own_transport:
             transport.close()
     return stats
+
+
+def _first_sending_delivery_id() -> int | None:
+    firsts = db.session.scalars(
+        select(Edition.first_delivery_id).where(Edition.status == EditionStatus.SENDING)
+    ).all()
+    db.session.commit()
+    if not firsts:
+        return None
+    return 0 if None in firsts else min(firsts)
+
+
+def _claim_next(worker_id: str, cursor: int) -> tuple[list[int], int]:
+    """Lease the next due deliveries above `cursor`; them, and the new cursor.
+
+    Walks the primary key in windows of at most 10 batches, so a claim reads a bounded
+    number of rows whatever plan the database picks (there is no index on status, see
+    Delivery, and planners misjudge how many of an edition's rows are still due).
+    """
+    size = _batch_size()
+    while True:
+        window = select(Delivery.id).where(Delivery.id > cursor).order_by(Delivery.id)
+        window_end = db.session.scalar(select(func.max(window.limit(size * 10).subquery().c.id)))
+        if window_end is None:
+            db.session.commit()
+            return [], cursor
+        ids = jobs.claim(
+            Delivery,
+            worker_id,
+            size,
+            Delivery.id > cursor,
+            Delivery.id <= window_end,
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
+            _edition_sending,
+        )
+        if ids:
+            return ids, ids[-1]
+        cursor = window_end
 
 
 def _send_lanes(worker_id: str, lanes: int) -> SendStats:
