@@ -4,6 +4,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+from newsletters.subscriptions import services
 from newsletters.subscriptions.importing import ImportRefused, export_confirmed, import_subscribers
 
 subscribers_cli = AppGroup("subscribers", help="Import and export subscribers.")
@@ -40,11 +41,15 @@ def import_command(
         click.echo(f"note: {note}")
     for address in report.withdrawn:
         click.echo(f"skipped {address}: unsubscribed earlier, a withdrawal is not overridden")
+    for address in report.suppressed:
+        click.echo(
+            f"skipped {address}: on the suppression list (bounced or asked not to be mailed)"
+        )
     click.echo(
         f"{prefix}imported {report.rows} row(s) into {slug}: "
         f"{report.new_subscribers} new subscriber(s), {report.updated_subscribers} updated, "
         f"{report.enrolled} enrolled, {report.invited} invited, {report.welcomed} welcome "
-        f"mail(s), {report.unchanged} unchanged, {len(report.withdrawn)} skipped"
+        f"mail(s), {report.unchanged} unchanged, {report.skipped} skipped"
     )
 
 
@@ -58,3 +63,18 @@ def export_command(slug: str) -> None:
     except ImportRefused as refused:
         click.echo(f"export refused: {refused.problems[0][1]}", err=True)
         sys.exit(1)
+
+
+@subscribers_cli.command("purge-pending")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0),
+    help="Older than this many days (default: the PENDING_PURGE_DAYS setting).",
+)
+def purge_pending_command(days: float | None) -> None:
+    """Delete pending subscriptions that were never confirmed (and their consent records)."""
+    subscriptions, subscribers = services.purge_pending(days)
+    click.echo(
+        f"purged {subscriptions} pending subscription(s) never confirmed, and "
+        f"{subscribers} subscriber(s) left with none"
+    )

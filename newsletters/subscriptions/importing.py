@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from newsletters.bounces import suppression
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
@@ -61,8 +62,14 @@ class ImportReport:
     unchanged: int = 0
     # Left the newsletter earlier: a withdrawal is never overridden by an import.
     withdrawn: list[str] = field(default_factory=list)
+    # On the suppression list (bounced, or asked never to be mailed again): left out.
+    suppressed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
+
+    @property
+    def skipped(self) -> int:
+        return len(self.withdrawn) + len(self.suppressed)
 
 
 _BY_FOLDED_NAME = {m.casefold(): m for m in MUNICIPALITIES}
@@ -212,8 +219,12 @@ def import_subscribers(
     if encoding_note:
         report.notes.insert(0, encoding_note)
     ctx = ctx or services.RequestContext(method="import_basis" if basis else "import_invite")
+    blocked = suppression.suppressed_among(row.email for row in rows)
     try:
         for row in rows:
+            if row.email in blocked:
+                report.suppressed.append(row.email)
+                continue
             _import_row(row, newsletter, basis=basis, welcome=welcome, ctx=ctx, report=report)
         if dry_run:
             db.session.rollback()

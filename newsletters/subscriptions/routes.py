@@ -306,7 +306,7 @@ def manage_delete(token: str):
     form = DeleteForm()
     if request.method == "POST":
         if form.validate():
-            services.erase(subscriber.id)
+            services.erase(subscriber.id, never_again=bool(form.never_again.data))
             return render_template("subscriptions/deleted.html")
         return (
             render_template(
