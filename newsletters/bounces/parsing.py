@@ -67,11 +67,28 @@ def parse(raw: bytes, *, mail_domain: str) -> ParsedBounce:
             # A report whose status fields we could not read: let the heuristics try.
             result.recipients = _heuristic(message)
         return result
-    if is_auto_reply(message):
+    # Mail systems mark their bounces Auto-Submitted: auto-replied too (Exim does), so
+    # the sender decides first: a mailer daemon's message is read as a bounce.
+    if not _from_mail_system(message) and is_auto_reply(message):
         result.auto_reply = True
         return result
     result.recipients = _heuristic(message)
     return result
+
+
+_MAIL_SYSTEM_SENDER = re.compile(
+    r"^(mailer-daemon|postmaster|mail-daemon|mail\.delivery|maildelivery|mdaemon)\b",
+    re.IGNORECASE,
+)
+
+
+def _from_mail_system(message: Message) -> bool:
+    """From a mail system rather than a person: MAILER-DAEMON, postmaster, or a message
+    naming its failed recipients (Exim's X-Failed-Recipients)."""
+    if message.get("X-Failed-Recipients"):
+        return True
+    local_part = parseaddr(str(message.get("From") or ""))[1].split("@")[0]
+    return bool(_MAIL_SYSTEM_SENDER.match(local_part))
 
 
 def is_auto_reply(message: Message) -> bool:
