@@ -29,6 +29,7 @@ def import_command(
             basis=basis,
             welcome=welcome,
             dry_run=dry_run,
+            file_name=csv_file.name,
         )
     except ImportRefused as refused:
         click.echo(f"{csv_file}: refused, nothing was imported:", err=True)
@@ -57,6 +58,11 @@ def import_command(
 @click.option("--newsletter", "slug", required=True, help="Slug of the newsletter.")
 def export_command(slug: str) -> None:
     """Write the newsletter's confirmed subscribers as CSV to standard output."""
+    from newsletters.audit.services import record_now
+    from newsletters.catalog.services import newsletter_by_slug
+
+    if newsletter_by_slug(slug) is not None:
+        record_now(None, "subscribers.export", f"newsletter:{slug}", {"from": "cli"})
     try:
         for chunk in export_confirmed(slug):
             click.echo(chunk, nl=False)

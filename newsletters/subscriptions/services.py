@@ -20,7 +20,7 @@ from newsletters.audit import services as audit
 from newsletters.bounces import suppression
 from newsletters.bounces.models import Bounce, Suppression, SuppressionReason
 from newsletters.catalog.models import Newsletter
-from newsletters.editions.models import Delivery
+from newsletters.editions.models import Delivery, Edition
 from newsletters.extensions import db
 from newsletters.mailing import outbox
 from newsletters.mailing.compose import render_mail
@@ -650,6 +650,48 @@ def export_data(subscriber_id: int) -> dict[str, Any]:
             }
             for m in mails
         ],
+        "editions_received": [
+            {
+                "newsletter": slug,
+                "edition": edition_id,
+                "subject": subject,
+                "status": status.value,
+                "sent_at": iso(sent_at),
+                "attempts": attempts,
+                "last_error": last_error,
+            }
+            for edition_id, slug, subject, status, sent_at, attempts, last_error in (
+                db.session.execute(
+                    select(
+                        Delivery.edition_id,
+                        Newsletter.slug,
+                        Edition.subject,
+                        Delivery.status,
+                        Delivery.sent_at,
+                        Delivery.attempts,
+                        Delivery.last_error,
+                    )
+                    .join(Edition, Edition.id == Delivery.edition_id)
+                    .join(Newsletter, Newsletter.id == Edition.newsletter_id)
+                    .where(Delivery.subscriber_id == subscriber.id)
+                    .order_by(Delivery.id)
+                )
+            )
+        ],
+        "bounces": [
+            {
+                "kind": b.kind.value,
+                "status": b.status,
+                "diagnostic": b.diagnostic,
+                "source": b.source,
+                "at": iso(b.at),
+            }
+            for b in db.session.scalars(
+                select(Bounce).where(Bounce.subscriber_id == subscriber.id).order_by(Bounce.id)
+            )
+        ],
+        "mail_stopped_at": iso(subscriber.hard_bounced_at),
+        "suppressed": suppression.is_suppressed(subscriber.email),
     }
 
 
