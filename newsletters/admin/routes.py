@@ -24,16 +24,17 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_login import current_user
 
-from newsletters.admin import services
-from newsletters.admin.forms import EraseForm, ImportForm
+from newsletters.admin import services, welcome
+from newsletters.admin.forms import EraseForm, ImportForm, WelcomeLetterForm
 from newsletters.audit import services as audit
 from newsletters.audit.web import actor
 from newsletters.bounces import suppression
 from newsletters.bounces.models import SuppressionReason
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
-from newsletters.extensions import db
+from newsletters.extensions import db, limiter
 from newsletters.staff.access import admin_required
 from newsletters.subscriptions import services as subscriber_services
 from newsletters.subscriptions.forms import ButtonForm
@@ -349,3 +350,78 @@ def audit_log():
         details_of=audit.details_of,
         page_url=lambda n: url_for(".audit_log", **query, page=n),
     )
+
+
+# --------------------------------------------------------------------------- welcome letter
+
+
+def _welcome_page(slug: str, form: WelcomeLetterForm | None = None, status: int = 200):
+    try:
+        current = welcome.state(slug)
+    except welcome.WelcomeLetterError:
+        abort(404)
+    if form is None:
+        form = WelcomeLetterForm(
+            formdata=None, data={"subject": current.subject, "body": current.body_markdown}
+        )
+    return render_template(
+        "admin/welcome_letter.html", state=current, form=form, button=ButtonForm()
+    ), status
+
+
+@bp.route("/newsletters/<slug>/welcome-letter", methods=["GET", "POST"])
+@admin_required
+def welcome_letter(slug: str):
+    if request.method == "GET":
+        return _welcome_page(slug)
+    form = WelcomeLetterForm()
+    if not form.validate():
+        return _welcome_page(slug, form, 422)
+    staff_id, ip = actor()
+    try:
+        welcome.save(
+            slug,
+            subject=form.subject.data,
+            body_markdown=form.body.data,
+            by_staff_id=staff_id,
+            ip=ip,
+        )
+    except welcome.WelcomeLetterError:
+        abort(404)
+    flash(_("The welcome letter has been saved."), "success")
+    return redirect(url_for(".welcome_letter", slug=slug), code=303)
+
+
+def _welcome_limit() -> str:
+    return current_app.config["RATELIMIT_WELCOME_LETTER"]
+
+
+def _welcome_key() -> str:
+    """Each administrator has their own allowance, wherever they post from."""
+    who = current_user.id if current_user.is_authenticated else request.remote_addr
+    return f"welcome-letter:{who}"
+
+
+def _welcome_was_sent(response) -> bool:
+    return response.status_code == 303
+
+
+@bp.post("/newsletters/<slug>/welcome-letter/send")
+@admin_required
+@limiter.limit(_welcome_limit, key_func=_welcome_key, deduct_when=_welcome_was_sent)
+def welcome_letter_send(slug: str):
+    if not ButtonForm().validate():
+        abort(400)
+    staff_id, ip = actor()
+    try:
+        count = welcome.send(slug, by_staff_id=staff_id, ip=ip)
+    except welcome.WelcomeLetterError:
+        if newsletter_by_slug(slug) is None:
+            abort(404)
+        flash(_("Save the letter before you send it."), "error")
+        return redirect(url_for(".welcome_letter", slug=slug), code=303)
+    flash(
+        _("The welcome letter is on its way to %(count)s person(s).", count=count),
+        "success",
+    )
+    return redirect(url_for(".welcome_letter", slug=slug), code=303)

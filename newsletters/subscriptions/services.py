@@ -810,6 +810,74 @@ def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str)
     )
 
 
+# --------------------------------------------------------------------------- join links
+
+
+@dataclass
+class JoinOffer:
+    subscriber: Subscriber
+    newsletter: Newsletter
+    # Already receiving it (confirmed).
+    already: bool
+    # The address is on the suppression list: the link cannot subscribe it.
+    suppressed: bool
+
+
+def _join_link(token: str) -> JoinOffer:
+    subscriber, link = _verified_subscriber(Purpose.JOIN, token)
+    if len(link.newsletter_ids) != 1:
+        raise TokenError("invalid")
+    newsletter = db.session.get(Newsletter, link.newsletter_ids[0])
+    if newsletter is None:
+        raise TokenError("invalid")
+    existing = _subscriptions_of(subscriber).get(newsletter.id)
+    return JoinOffer(
+        subscriber=subscriber,
+        newsletter=newsletter,
+        already=existing is not None and existing.status == SubscriptionStatus.CONFIRMED,
+        suppressed=suppression.is_suppressed(subscriber.email),
+    )
+
+
+def inspect_join(token: str) -> JoinOffer:
+    """What a one-click subscribe link offers, without changing anything (GET shows)."""
+    return _join_link(token)
+
+
+def join(token: str, *, ctx: RequestContext) -> JoinOffer:
+    """Subscribe the link's owner to the link's newsletter, confirmed: the link came to
+    their own address, and pressing the button is the request and the confirmation.
+
+    Recorded as both (method 'welcome-link'). Idempotent. An earlier withdrawal does not
+    stop it: this is the person's own new request.
+    """
+    offer = _join_link(token)
+    if offer.already or offer.suppressed:
+        db.session.rollback()
+        return offer
+    _lock_subscriber(offer.subscriber.email)
+    subscription = _subscriptions_of(offer.subscriber).get(offer.newsletter.id)
+    if subscription is None:
+        subscription = Subscription(subscriber=offer.subscriber, newsletter=offer.newsletter)
+        db.session.add(subscription)
+    now = utcnow()
+    subscription.status = SubscriptionStatus.CONFIRMED
+    subscription.requested_at = now
+    subscription.confirmed_at = now
+    subscription.unsubscribed_at = None
+    record_event(
+        subscription,
+        ConsentAction.REQUESTED,
+        ctx,
+        method="welcome-link",
+        consent_version=CURRENT_CONSENT_VERSION,
+        at=now,
+    )
+    record_event(subscription, ConsentAction.CONFIRMED, ctx, method="welcome-link", at=now)
+    db.session.commit()
+    return offer
+
+
 # --------------------------------------------------------------------------- hygiene
 
 
