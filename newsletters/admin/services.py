@@ -21,6 +21,7 @@ from newsletters.subscriptions.models import (
     Subscription,
     SubscriptionStatus,
 )
+from newsletters.subscriptions.municipalities import MUNICIPALITIES
 
 # Beyond the subscription statuses: addresses that mail no longer goes to.
 STOPPED = "stopped"
@@ -116,17 +117,14 @@ def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50)
 
 
 def filter_choices() -> tuple[list[str], list[str]]:
-    """The municipalities and roles subscribers have (for the filter's menus)."""
-    municipalities = db.session.scalars(
-        select(Subscriber.municipality)
-        .where(Subscriber.municipality != "")
-        .distinct()
-        .order_by(Subscriber.municipality)
-    ).all()
+    """The municipalities (the 98, fixed) and the roles subscribers have, for the filter.
+
+    Not SELECT DISTINCT municipality: on 100 000 rows that was most of the page's time.
+    """
     roles = db.session.scalars(
         select(Subscriber.role).where(Subscriber.role != "").distinct().order_by(Subscriber.role)
     ).all()
-    return list(municipalities), list(roles)
+    return sorted(MUNICIPALITIES), list(roles)
 
 
 @dataclass
