@@ -769,3 +769,21 @@ def test_sending_the_welcome_letter_is_rate_limited(make_app):
     post_form(client, page, {"subject": "Velkommen", "body": "Tekst"})
     assert post_form(client, f"{page}/send", page=page).status_code == 303
     assert post_form(client, f"{page}/send", page=page).status_code == 429
+
+
+def test_the_worker_purges_stale_pending_subscriptions_once_a_day(app, monkeypatch):
+    from newsletters import worker
+
+    daily = [job for job in worker.JOBS if isinstance(job, worker._Daily)]
+    assert [job.job for job in daily] == [worker._purge_pending]
+    runs = []
+    job = worker._Daily(lambda: runs.append(1))
+    clock = [1000.0]
+    monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
+    assert job("w") is False and runs == [1]
+    clock[0] += 3600
+    job("w")
+    assert runs == [1]
+    clock[0] += 86400
+    job("w")
+    assert runs == [1, 1]

@@ -225,7 +225,7 @@ def test_reading_the_mailbox_again_records_nothing_twice(app, runner, sent_editi
     assert "1 already recorded" in third.output
     assert len(bounces(app)) == 1
     box = mailbox.Maildir(str(maildir), create=False)
-    assert all("S" in box.get_message(k).get_flags() for k in box)
+    assert all("S" in box.get_message(k).get_flags() for k in box.keys())  # noqa: SIM118 (Maildir iterates messages)
 
 
 def test_soft_bounces_stop_mail_only_after_the_limit_within_the_window(make_app, tmp_path):
