@@ -787,3 +787,24 @@ def test_the_worker_purges_stale_pending_subscriptions_once_a_day(app, monkeypat
     clock[0] += 86400
     job("w")
     assert runs == [1, 1]
+
+
+def test_staff_add_an_address_to_the_suppression_list_and_its_next_send_leaves_it_out(admin, app):
+    addresses = confirmed_audience(app, 3)
+    response = post_form(admin, "/staff/suppressions", {"email": "ikke-en-adresse", "note": ""})
+    assert response.status_code == 422
+    assert "Indtast en gyldig e-mailadresse" in response.get_data(as_text=True)
+    response = post_form(
+        admin, "/staff/suppressions", {"email": addresses[1].upper(), "note": "Ringede"}
+    )
+    assert response.status_code == 303
+    with app.app_context():
+        entry = db.session.scalar(select(Suppression))
+        assert (entry.email, entry.reason, entry.note) == (
+            addresses[1], SuppressionReason.MANUAL, "Ringede"
+        )  # fmt: skip
+        db.session.remove()
+    assert ("suppression.add", f"suppression:{entry.id}") in audit_actions(app)
+    edition_id = draft(app)
+    with app.app_context():
+        assert sending.start_send(edition_id) == 2

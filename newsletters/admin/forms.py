@@ -80,3 +80,18 @@ class WelcomeLetterForm(FlaskForm):
             Length(max=20000, message=_l("The text is longer than 20 000 characters.")),
         ],
     )
+
+
+class SuppressForm(FlaskForm):
+    email = StringField(
+        _l("Email address"),
+        validators=[
+            DataRequired(message=_l("Enter the address that must not be mailed.")),
+            Length(max=320, message=_l("The email address is too long.")),
+        ],
+        render_kw={"inputmode": "email", "spellcheck": "false", "autocomplete": "off"},
+    )
+    note = StringField(
+        _l("Why (for your colleagues)"),
+        validators=[Length(max=500, message=_l("The note is longer than 500 characters."))],
+    )

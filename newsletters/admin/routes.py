@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from newsletters.admin import services, welcome
-from newsletters.admin.forms import EraseForm, ImportForm, WelcomeLetterForm
+from newsletters.admin.forms import EraseForm, ImportForm, SuppressForm, WelcomeLetterForm
 from newsletters.audit import services as audit
 from newsletters.audit.web import actor
 from newsletters.bounces import suppression
@@ -37,6 +37,7 @@ from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db, limiter
 from newsletters.staff.access import admin_required
 from newsletters.subscriptions import services as subscriber_services
+from newsletters.subscriptions.addresses import InvalidAddress
 from newsletters.subscriptions.forms import ButtonForm
 from newsletters.subscriptions.importing import (
     ImportRefused,
@@ -158,7 +159,6 @@ def subscriber(subscriber_id: int):
     return render_template(
         "admin/subscriber.html",
         history=_history_or_404(subscriber_id),
-        button=ButtonForm(),
     )
 
 
@@ -250,7 +250,7 @@ def subscribers_import():
 @bp.get("/subscribers/export")
 @admin_required
 def subscribers_export_page():
-    return render_template("admin/export.html", newsletters=_newsletters(), button=ButtonForm())
+    return render_template("admin/export.html", newsletters=_newsletters())
 
 
 @bp.post("/subscribers/export")
@@ -277,9 +277,31 @@ def subscribers_export():
 # --------------------------------------------------------------------------- suppressions
 
 
-@bp.get("/suppressions")
+@bp.route("/suppressions", methods=["GET", "POST"])
 @admin_required
 def suppressions():
+    form = SuppressForm()
+    if request.method == "POST":
+        if form.validate():
+            staff_id, ip = actor()
+            try:
+                suppression.add_manual(
+                    form.email.data, note=form.note.data or "", by_staff_id=staff_id, ip=ip
+                )
+            except InvalidAddress:
+                form.email.errors.append(
+                    _("Enter a valid email address, for example navn@kommune.dk.")
+                )
+            else:
+                flash(
+                    _("The address is on the suppression list: no more mail goes to it."), "success"
+                )
+                return redirect(url_for(".suppressions"), code=303)
+        return _suppressions_page(form, 422)
+    return _suppressions_page(SuppressForm(formdata=None))
+
+
+def _suppressions_page(form: SuppressForm, status: int = 200):
     reason = request.args.get("reason", "")
     if reason not in _reason_labels():
         reason = ""
@@ -294,8 +316,8 @@ def suppressions():
         page=page,
         query=request.args.get("q", ""),
         reason=reason,
-        button=ButtonForm(),
-    )
+        form=form,
+    ), status
 
 
 @bp.post("/suppressions/<int:suppression_id>/lift")
@@ -364,9 +386,7 @@ def _welcome_page(slug: str, form: WelcomeLetterForm | None = None, status: int 
         form = WelcomeLetterForm(
             formdata=None, data={"subject": current.subject, "body": current.body_markdown}
         )
-    return render_template(
-        "admin/welcome_letter.html", state=current, form=form, button=ButtonForm()
-    ), status
+    return render_template("admin/welcome_letter.html", state=current, form=form), status
 
 
 @bp.route("/newsletters/<slug>/welcome-letter", methods=["GET", "POST"])

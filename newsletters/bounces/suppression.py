@@ -149,6 +149,22 @@ def search(*, query: str = "", reason: str = "", page: int = 1, per_page: int = 
     return SuppressionPage(entries=entries, page=page, pages=pages, total=total)
 
 
+def add_manual(
+    address: str, *, note: str, by_staff_id: int | None, ip: str | None = None
+) -> Suppression:
+    """Staff put an address on the list (one transaction, audited by entry id only).
+
+    Raises InvalidAddress. Mail to a subscriber with this address stops at the next send.
+    """
+    normalised = normalise_email(address)
+    entry = suppress(
+        normalised, SuppressionReason.MANUAL, note=note.strip(), by_staff_id=by_staff_id
+    )
+    audit.record(by_staff_id, "suppression.add", f"suppression:{entry.id}", {}, ip)
+    db.session.commit()
+    return entry
+
+
 def lift(suppression_id: int, *, by_staff_id: int | None, ip: str | None = None) -> Suppression:
     """Take an entry off the list, so the address may be mailed again; audited.
 

@@ -105,9 +105,20 @@ def test_an_administrator_imports_finds_and_erases_a_subscriber(
     assert page.url.endswith("/staff/subscribers")
     assert subscribers(live_server) == ["borgmester@aarhus.dk"]
 
+    # The suppression list with entries (a lift button per row) and a refused address.
+    page.goto("/staff/suppressions")
+    page.fill("#email", "ikke-en-adresse")
+    response = submit(
+        page, "main form[method=post][action='/staff/suppressions'] button[type=submit]"
+    )
+    assert response.status == 422
+    audit(axe, page, "suppression list, bad address")
+    page.fill("#email", "ringede@kommune.dk")
+    submit(page, "main form[method=post][action='/staff/suppressions'] button[type=submit]")
+    assert page.locator("main table tbody tr").count() == 1
+    audit(axe, page, "suppression list, one entry")
     for path, label in [
         ("/staff/subscribers/export", "export"),
-        ("/staff/suppressions", "suppression list"),
         ("/staff/audit", "audit log"),
         ("/staff/newsletters/bestyrelse/welcome-letter", "welcome letter"),
     ]:
