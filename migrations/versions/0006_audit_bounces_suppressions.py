@@ -95,8 +95,10 @@ def upgrade():
 
     # ### end Alembic commands ###
     if op.get_bind().dialect.name == 'postgresql':
+        # OR REPLACE: a function outlives its table (a schema dropped table by table and
+        # migrated again, as the test suite does, still has it).
         op.execute("""
-            CREATE FUNCTION audit_log_append_only() RETURNS trigger AS $$
+            CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger AS $$
             BEGIN
                 RAISE EXCEPTION 'the audit log is append-only: % refused', TG_OP;
             END;
