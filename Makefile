@@ -39,7 +39,7 @@ translations: $(VENV)/.installed
 
 # After changing a translatable text: update the catalogues, then translate in the .po files.
 extract-messages: $(VENV)/.installed
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k N_ --no-location --sort-output \
 		--project newsletters -o newsletters/translations/messages.pot .
 	$(BIN)/pybabel update -i newsletters/translations/messages.pot -d newsletters/translations \
 		--no-fuzzy-matching

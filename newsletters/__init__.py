@@ -51,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     # Import every model so metadata (and Alembic) see all tables.
     from newsletters import models  # noqa: F401
+    from newsletters.admin.routes import bp as admin_bp
     from newsletters.assets import bp as assets_bp
     from newsletters.editions.routes import bp as editions_bp
     from newsletters.editions.staff_routes import bp as editor_bp
@@ -64,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(mailing_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(editor_bp)
+    app.register_blueprint(admin_bp)
     cli.init_app(app)
     _init_worker(app)
     return app

@@ -6,12 +6,14 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from newsletters.bounces.cli import bounces_cli
     from newsletters.catalog.cli import seed_command
     from newsletters.editions.cli import editions_cli
     from newsletters.staff.cli import staff_cli
     from newsletters.subscriptions.cli import subscribers_cli
     from newsletters.worker import worker_command
 
+    app.cli.add_command(bounces_cli)
     app.cli.add_command(seed_command)
     app.cli.add_command(editions_cli)
     app.cli.add_command(staff_cli)

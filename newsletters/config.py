@@ -77,6 +77,34 @@ class DefaultConfig:
     # Number of trusted reverse proxies in front of the app (X-Forwarded-For).
     PROXY_COUNT = 0
 
+    # Bounces and list hygiene (newsletters/bounces/). A hard bounce stops mail to the
+    # address at once; soft bounces do when BOUNCE_SOFT_LIMIT of them arrive within
+    # BOUNCE_SOFT_WINDOW_DAYS.
+    BOUNCE_SOFT_LIMIT = 3
+    BOUNCE_SOFT_WINDOW_DAYS = 30
+    # Where `flask bounces process` reads bounce mail when no option says otherwise:
+    # a Maildir path, or an IMAP server (IMAPS on 993 unless BOUNCE_IMAP_SSL is false).
+    BOUNCE_MAILDIR: str | None = None
+    BOUNCE_IMAP_HOST: str | None = None
+    BOUNCE_IMAP_PORT: int | None = None
+    BOUNCE_IMAP_SSL = True
+    BOUNCE_IMAP_USERNAME: str | None = None
+    BOUNCE_IMAP_PASSWORD: str | None = None
+    BOUNCE_IMAP_FOLDER = "INBOX"
+    # Key of the HMAC that identifies suppressed addresses without storing them. None =
+    # derived from SECRET_KEY; set it explicitly so that rotating SECRET_KEY keeps erased
+    # people suppressed.
+    SUPPRESSION_HASH_KEY: str | None = None
+    # Pending subscriptions never confirmed are deleted after this many days (the
+    # scheduler runs the purge daily; `flask subscribers purge-pending` runs it now).
+    PENDING_PURGE_DAYS = 30
+    # Lifetime of the one-click subscribe links in the welcome letter.
+    JOIN_MAX_AGE_DAYS = 60
+    # Welcome letters an administrator can send per hour (each to every enrolled person).
+    RATELIMIT_WELCOME_LETTER = "5 per hour"
+    # Rows per page on the staff's subscriber and audit pages.
+    STAFF_PAGE_SIZE = 50
+
     # i18n
     BABEL_DEFAULT_LOCALE = "da"
     BABEL_DEFAULT_TIMEZONE = "Europe/Copenhagen"

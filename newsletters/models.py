@@ -1,5 +1,8 @@
 """Every model, imported in one place so that metadata and Alembic see all tables."""
 
+from newsletters.admin.models import WelcomeLetter
+from newsletters.audit.models import AuditEntry
+from newsletters.bounces.models import Bounce, BounceKind, Suppression, SuppressionReason
 from newsletters.catalog.models import Newsletter
 from newsletters.editions.models import (
     Delivery,
@@ -20,6 +23,12 @@ from newsletters.subscriptions.models import (
 )
 
 __all__ = [
+    "AuditEntry",
+    "Bounce",
+    "BounceKind",
+    "Suppression",
+    "SuppressionReason",
+    "WelcomeLetter",
     "Delivery",
     "DeliveryStatus",
     "Edition",

@@ -25,6 +25,10 @@ class Purpose(enum.StrEnum):
     MANAGE = "manage"
     UNSUBSCRIBE = "unsubscribe"
     LOGIN = "login"
+    # One-click subscribe to one newsletter, offered in the welcome letter to enrolled
+    # subscribers: the link came to their own address, so pressing the button on its
+    # page is the confirmation.
+    JOIN = "join"
 
 
 def _max_age(purpose: Purpose) -> int | None:
@@ -35,6 +39,8 @@ def _max_age(purpose: Purpose) -> int | None:
         return int(cfg["MANAGE_MAX_AGE_DAYS"] * 86400)
     if purpose is Purpose.LOGIN:
         return 3600
+    if purpose is Purpose.JOIN:
+        return int(cfg["JOIN_MAX_AGE_DAYS"] * 86400)
     # Unsubscribing grants no access and must work from any old mail (RFC 8058).
     return None
 

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -23,7 +24,7 @@ from newsletters import jobs
 from newsletters.editions import sending
 from newsletters.extensions import db
 from newsletters.mailing import outbox
-from newsletters.subscriptions.services import process_subscribe_requests
+from newsletters.subscriptions.services import process_subscribe_requests, purge_pending
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,38 @@ def _editions_job(worker_id: str) -> bool:
     return bool(started or stats.handled)
 
 
-# In order: posted forms become mail before the outbox is emptied; then editions. Later
-# features (feeds, digests) add their jobs here.
-JOBS: list[Callable[[str], bool]] = [_intake_job, _outbox_job, _editions_job]
+class _Daily:
+    """Runs a job at most once a day per worker process. Several workers may run it the
+    same day: the purge is idempotent."""
+
+    def __init__(self, job: Callable[[], object], interval_seconds: float = 86400) -> None:
+        self.job = job
+        self.interval = interval_seconds
+        self.last_run: float | None = None
+
+    def __call__(self, worker_id: str) -> bool:
+        now = time.monotonic()
+        if self.last_run is not None and now - self.last_run < self.interval:
+            return False
+        self.last_run = now
+        self.job()
+        return False  # housekeeping: never keeps the worker from idling
+
+
+def _purge_pending() -> None:
+    subscriptions, subscribers = purge_pending()
+    if subscriptions:
+        log.info("purged %s pending subscription(s), %s subscriber(s)", subscriptions, subscribers)
+
+
+# In order: posted forms become mail before the outbox is emptied; then editions; then
+# housekeeping. Later features (feeds, digests) add their jobs here.
+JOBS: list[Callable[[str], bool]] = [
+    _intake_job,
+    _outbox_job,
+    _editions_job,
+    _Daily(_purge_pending),
+]
 
 
 _in_process_lock = threading.Lock()

@@ -262,6 +262,14 @@ def test_a_5xx_fails_the_delivery_and_is_a_hard_bounce(mail_app, smtp_server):
             db.session.scalar(select(Subscriber.hard_bounced_at).where(Subscriber.email == gone))
             is not None
         )
+    # Recorded as a bounce against the delivery, and the address is suppressed.
+    from newsletters.bounces.models import Bounce, Suppression
+
+    with mail_app.app_context():
+        bounce = db.session.scalar(select(Bounce))
+        assert (bounce.kind.value, bounce.source, bounce.status) == ("hard", "smtp", "5.1.1")
+        assert bounce.delivery_id is not None
+        assert db.session.scalar(select(Suppression.email)) == gone
     # The next edition does not go to the bounced address.
     second = draft(mail_app, subject="Næste møde")
     assert _start(mail_app, second) == 4

@@ -1,7 +1,7 @@
 """deliveries: cheap to start and to send (no status index, no foreign-key checks)
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-30 00:05:00
 
 Each message of a send updates its delivery twice (SENDING before the handover, SENT
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0007'
-down_revision = '0004'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
@@ -47,8 +47,9 @@ def upgrade():
         op.execute('ALTER TABLE deliveries SET (fillfactor = 50)')
     for _name, table, column in _FOREIGN_KEYS:
         if postgresql:
+            # OR REPLACE: a function outlives the tables a test fixture drops.
             op.execute(
-                f"""CREATE FUNCTION deliveries_follow_{table}() RETURNS trigger
+                f"""CREATE OR REPLACE FUNCTION deliveries_follow_{table}() RETURNS trigger
                 LANGUAGE plpgsql AS $$
                 BEGIN
                     DELETE FROM deliveries WHERE {column} = OLD.id;

@@ -16,6 +16,7 @@ confirmed; only then is the message handed to the SMTP server. So:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +38,9 @@ from sqlalchemy import (
 )
 
 from newsletters import jobs
+from newsletters.bounces import suppression
+from newsletters.bounces.models import BounceKind
+from newsletters.bounces.processing import record_bounce
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions.models import (
     Delivery,
@@ -140,6 +144,8 @@ def _recipients(newsletter_id: int, *, count: bool = False):
             Subscription.newsletter_id == newsletter_id,
             Subscription.status == SubscriptionStatus.CONFIRMED,
             Subscriber.hard_bounced_at.is_(None),
+            # Set-based, inside the one INSERT ... SELECT: never a query per recipient.
+            suppression.not_suppressed(Subscriber.email),
         )
     )
 
@@ -962,11 +968,16 @@ def _record_failure(
         delivery.status = DeliveryStatus.FAILED
         stats.failed += 1
         if bounce:
-            # A 5xx for an address is a hard bounce: no more editions go there.
-            db.session.execute(
-                update(Subscriber)
-                .where(Subscriber.id == subscriber_id, Subscriber.hard_bounced_at.is_(None))
-                .values(hard_bounced_at=utcnow())
+            # A 5xx for an address is a hard bounce: recorded like those from the bounce
+            # mailbox, and no more mail goes to the address (hard_bounced_at, suppression).
+            message = str(failure)
+            record_bounce(
+                subscriber_id,
+                BounceKind.HARD,
+                status=_status_of(message),
+                diagnostic=message,
+                source="smtp",
+                delivery_id=delivery_id,
             )
     else:
         # Never accepted: back in the queue after a backoff (a dropped connection may
@@ -977,6 +988,14 @@ def _record_failure(
         stats.retried += 1
         stats.connection_lost = failure.connection_lost
     db.session.commit()
+
+
+def _status_of(message: str) -> str:
+    """The enhanced status code (5.1.1) or else the SMTP reply code in an error text."""
+    match = re.search(r"\b[245]\.\d{1,3}\.\d{1,3}\b", message) or re.search(
+        r"\b[45]\d\d\b", message
+    )
+    return match.group(0) if match else ""
 
 
 def _pause_for_failures(edition_id: int, count: int, failure: DeliveryFailure) -> None:

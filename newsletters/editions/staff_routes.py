@@ -22,6 +22,7 @@ from flask_babel import format_decimal, format_number
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from newsletters.audit.web import audit
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions import editing, sending
 from newsletters.editions.editing import BadTestAddresses, NotEditable
@@ -104,7 +105,8 @@ def _compose(form: EditionForm, newsletter, edition: Edition | None, status: int
     ), status
 
 
-def _after_save(edition: Edition, form: EditionForm):
+def _after_save(edition: Edition, form: EditionForm, action: str):
+    audit(action, f"edition:{edition.id}", subject=form.subject.data)
     flash(_("The edition has been saved."), "success")
     if request.form.get("action") == "more-items":
         # Back to the form with the items and more empty rows than before. (Enter in a
@@ -140,7 +142,7 @@ def new_edition(slug: str):
         # The form checks what the service checks; this is a last line of defence.
         form.subject.errors.append(_("The edition could not be saved. Check the fields."))
         return _compose(form, newsletter, None, 422)
-    return _after_save(edition, form)
+    return _after_save(edition, form, "edition.create")
 
 
 @bp.route("/editions/<int:edition_id>/edit", methods=["GET", "POST"])
@@ -171,7 +173,7 @@ def edit(edition_id: int):
     except EditionError:
         form.subject.errors.append(_("The edition could not be saved. Check the fields."))
         return _compose(form, edition.newsletter, edition, 422)
-    return _after_save(edition, form)
+    return _after_save(edition, form, "edition.save")
 
 
 # --------------------------------------------------------------------------- the edition
@@ -259,6 +261,9 @@ def test_send(edition_id: int):
                     )
                 )
         else:
+            # A count, not the addresses: they may be subscribers', and the audit log
+            # must hold nothing an erasure would have to remove.
+            audit("edition.test_send", f"edition:{edition.id}", addresses=len(addresses))
             flash(
                 _(
                     "The test is on its way to %(addresses)s.",
@@ -313,6 +318,7 @@ def send(edition_id: int):
         recipients = sending.start_send(edition.id)
     except EditionError:
         return _cannot_send(_edition_or_404(edition_id))
+    audit("edition.send", f"edition:{edition.id}", recipients=recipients)
     flash(
         _("The send has started: %(count)s recipient(s).", count=format_number(recipients)),
         "success",
@@ -333,6 +339,7 @@ def schedule(edition_id: int):
         sending.schedule(edition.id, form.when_utc())
     except EditionError:
         return _cannot_send(_edition_or_404(edition_id))
+    audit("edition.schedule", f"edition:{edition.id}", at=form.when_utc().isoformat())
     flash(_("The edition has been scheduled."), "success")
     return redirect(url_for(".edition", edition_id=edition.id), code=303)
 
@@ -351,6 +358,7 @@ def unschedule(edition_id: int):
                 status=STATUS_LABELS[edition.status].lower(),
             ),
         )
+    audit("edition.unschedule", f"edition:{edition.id}")
     flash(_("The edition is no longer scheduled; it is a draft again."), "success")
     return redirect(url_for(".edition", edition_id=edition.id), code=303)
 
@@ -401,7 +409,7 @@ def progress_json(edition_id: int):
     return jsonify(_progress_data(_edition_or_404(edition_id)))
 
 
-def _control(edition_id: int, action, done: str, failed: str):
+def _control(edition_id: int, action, done: str, failed: str, audit_action: str):
     edition = _edition_or_404(edition_id)
     try:
         action(edition.id)
@@ -413,6 +421,7 @@ def _control(edition_id: int, action, done: str, failed: str):
             "error",
         )
     else:
+        audit(audit_action, f"edition:{edition_id}")
         flash(done, "success")
     return redirect(url_for(".progress", edition_id=edition_id), code=303)
 
@@ -425,6 +434,7 @@ def pause(edition_id: int):
         sending.pause,
         _("The send is paused. No more messages go out until you resume it."),
         _("The send could not be paused: the edition is %(status)s."),
+        "edition.pause",
     )
 
 
@@ -436,6 +446,7 @@ def resume(edition_id: int):
         sending.resume,
         _("The send has been resumed."),
         _("The send could not be resumed: the edition is %(status)s."),
+        "edition.resume",
     )
 
 
@@ -464,4 +475,5 @@ def cancel(edition_id: int):
         sending.cancel,
         _("The send has been cancelled. Messages not yet sent will not be sent."),
         _("The send could not be cancelled: the edition is %(status)s."),
+        "edition.cancel",
     )

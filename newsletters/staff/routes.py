@@ -6,6 +6,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from newsletters.audit.web import audit
 from newsletters.catalog.services import newsletter_by_slug, update_newsletter
 from newsletters.extensions import limiter
 from newsletters.staff import access, services
@@ -126,6 +127,7 @@ def user_new():
                     _("Choose another password: at least 12 characters, not the address.")
                 )
             else:
+                audit("staff.create", f"staff:{staff.id}", email=staff.email, role=staff.role.value)
                 flash(
                     _("The account for %(email)s has been created.", email=staff.email), "success"
                 )
@@ -146,6 +148,7 @@ def user_deactivate(staff_id: int):
     except services.LastAdmin:
         flash(_("There must be at least one active administrator."), "error")
     else:
+        audit("staff.deactivate", f"staff:{staff.id}", email=staff.email)
         flash(_("%(email)s has been deactivated and logged out.", email=staff.email), "success")
     return redirect(url_for(".users"), code=303)
 
@@ -157,6 +160,7 @@ def user_activate(staff_id: int):
         staff = services.activate(staff_id)
     except services.StaffNotFound:
         abort(404)
+    audit("staff.activate", f"staff:{staff.id}", email=staff.email)
     flash(_("%(email)s can log in again.", email=staff.email), "success")
     return redirect(url_for(".users"), code=303)
 
@@ -180,6 +184,13 @@ def newsletter_settings(slug: str):
                 description_en=form.description_en.data or "",
                 cadence_da=form.cadence_da.data,
                 cadence_en=form.cadence_en.data or "",
+                is_public=bool(form.is_public.data),
+                position=form.position.data,
+            )
+            audit(
+                "newsletter.settings",
+                f"newsletter:{slug}",
+                name=form.name.data,
                 is_public=bool(form.is_public.data),
                 position=form.position.data,
             )

@@ -4,6 +4,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+from newsletters.subscriptions import services
 from newsletters.subscriptions.importing import ImportRefused, export_confirmed, import_subscribers
 
 subscribers_cli = AppGroup("subscribers", help="Import and export subscribers.")
@@ -28,6 +29,7 @@ def import_command(
             basis=basis,
             welcome=welcome,
             dry_run=dry_run,
+            file_name=csv_file.name,
         )
     except ImportRefused as refused:
         click.echo(f"{csv_file}: refused, nothing was imported:", err=True)
@@ -40,11 +42,15 @@ def import_command(
         click.echo(f"note: {note}")
     for address in report.withdrawn:
         click.echo(f"skipped {address}: unsubscribed earlier, a withdrawal is not overridden")
+    for address in report.suppressed:
+        click.echo(
+            f"skipped {address}: on the suppression list (bounced or asked not to be mailed)"
+        )
     click.echo(
         f"{prefix}imported {report.rows} row(s) into {slug}: "
         f"{report.new_subscribers} new subscriber(s), {report.updated_subscribers} updated, "
         f"{report.enrolled} enrolled, {report.invited} invited, {report.welcomed} welcome "
-        f"mail(s), {report.unchanged} unchanged, {len(report.withdrawn)} skipped"
+        f"mail(s), {report.unchanged} unchanged, {report.skipped} skipped"
     )
 
 
@@ -52,9 +58,29 @@ def import_command(
 @click.option("--newsletter", "slug", required=True, help="Slug of the newsletter.")
 def export_command(slug: str) -> None:
     """Write the newsletter's confirmed subscribers as CSV to standard output."""
+    from newsletters.audit.services import record_now
+    from newsletters.catalog.services import newsletter_by_slug
+
+    if newsletter_by_slug(slug) is not None:
+        record_now(None, "subscribers.export", f"newsletter:{slug}", {"from": "cli"})
     try:
         for chunk in export_confirmed(slug):
             click.echo(chunk, nl=False)
     except ImportRefused as refused:
         click.echo(f"export refused: {refused.problems[0][1]}", err=True)
         sys.exit(1)
+
+
+@subscribers_cli.command("purge-pending")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0),
+    help="Older than this many days (default: the PENDING_PURGE_DAYS setting).",
+)
+def purge_pending_command(days: float | None) -> None:
+    """Delete pending subscriptions that were never confirmed (and their consent records)."""
+    subscriptions, subscribers = services.purge_pending(days)
+    click.echo(
+        f"purged {subscriptions} pending subscription(s) never confirmed, and "
+        f"{subscribers} subscriber(s) left with none"
+    )

@@ -105,3 +105,9 @@ class DeleteForm(FlaskForm):
         _l("I understand that my subscriptions and all data about me will be deleted."),
         validators=[DataRequired(message=_l("Tick the box to confirm the deletion."))],
     )
+    never_again = BooleanField(
+        _l(
+            "Never send me mail from KL's newsletters again. (KL then keeps only a one-way "
+            "code made from my address, never the address itself.)"
+        )
+    )

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from newsletters.audit import services as audit
+from newsletters.bounces import suppression
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
@@ -31,6 +33,29 @@ from newsletters.timeutil import utcnow
 
 COLUMNS = ("email", "name", "municipality", "role")
 MAX_LENGTHS = {"name": 200, "municipality": 100, "role": 100}
+
+
+class Reason(str):
+    """A problem or note of an import: English as a plain string (the CLI, logs), and
+    `localized()` in the reader's language on the staff pages."""
+
+    template: str
+    params: dict
+
+    def __new__(cls, template: str, **params: object) -> Reason:
+        value = super().__new__(cls, template % params if params else template)
+        value.template = template
+        value.params = params
+        return value
+
+    def localized(self) -> str:
+        from flask_babel import gettext
+
+        return gettext(self.template, **self.params) if self.params else gettext(self.template)
+
+
+def N_(template: str) -> str:  # noqa: N802 - the conventional name for "extract, don't translate yet"
+    return template
 
 
 class ImportRefused(Exception):
@@ -61,8 +86,14 @@ class ImportReport:
     unchanged: int = 0
     # Left the newsletter earlier: a withdrawal is never overridden by an import.
     withdrawn: list[str] = field(default_factory=list)
+    # On the suppression list (bounced, or asked never to be mailed again): left out.
+    suppressed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
+
+    @property
+    def skipped(self) -> int:
+        return len(self.withdrawn) + len(self.suppressed)
 
 
 _BY_FOLDED_NAME = {m.casefold(): m for m in MUNICIPALITIES}
@@ -85,40 +116,84 @@ def normalise_municipality(value: str) -> str | None:
     return None
 
 
-def decode(data: bytes) -> tuple[str, str | None]:
+def decode(data: bytes) -> tuple[str, Reason | None]:
     """The file's text; UTF-8 (with or without BOM), else Windows-1252 as Danish Excel
     saves it. Returns (text, note about the encoding or None)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        # Excel's "Unicode text" and some other tools write UTF-16 with a BOM.
+        try:
+            return data.decode("utf-16"), None
+        except UnicodeDecodeError as exc:
+            raise ImportRefused(
+                [(0, Reason(N_("the file is damaged UTF-16 (%(reason)s)"), reason=exc.reason))]
+            ) from exc
+    if b"\x00" in data:
+        raise ImportRefused(
+            [(0, Reason(N_("the file is not a text file; save it from Excel as CSV")))]
+        )
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError:
         pass
     try:
-        return data.decode("cp1252"), "the file is not UTF-8; it was read as Windows-1252"
+        return data.decode("cp1252"), Reason(
+            N_("the file is not UTF-8; it was read as Windows-1252")
+        )
     except UnicodeDecodeError as exc:
         raise ImportRefused(
-            [(0, f"the file is neither UTF-8 nor Windows-1252 ({exc.reason})")]
+            [
+                (
+                    0,
+                    Reason(
+                        N_("the file is neither UTF-8 nor Windows-1252 (%(reason)s)"),
+                        reason=exc.reason,
+                    ),
+                )
+            ]
         ) from exc
 
 
-def parse(text: str) -> tuple[list[ImportRow], list[str]]:
+def parse(text: str) -> tuple[list[ImportRow], list[Reason]]:
     """Rows of a CSV text with an `email` column; raises ImportRefused listing bad lines."""
     if not text.strip():
-        raise ImportRefused([(0, "the file is empty")])
+        raise ImportRefused([(0, Reason(N_("the file is empty")))])
     first_line = text.splitlines()[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [h.strip().lower() for h in next(reader)]
-    notes: list[str] = []
+    notes: list[Reason] = []
     if "email" not in header:
         raise ImportRefused(
-            [(1, "the header has no 'email' column (columns: email, name, municipality, role)")]
+            [
+                (
+                    1,
+                    Reason(
+                        N_(
+                            "the header has no 'email' column "
+                            "(columns: email, name, municipality, role)"
+                        )
+                    ),
+                )
+            ]
         )
     unknown = [h for h in header if h and h not in COLUMNS]
     if unknown:
-        notes.append(f"ignored unknown column(s): {', '.join(unknown)}")
+        notes.append(
+            Reason(N_("ignored unknown column(s): %(columns)s"), columns=", ".join(unknown))
+        )
     duplicated = {h for h in header if h in COLUMNS and header.count(h) > 1}
     if duplicated:
-        raise ImportRefused([(1, f"column(s) named twice: {', '.join(sorted(duplicated))}")])
+        raise ImportRefused(
+            [
+                (
+                    1,
+                    Reason(
+                        N_("column(s) named twice: %(columns)s"),
+                        columns=", ".join(sorted(duplicated)),
+                    ),
+                )
+            ]
+        )
     index = {h: i for i, h in enumerate(header) if h in COLUMNS}
 
     rows: list[ImportRow] = []
@@ -129,32 +204,76 @@ def parse(text: str) -> tuple[list[ImportRow], list[str]]:
         if not any(c.strip() for c in cells):
             continue  # blank line
         if len(cells) > len(header):
-            problems.append((line, f"{len(cells)} cells, but the header has {len(header)}"))
+            problems.append(
+                (
+                    line,
+                    Reason(
+                        N_("%(cells)d cells, but the header has %(columns)d"),
+                        cells=len(cells),
+                        columns=len(header),
+                    ),
+                )
+            )
             continue
         values = {col: (cells[i].strip() if i < len(cells) else "") for col, i in index.items()}
         raw_email = values.get("email", "")
         if not raw_email:
-            problems.append((line, "email is empty"))
+            problems.append((line, Reason(N_("email is empty"))))
             continue
         try:
             address = normalise_email(raw_email)
         except InvalidAddress as exc:
-            problems.append((line, f"'{raw_email}' is not a valid email address ({exc})"))
+            problems.append(
+                (
+                    line,
+                    Reason(
+                        N_("'%(value)s' is not a valid email address (%(why)s)"),
+                        value=raw_email,
+                        why=str(exc),
+                    ),
+                )
+            )
             continue
         if address in seen:
-            problems.append((line, f"{address} is already on line {seen[address]}"))
+            problems.append(
+                (
+                    line,
+                    Reason(
+                        N_("%(address)s is already on line %(line)d"),
+                        address=address,
+                        line=seen[address],
+                    ),
+                )
+            )
             continue
         seen[address] = line
         row_ok = True
         for col, limit in MAX_LENGTHS.items():
             if len(values.get(col, "")) > limit:
-                problems.append((line, f"{col} is longer than {limit} characters"))
+                problems.append(
+                    (
+                        line,
+                        Reason(
+                            N_("%(column)s is longer than %(limit)d characters"),
+                            column=col,
+                            limit=limit,
+                        ),
+                    )
+                )
                 row_ok = False
         municipality = values.get("municipality", "")
         if municipality:
             official = normalise_municipality(municipality)
             if official is None:
-                problems.append((line, f"'{municipality}' is not one of the 98 municipalities"))
+                problems.append(
+                    (
+                        line,
+                        Reason(
+                            N_("'%(value)s' is not one of the 98 municipalities"),
+                            value=municipality,
+                        ),
+                    )
+                )
                 row_ok = False
             else:
                 municipality = official
@@ -171,7 +290,7 @@ def parse(text: str) -> tuple[list[ImportRow], list[str]]:
     if problems:
         raise ImportRefused(problems)
     if not rows:
-        raise ImportRefused([(0, "the file has no rows below its header")])
+        raise ImportRefused([(0, Reason(N_("the file has no rows below its header")))])
     return rows, notes
 
 
@@ -182,7 +301,9 @@ def _records(reader) -> Iterator[tuple[int, list[str]]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise ImportRefused([(reader.line_num, f"unreadable CSV: {exc}")]) from exc
+            raise ImportRefused(
+                [(reader.line_num, Reason(N_("unreadable CSV: %(error)s"), error=str(exc)))]
+            ) from exc
         yield reader.line_num, cells
 
 
@@ -194,6 +315,8 @@ def import_subscribers(
     welcome: bool = False,
     dry_run: bool = False,
     ctx: services.RequestContext | None = None,
+    actor_id: int | None = None,
+    file_name: str = "",
 ) -> ImportReport:
     """Import a CSV file into one newsletter: invite (double opt-in) or enrol with a basis.
 
@@ -201,23 +324,53 @@ def import_subscribers(
     """
     newsletter = newsletter_by_slug(newsletter_slug)
     if newsletter is None:
-        raise ImportRefused([(0, f"there is no newsletter '{newsletter_slug}'")])
+        raise ImportRefused(
+            [(0, Reason(N_("there is no newsletter '%(slug)s'"), slug=newsletter_slug))]
+        )
     if basis is not None and not basis.strip():
-        raise ImportRefused([(0, "--basis must state the basis for enrolment")])
+        raise ImportRefused([(0, Reason(N_("--basis must state the basis for enrolment")))])
     if welcome and basis is None:
-        raise ImportRefused([(0, "--welcome needs --basis (invitations are mailed anyway)")])
+        raise ImportRefused(
+            [(0, Reason(N_("--welcome needs --basis (invitations are mailed anyway)")))]
+        )
     text, encoding_note = decode(data)
     rows, notes = parse(text)
     report = ImportReport(rows=len(rows), dry_run=dry_run, notes=notes)
     if encoding_note:
         report.notes.insert(0, encoding_note)
     ctx = ctx or services.RequestContext(method="import_basis" if basis else "import_invite")
+    blocked = suppression.suppressed_among(row.email for row in rows)
     try:
         for row in rows:
+            if row.email in blocked:
+                report.suppressed.append(row.email)
+                continue
             _import_row(row, newsletter, basis=basis, welcome=welcome, ctx=ctx, report=report)
         if dry_run:
             db.session.rollback()
         else:
+            # In the import's own transaction: the entry exists exactly when it happened.
+            # Counts only: the audit log never names a subscriber.
+            audit.record(
+                actor_id,
+                "subscribers.import",
+                f"newsletter:{newsletter.slug}",
+                {
+                    "file": file_name[:200],
+                    "mode": "enrol" if basis is not None else "invite",
+                    "basis": basis,
+                    "welcome": welcome,
+                    "rows": report.rows,
+                    "new_subscribers": report.new_subscribers,
+                    "enrolled": report.enrolled,
+                    "invited": report.invited,
+                    "welcomed": report.welcomed,
+                    "unchanged": report.unchanged,
+                    "skipped": report.skipped,
+                    "from": "web" if actor_id is not None else "cli",
+                },
+                ctx.ip,
+            )
             db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -300,7 +453,9 @@ def export_confirmed(newsletter_slug: str) -> Iterator[str]:
     """CSV lines (header first) of the newsletter's confirmed subscribers, streamed."""
     newsletter = newsletter_by_slug(newsletter_slug)
     if newsletter is None:
-        raise ImportRefused([(0, f"there is no newsletter '{newsletter_slug}'")])
+        raise ImportRefused(
+            [(0, Reason(N_("there is no newsletter '%(slug)s'"), slug=newsletter_slug))]
+        )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
 

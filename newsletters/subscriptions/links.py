@@ -1,4 +1,4 @@
-"""The personal links that go into mails: confirm, manage, unsubscribe.
+"""The personal links that go into mails: confirm, manage, unsubscribe, join.
 
 Built from PUBLIC_BASE_URL (not url_for), so the CLI and the worker, which have no
 request, make the same links as a web request does.
@@ -52,6 +52,15 @@ def unsubscribe_url_for(
     ids = (newsletter_id,) if newsletter_id is not None else ()
     token = sign(Purpose.UNSUBSCRIBE, SubscriberLink(subscriber_id, token_version, ids).payload())
     return _url(f"/unsubscribe/{token}", locale)
+
+
+def join_url(subscriber: Subscriber, newsletter_id: int) -> str:
+    """One-click subscribe to one newsletter (the welcome letter's offers)."""
+    token = sign(
+        Purpose.JOIN,
+        SubscriberLink(subscriber.id, subscriber.token_version, (newsletter_id,)).payload(),
+    )
+    return _url(f"/join/{token}", subscriber.locale)
 
 
 class BulkLinks:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletters.catalog.models import Newsletter
@@ -31,8 +31,9 @@ class Subscriber(db.Model):
     # Normalised (email-validator) and lower-cased; the identity of a person here.
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    municipality: Mapped[str] = mapped_column(String(100), default="")
-    role: Mapped[str] = mapped_column(String(100), default="")
+    # Indexed: the staff pages filter on both.
+    municipality: Mapped[str] = mapped_column(String(100), default="", index=True)
+    role: Mapped[str] = mapped_column(String(100), default="", index=True)
     locale: Mapped[str] = mapped_column(String(8), default="da")
     # Part of every signed link; bumping it revokes all outstanding links.
     token_version: Mapped[int] = mapped_column(Integer, default=1)
@@ -51,7 +52,12 @@ class Subscriber(db.Model):
 
 class Subscription(db.Model):
     __tablename__ = "subscriptions"
-    __table_args__ = (UniqueConstraint("subscriber_id", "newsletter_id"),)
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "newsletter_id"),
+        # The staff pages' newsletter and status filter; the purge of stale pending ones.
+        Index("ix_subscriptions_newsletter_id_status", "newsletter_id", "status"),
+        Index("ix_subscriptions_status_requested_at", "status", "requested_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Indexed by the unique constraint, which leads with it.
@@ -73,6 +79,9 @@ class Subscription(db.Model):
     requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the administrators' welcome letter (admin/welcome.py) went to this enrolment:
+    # each enrolled person gets it once.
+    welcome_letter_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     newsletter: Mapped[Newsletter] = relationship()

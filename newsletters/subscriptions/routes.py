@@ -167,6 +167,29 @@ def confirm_resend(token: str):
     return redirect(url_for(".link_sent"), code=303)
 
 
+# --------------------------------------------------------------------------- join
+
+
+@bp.get("/join/<token>")
+def join_page(token: str):
+    try:
+        offer = services.inspect_join(token)
+    except TokenError as error:
+        return _link_error(error, purpose="join")
+    return render_template("subscriptions/join.html", offer=offer, form=ButtonForm())
+
+
+@bp.post("/join/<token>")
+def join(token: str):
+    if not ButtonForm().validate():
+        return redirect(url_for(".join_page", token=token), code=303)
+    try:
+        offer = services.join(token, ctx=_ctx("welcome-link"))
+    except TokenError as error:
+        return _link_error(error, purpose="join")
+    return render_template("subscriptions/joined.html", offer=offer)
+
+
 # --------------------------------------------------------------------------- manage
 
 
@@ -306,7 +329,7 @@ def manage_delete(token: str):
     form = DeleteForm()
     if request.method == "POST":
         if form.validate():
-            services.erase(subscriber.id)
+            services.erase(subscriber.id, never_again=bool(form.never_again.data))
             return render_template("subscriptions/deleted.html")
         return (
             render_template(

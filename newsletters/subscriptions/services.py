@@ -16,13 +16,17 @@ from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
 
 from newsletters import jobs
+from newsletters.audit import services as audit
+from newsletters.bounces import suppression
+from newsletters.bounces.models import Bounce, Suppression, SuppressionReason
 from newsletters.catalog.models import Newsletter
+from newsletters.editions.models import Delivery, Edition
 from newsletters.extensions import db
 from newsletters.mailing import outbox
 from newsletters.mailing.compose import render_mail
 from newsletters.mailing.models import OutboxMessage
 from newsletters.subscriptions import links
-from newsletters.subscriptions.addresses import normalise_email
+from newsletters.subscriptions.addresses import ascii_address, normalise_email
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
 from newsletters.subscriptions.models import (
     ConsentAction,
@@ -258,7 +262,8 @@ def _process_subscribe_request(request_id: int, worker_id: str) -> bool:
             db.session.scalars(db.select(Newsletter).where(Newsletter.slug.in_(slugs)))
         )
         newsletters.sort(key=lambda n: slugs.index(n.slug))
-        if newsletters:
+        # A suppressed address gets no mail, and the form's answer was the same anyway.
+        if newsletters and not suppression.is_suppressed(row.email):
             _request_subscription(
                 row.email,
                 newsletters,
@@ -394,10 +399,15 @@ def confirm(token: str, *, ctx: RequestContext) -> ConfirmOutcome:
     subscriber, link = _verified_subscriber(Purpose.CONFIRM, token)
     outcome = ConfirmOutcome(subscriber=subscriber)
     now = utcnow()
+    # Suppressed since the link was sent (erased and asked never to be mailed, or the
+    # address bounced): the link no longer subscribes.
+    suppressed = suppression.is_suppressed(subscriber.email)
     for subscription in _subscriptions_of(subscriber).values():
         if subscription.newsletter_id not in link.newsletter_ids:
             continue
-        if subscription.status == SubscriptionStatus.PENDING:
+        if subscription.status == SubscriptionStatus.PENDING and suppressed:
+            outcome.withdrawn.append(subscription.newsletter)
+        elif subscription.status == SubscriptionStatus.PENDING:
             subscription.status = SubscriptionStatus.CONFIRMED
             subscription.confirmed_at = now
             record_event(subscription, ConsentAction.CONFIRMED, ctx, method="confirm_link")
@@ -640,20 +650,110 @@ def export_data(subscriber_id: int) -> dict[str, Any]:
             }
             for m in mails
         ],
+        "editions_received": [
+            {
+                "newsletter": slug,
+                "edition": edition_id,
+                "subject": subject,
+                "status": status.value,
+                "sent_at": iso(sent_at),
+                "attempts": attempts,
+                "last_error": last_error,
+            }
+            for edition_id, slug, subject, status, sent_at, attempts, last_error in (
+                db.session.execute(
+                    select(
+                        Delivery.edition_id,
+                        Newsletter.slug,
+                        Edition.subject,
+                        Delivery.status,
+                        Delivery.sent_at,
+                        Delivery.attempts,
+                        Delivery.last_error,
+                    )
+                    .join(Edition, Edition.id == Delivery.edition_id)
+                    .join(Newsletter, Newsletter.id == Edition.newsletter_id)
+                    .where(Delivery.subscriber_id == subscriber.id)
+                    .order_by(Delivery.id)
+                )
+            )
+        ],
+        "bounces": [
+            {
+                "kind": b.kind.value,
+                "status": b.status,
+                "diagnostic": b.diagnostic,
+                "source": b.source,
+                "at": iso(b.at),
+            }
+            for b in db.session.scalars(
+                select(Bounce).where(Bounce.subscriber_id == subscriber.id).order_by(Bounce.id)
+            )
+        ],
+        "mail_stopped_at": iso(subscriber.hard_bounced_at),
+        "suppressed": suppression.is_suppressed(subscriber.email),
     }
 
 
-def erase(subscriber_id: int) -> None:
-    """Delete the subscriber and everything stored about them (GDPR Art. 17)."""
+def erase(
+    subscriber_id: int,
+    *,
+    never_again: bool = False,
+    by_staff_id: int | None = None,
+    ip: str | None = None,
+) -> bool:
+    """Delete the subscriber and everything stored about them (GDPR Art. 17); one
+    transaction. False if there was no such subscriber.
+
+    With `never_again` only a keyed hash of the address stays, on the suppression list,
+    so the person is never mailed again without the address being kept. An existing
+    suppression entry (a bounce) keeps its hash and loses the address. When staff erase
+    (`by_staff_id`), the audit entry names the subscriber by id only.
+    """
+    email = db.session.scalar(select(Subscriber.email).where(Subscriber.id == subscriber_id))
+    if email is None:
+        db.session.rollback()
+        return False
     subscription_ids = select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
     db.session.execute(
         delete(ConsentEvent).where(ConsentEvent.subscription_id.in_(subscription_ids))
     )
-    db.session.execute(delete(OutboxMessage).where(OutboxMessage.subscriber_id == subscriber_id))
+    db.session.execute(delete(Bounce).where(Bounce.subscriber_id == subscriber_id))
+    db.session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
+    db.session.execute(
+        delete(OutboxMessage).where(
+            (OutboxMessage.subscriber_id == subscriber_id)
+            | (OutboxMessage.to_address == email)
+            | (OutboxMessage.to_address == _ascii_or_same(email))
+        )
+    )
+    # A subscribe form posted a moment ago and not yet carried out would bring them back.
+    db.session.execute(delete(SubscribeRequest).where(SubscribeRequest.email == email))
     db.session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber_id))
     db.session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
+    db.session.execute(update(Suppression).where(Suppression.email == email).values(email=None))
+    if never_again:
+        suppression.suppress(
+            email, SuppressionReason.ERASURE, keep_address=False, by_staff_id=by_staff_id
+        )
+    if by_staff_id is not None:
+        audit.record(
+            by_staff_id,
+            "subscriber.erase",
+            f"subscriber:{subscriber_id}",
+            {"never_again": never_again},
+            ip,
+        )
     db.session.commit()
     db.session.expunge_all()
+    return True
+
+
+def _ascii_or_same(address: str) -> str:
+    try:
+        return ascii_address(address)
+    except ValueError:
+        return address
 
 
 # --------------------------------------------------------------------------- enrolment
@@ -708,3 +808,119 @@ def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str)
         list_id=f"{newsletter.name} <{newsletter.slug}.{current_app.config['MAIL_DOMAIN']}>",
         unsubscribe_url=unsubscribe_url,
     )
+
+
+# --------------------------------------------------------------------------- join links
+
+
+@dataclass
+class JoinOffer:
+    subscriber: Subscriber
+    newsletter: Newsletter
+    # Already receiving it (confirmed).
+    already: bool
+    # The address is on the suppression list: the link cannot subscribe it.
+    suppressed: bool
+
+
+def _join_link(token: str) -> JoinOffer:
+    subscriber, link = _verified_subscriber(Purpose.JOIN, token)
+    if len(link.newsletter_ids) != 1:
+        raise TokenError("invalid")
+    newsletter = db.session.get(Newsletter, link.newsletter_ids[0])
+    if newsletter is None:
+        raise TokenError("invalid")
+    existing = _subscriptions_of(subscriber).get(newsletter.id)
+    return JoinOffer(
+        subscriber=subscriber,
+        newsletter=newsletter,
+        already=existing is not None and existing.status == SubscriptionStatus.CONFIRMED,
+        suppressed=suppression.is_suppressed(subscriber.email),
+    )
+
+
+def inspect_join(token: str) -> JoinOffer:
+    """What a one-click subscribe link offers, without changing anything (GET shows)."""
+    return _join_link(token)
+
+
+def join(token: str, *, ctx: RequestContext) -> JoinOffer:
+    """Subscribe the link's owner to the link's newsletter, confirmed: the link came to
+    their own address, and pressing the button is the request and the confirmation.
+
+    Recorded as both (method 'welcome-link'). Idempotent. An earlier withdrawal does not
+    stop it: this is the person's own new request.
+    """
+    offer = _join_link(token)
+    if offer.already or offer.suppressed:
+        db.session.rollback()
+        return offer
+    _lock_subscriber(offer.subscriber.email)
+    subscription = _subscriptions_of(offer.subscriber).get(offer.newsletter.id)
+    if subscription is None:
+        subscription = Subscription(subscriber=offer.subscriber, newsletter=offer.newsletter)
+        db.session.add(subscription)
+    now = utcnow()
+    subscription.status = SubscriptionStatus.CONFIRMED
+    subscription.requested_at = now
+    subscription.confirmed_at = now
+    subscription.unsubscribed_at = None
+    record_event(
+        subscription,
+        ConsentAction.REQUESTED,
+        ctx,
+        method="welcome-link",
+        consent_version=CURRENT_CONSENT_VERSION,
+        at=now,
+    )
+    record_event(subscription, ConsentAction.CONFIRMED, ctx, method="welcome-link", at=now)
+    db.session.commit()
+    return offer
+
+
+# --------------------------------------------------------------------------- hygiene
+
+
+def purge_pending(older_than_days: float | None = None) -> tuple[int, int]:
+    """Delete pending subscriptions never confirmed within PENDING_PURGE_DAYS, and the
+    subscribers left with no subscription at all; returns (subscriptions, subscribers).
+
+    Set-based, one transaction. A subscriber who has or had any other subscription keeps
+    their row (and its consent history).
+    """
+    days = current_app.config["PENDING_PURGE_DAYS"] if older_than_days is None else older_than_days
+    cutoff = utcnow() - timedelta(days=float(days))
+    stale = select(Subscription.id).where(
+        Subscription.status == SubscriptionStatus.PENDING,
+        Subscription.requested_at < cutoff,
+    )
+    stale_ids = list(db.session.scalars(stale))
+    if not stale_ids:
+        db.session.rollback()
+        return 0, 0
+    affected = list(
+        db.session.scalars(
+            select(Subscription.subscriber_id).where(Subscription.id.in_(stale_ids)).distinct()
+        )
+    )
+    for start in range(0, len(stale_ids), 500):
+        chunk = stale_ids[start : start + 500]
+        db.session.execute(delete(ConsentEvent).where(ConsentEvent.subscription_id.in_(chunk)))
+        db.session.execute(delete(Subscription).where(Subscription.id.in_(chunk)))
+    orphans = 0
+    for start in range(0, len(affected), 500):
+        chunk = affected[start : start + 500]
+        has_any = select(Subscription.id).where(Subscription.subscriber_id == Subscriber.id)
+        orphan_ids = list(
+            db.session.scalars(
+                select(Subscriber.id).where(Subscriber.id.in_(chunk), ~has_any.exists())
+            )
+        )
+        if orphan_ids:
+            db.session.execute(
+                delete(OutboxMessage).where(OutboxMessage.subscriber_id.in_(orphan_ids))
+            )
+            db.session.execute(delete(Subscriber).where(Subscriber.id.in_(orphan_ids)))
+            orphans += len(orphan_ids)
+    db.session.commit()
+    return len(stale_ids), orphans

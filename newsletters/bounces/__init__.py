@@ -1,0 +1,2 @@
+"""Bounces and list hygiene: reading bounce mail, the suppression list, purging stale
+pending subscriptions."""

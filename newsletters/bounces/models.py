@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from newsletters.extensions import db
+from newsletters.timeutil import UTCDateTime, utcnow
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class BounceKind(enum.StrEnum):
+    HARD = "hard"  # permanent (5.x.x): the address does not exist or refuses for good
+    SOFT = "soft"  # temporary (4.x.x): full mailbox, greylisting, server away
+
+
+class Bounce(db.Model):
+    """One bounce of one address: from a delivery status notification in the bounce
+    mailbox, or a 5xx answer at send time."""
+
+    __tablename__ = "bounces"
+    __table_args__ = (Index("ix_bounces_subscriber_id_at", "subscriber_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE")
+    )
+    # The edition delivery it answers, when the bounce names it (Message-ID or
+    # X-Newsletters-Delivery of the returned message).
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[BounceKind] = mapped_column(_enum(BounceKind, "bounce_kind"))
+    # The enhanced status code (5.1.1) or SMTP reply code when known.
+    status: Mapped[str] = mapped_column(String(20), default="")
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
+    # "dsn" (the mailbox) or "smtp" (answer at send time).
+    source: Mapped[str] = mapped_column(String(20), default="dsn")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # SHA-256 of the bounce message and the recipient: reading a mailbox twice records
+    # each bounce once.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class SuppressionReason(enum.StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCES = "soft_bounces"
+    ERASURE = "erasure"  # erased, and asked never to be mailed again
+    MANUAL = "manual"  # added by staff
+
+
+class Suppression(db.Model):
+    """An address that must not be mailed: checked at subscribe, import, confirm and when
+    an edition's send starts.
+
+    `address_hash` is an HMAC of the normalised address (key: SUPPRESSION_HASH_KEY), so an
+    erased person stays suppressed without their address being stored. `email` is kept
+    for the other reasons, so staff can see whom an entry concerns, and is what the send
+    query joins on.
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    reason: Mapped[SuppressionReason] = mapped_column(
+        _enum(SuppressionReason, "suppression_reason")
+    )
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    # How many soft bounces led to it, for SOFT_BOUNCES.
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0)
