@@ -22,6 +22,8 @@ from flask.cli import with_appcontext
 from newsletters import jobs
 from newsletters.editions import sending
 from newsletters.extensions import db
+from newsletters.feeds import digests
+from newsletters.feeds import services as feeds
 from newsletters.mailing import outbox
 from newsletters.subscriptions.services import process_subscribe_requests
 
@@ -101,9 +103,24 @@ def _editions_job(worker_id: str) -> bool:
     return bool(started or stats.handled)
 
 
-# In order: posted forms become mail before the outbox is emptied; then editions. Later
-# features (feeds, digests) add their jobs here.
-JOBS: list[Callable[[str], bool]] = [_intake_job, _outbox_job, _editions_job]
+def _feeds_job(worker_id: str) -> bool:
+    return feeds.fetch_due(worker_id) > 0
+
+
+def _digests_job(worker_id: str) -> bool:
+    return digests.scheduled_digests(worker_id) > 0
+
+
+# In order: posted forms become mail before the outbox is emptied; due feeds are fetched
+# before digests are made from them; a digest in auto-send is an edition scheduled for
+# now, which the editions job starts in the same round.
+JOBS: list[Callable[[str], bool]] = [
+    _intake_job,
+    _outbox_job,
+    _feeds_job,
+    _digests_job,
+    _editions_job,
+]
 
 
 _in_process_lock = threading.Lock()
@@ -127,7 +144,7 @@ def start_in_process_worker(app: Flask) -> Worker:
 @click.option("--once", is_flag=True, help="Do the work that is due now, then exit.")
 @with_appcontext
 def worker_command(once: bool) -> None:
-    """Run the worker (delivery, and later the scheduler) in the foreground until SIGTERM."""
+    """Run the worker (delivery, feeds, digests, scheduled sends) until SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     worker = Worker(current_app._get_current_object())
     if once:

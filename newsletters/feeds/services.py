@@ -1,0 +1,414 @@
+"""Feeds: attaching them to newsletters, fetching them, storing their items, their health.
+
+Every function that writes is one transaction (a fetch: one per feed, so one broken
+feed never undoes another's items). Staff actions take the acting account's id so an
+audit trail can be added where they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import current_app
+from sqlalchemy import bindparam, false, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from newsletters import jobs
+from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
+from newsletters.catalog.services import newsletter_by_slug
+from newsletters.extensions import db
+from newsletters.feeds.fetching import FetchRequest, FetchResult, FetchSettings, fetch_all
+from newsletters.feeds.models import MAX_URL_LENGTH, Feed, FeedItem
+from newsletters.feeds.parsing import ParsedItem
+from newsletters.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+feed_items = FeedItem.__table__
+feeds_table = Feed.__table__
+
+
+class FeedError(ValueError):
+    """A feed cannot be added or changed as asked."""
+
+
+class UnknownNewsletter(FeedError):
+    pass
+
+
+class BadFeedURL(FeedError):
+    pass
+
+
+class DuplicateFeed(FeedError):
+    pass
+
+
+class FeedNotFound(FeedError):
+    pass
+
+
+# --------------------------------------------------------------------------- managing
+
+
+def clean_feed_url(url: str) -> str:
+    """An absolute http(s) URL, trimmed; BadFeedURL otherwise."""
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise BadFeedURL(f"not an http(s) address: {url!r}")
+    if len(url) > MAX_URL_LENGTH:
+        raise BadFeedURL(f"the address is longer than {MAX_URL_LENGTH} characters")
+    if any(c.isspace() for c in url):
+        raise BadFeedURL(f"the address contains spaces: {url!r}")
+    return url
+
+
+def add_feed(slug: str, url: str, *, title: str = "", by: str = "") -> Feed:
+    """Attach a feed to a newsletter; it is fetched at the next scheduler round.
+
+    The newsletter becomes feed-based (auto-send) if it was not; `by` is who added it.
+    """
+    newsletter = newsletter_by_slug(slug)
+    if newsletter is None:
+        raise UnknownNewsletter(f"there is no newsletter '{slug}'")
+    url = clean_feed_url(url)
+    title = " ".join((title or "").split())[:300]
+    existing = db.session.scalar(
+        select(Feed.id).where(Feed.newsletter_id == newsletter.id, Feed.url == url)
+    )
+    if existing is not None:
+        raise DuplicateFeed(f"{newsletter.slug} already has the feed {url}")
+    feed = Feed(
+        newsletter_id=newsletter.id, url=url, title=title, created_by=by, next_attempt_at=utcnow()
+    )
+    db.session.add(feed)
+    jobs.queued_work()
+    db.session.commit()
+    return feed
+
+
+def get_feed(feed_id: int) -> Feed:
+    feed = db.session.get(Feed, feed_id)
+    if feed is None:
+        raise FeedNotFound(f"there is no feed {feed_id}")
+    return feed
+
+
+def set_enabled(feed_id: int, enabled: bool, *, by_staff_id: int | None = None) -> Feed:
+    """Enable or disable a feed; enabling clears its errors and makes it due now."""
+    feed = get_feed(feed_id)
+    feed.enabled = enabled
+    if enabled:
+        feed.disabled_reason = None
+        feed.failures_in_a_row = 0
+        feed.next_attempt_at = utcnow()
+        jobs.queued_work()
+    db.session.commit()
+    return feed
+
+
+def remove_feed(feed_id: int, *, by_staff_id: int | None = None) -> str:
+    """Delete a feed and its items (digests already made keep their copies); its URL."""
+    feed = get_feed(feed_id)
+    url = feed.url
+    db.session.delete(feed)
+    db.session.commit()
+    return url
+
+
+def newsletter_feeds(newsletter_id: int) -> list[Feed]:
+    return list(
+        db.session.scalars(
+            select(Feed).where(Feed.newsletter_id == newsletter_id).order_by(Feed.id)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    feed: Feed
+    item_count: int
+
+
+def feed_health(newsletter_id: int) -> list[FeedHealth]:
+    """Each feed of a newsletter with its item count, in the order they were added."""
+    counts = dict(
+        db.session.execute(
+            select(FeedItem.feed_id, func.count())
+            .where(FeedItem.newsletter_id == newsletter_id)
+            .group_by(FeedItem.feed_id)
+        ).all()
+    )
+    return [FeedHealth(feed, counts.get(feed.id, 0)) for feed in newsletter_feeds(newsletter_id)]
+
+
+def all_feeds() -> list[tuple[Feed, str]]:
+    """Every feed with its newsletter's slug (the CLI's list)."""
+    return list(
+        db.session.execute(
+            select(Feed, Newsletter.slug)
+            .join(Newsletter, Newsletter.id == Feed.newsletter_id)
+            .order_by(Newsletter.position, Feed.id)
+        ).tuples()
+    )
+
+
+def recent_items(*, days: int = 14, limit: int = 100) -> list[FeedItem]:
+    """Feed items of every newsletter first seen in the last `days`, newest first (the
+    picker of the board-meeting edition)."""
+    since = utcnow() - timedelta(days=days)
+    newest = func.coalesce(FeedItem.published_at, FeedItem.first_seen_at)
+    return list(
+        db.session.scalars(
+            select(FeedItem)
+            .where(FeedItem.first_seen_at >= since)
+            .order_by(newest.desc(), FeedItem.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def update_digest_settings(
+    slug: str,
+    *,
+    mode: DigestMode,
+    cadence: DigestCadence,
+    hour: int,
+    by_staff_id: int | None = None,
+) -> Newsletter:
+    """Change how a newsletter's digest is made: auto-send, review or off; when."""
+    newsletter = newsletter_by_slug(slug)
+    if newsletter is None:
+        raise UnknownNewsletter(f"there is no newsletter '{slug}'")
+    if not 0 <= hour <= 23:
+        raise FeedError("the hour must be from 0 to 23")
+    newsletter.digest_mode = DigestMode(mode)
+    newsletter.digest_cadence = DigestCadence(cadence)
+    newsletter.digest_hour = hour
+    db.session.commit()
+    return newsletter
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def fetch_settings() -> FetchSettings:
+    cfg = current_app.config
+    agent = cfg.get("FEEDS_USER_AGENT") or (
+        f"KL-Nyhedsbreve/1.0 (+{cfg['PUBLIC_BASE_URL']}; feed reader for KL's newsletters)"
+    )
+    return FetchSettings(
+        timeout=float(cfg["FEEDS_TIMEOUT_SECONDS"]),
+        max_bytes=int(cfg["FEEDS_MAX_BYTES"]),
+        concurrency=int(cfg["FEEDS_CONCURRENCY"]),
+        user_agent=agent,
+        summary_chars=int(cfg["FEEDS_SUMMARY_CHARS"]),
+    )
+
+
+@dataclass
+class FetchOutcome:
+    feed_id: int
+    url: str
+    status: int | None
+    new: int = 0
+    updated: int = 0
+    error: str | None = None
+    warning: str | None = None
+    moved_to: str | None = None
+    disabled: bool = False
+
+    def describe(self) -> str:
+        """One line for the CLI."""
+        head = f"feed {self.feed_id} {self.url}"
+        if self.disabled:
+            return f"{head}: gone (410), disabled"
+        if self.error:
+            return f"{head}: error: {self.error}"
+        if self.status == 304:
+            text = f"{head}: not modified (304)"
+        else:
+            text = f"{head}: {self.new} new, {self.updated} updated"
+        if self.moved_to:
+            text += f"; moved permanently to {self.moved_to}"
+        if self.warning:
+            text += f"; read despite: {self.warning}"
+        return text
+
+
+def _requests(feeds: Iterable[Feed]) -> list[FetchRequest]:
+    return [FetchRequest(f.id, f.url, f.etag, f.last_modified) for f in feeds]
+
+
+def fetch_feeds(feed_ids: Sequence[int] | None = None) -> list[FetchOutcome]:
+    """Fetch the given feeds, or every enabled one, now, whether due or not."""
+    query = select(Feed).order_by(Feed.id)
+    if feed_ids is None:
+        query = query.where(Feed.enabled.is_(True))
+    else:
+        query = query.where(Feed.id.in_(list(feed_ids)))
+    requests = _requests(db.session.scalars(query))
+    db.session.commit()  # no transaction held open while the network is slow
+    return [record_result(result) for result in fetch_all(requests, fetch_settings())]
+
+
+def fetch_due(worker_id: str, limit: int = 200) -> int:
+    """The scheduler's job: fetch the enabled feeds that are due, under a lease."""
+    ids = jobs.claim(Feed, worker_id, limit, Feed.enabled.is_(True))
+    if not ids:
+        return 0
+    requests = _requests(db.session.scalars(select(Feed).where(Feed.id.in_(ids))))
+    db.session.commit()
+    for result in fetch_all(requests, fetch_settings()):
+        record_result(result)
+    return len(ids)
+
+
+def _next_attempt(now: datetime, failures: int, retry_after: float | None) -> datetime:
+    cfg = current_app.config
+    interval = timedelta(minutes=float(cfg["FEEDS_FETCH_INTERVAL_MINUTES"]))
+    if failures:
+        cap = timedelta(hours=float(cfg["FEEDS_MAX_BACKOFF_HOURS"]))
+        interval = min(interval * (2 ** min(failures - 1, 16)), cap)
+    if retry_after:
+        interval = max(interval, timedelta(seconds=min(retry_after, 7 * 24 * 3600)))
+    return now + interval
+
+
+def record_result(result: FetchResult) -> FetchOutcome:
+    """Write one fetch's outcome (health, conditional-GET validators, items): one
+    transaction. A feed deleted meanwhile is skipped."""
+    outcome = FetchOutcome(feed_id=result.feed_id, url=result.url, status=result.status)
+    feed = db.session.get(Feed, result.feed_id, with_for_update=True, populate_existing=True)
+    if feed is None:
+        db.session.rollback()
+        outcome.error = "the feed was removed while it was fetched"
+        return outcome
+    now = utcnow()
+    feed.last_fetch_at = now
+    feed.last_status = result.status
+    feed.leased_until = None
+    feed.leased_by = None
+    if result.moved_to and result.moved_to != feed.url:
+        taken = db.session.scalar(
+            select(Feed.id).where(
+                Feed.newsletter_id == feed.newsletter_id, Feed.url == result.moved_to
+            )
+        )
+        if taken is None:
+            feed.url = result.moved_to[:MAX_URL_LENGTH]
+            outcome.moved_to = feed.url
+    if result.gone:
+        feed.enabled = False
+        feed.disabled_reason = "410 Gone: the publisher has removed the feed"
+        feed.last_error = feed.disabled_reason
+        outcome.disabled = True
+    elif result.error:
+        feed.last_error = result.error
+        feed.failures_in_a_row += 1
+        outcome.error = result.error
+    else:
+        first = feed.first_success_at is None
+        if result.parsed is not None:
+            outcome.new, outcome.updated = store_items(
+                feed, result.parsed.items, now=now, initial=first
+            )
+            outcome.warning = result.parsed.warning
+            if not feed.title and result.parsed.title:
+                feed.title = result.parsed.title
+        feed.etag = (result.etag or "")[:500] or None
+        feed.last_modified = (result.last_modified or "")[:100] or None
+        feed.last_success_at = now
+        if first:
+            feed.first_success_at = now
+        feed.last_error = None
+        feed.failures_in_a_row = 0
+    feed.next_attempt_at = _next_attempt(now, feed.failures_in_a_row, result.retry_after)
+    db.session.commit()
+    if outcome.error:
+        log.warning("feed %s (%s): %s", feed.id, feed.url, outcome.error)
+    return outcome
+
+
+def _insert(table):
+    if db.engine.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
+def store_items(
+    feed: Feed, items: Sequence[ParsedItem], *, now: datetime, initial: bool
+) -> tuple[int, int]:
+    """Insert the new items and update the edited ones, set-based; (new, updated).
+
+    Matched per newsletter by key (GUID, else link, else content), and by link when the
+    publisher changed an item's GUID: an edited item is updated, never duplicated.
+    Does not commit.
+    """
+    if not items:
+        return 0, 0
+    keys = [item.key for item in items]
+    links = [item.link for item in items if item.link]
+    existing = db.session.execute(
+        select(FeedItem.id, FeedItem.key, FeedItem.link, FeedItem.content_hash).where(
+            FeedItem.newsletter_id == feed.newsletter_id,
+            or_(FeedItem.key.in_(keys), FeedItem.link.in_(links) if links else false()),
+        )
+    ).all()
+    by_key = {row.key: row for row in existing}
+    by_link = {row.link: row for row in existing if row.link}
+    fresh: list[dict] = []
+    changed: list[dict] = []
+    claimed: set[int] = set()
+    for item in items:
+        match = by_key.get(item.key) or (by_link.get(item.link) if item.link else None)
+        if match is not None and match.id in claimed:
+            continue  # two entries of one document for one stored item: the first wins
+        values = {
+            "guid": item.guid,
+            "link": item.link,
+            "title": item.title,
+            "summary_html": item.summary_html,
+            "summary_text": item.summary_text,
+            "author": item.author,
+            "published_at": item.published_at,
+            "content_hash": item.content_hash,
+        }
+        if match is None:
+            fresh.append(
+                {
+                    **values,
+                    "newsletter_id": feed.newsletter_id,
+                    "feed_id": feed.id,
+                    "key": item.key,
+                    "first_seen_at": now,
+                    "updated_at": now,
+                    "initial": initial,
+                }
+            )
+        else:
+            claimed.add(match.id)
+            if match.content_hash != item.content_hash or match.key != item.key:
+                row = {**values, "key": item.key, "updated_at": now}
+                changed.append({"b_id": match.id, **{f"v_{k}": v for k, v in row.items()}})
+    if fresh:
+        # Another fetcher may have stored the same item a moment ago: theirs stands.
+        db.session.execute(
+            _insert(feed_items).on_conflict_do_nothing(index_elements=["newsletter_id", "key"]),
+            fresh,
+        )
+    if changed:
+        # Parameters named apart from the columns (SQLAlchemy reserves those names).
+        columns = {name[2:]: bindparam(name) for name in changed[0] if name != "b_id"}
+        db.session.execute(
+            update(feed_items).where(feed_items.c.id == bindparam("b_id")).values(**columns),
+            changed,
+            execution_options={"synchronize_session": False},
+        )
+    return len(fresh), len(changed)
