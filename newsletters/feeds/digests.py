@@ -75,9 +75,14 @@ def local_zone() -> ZoneInfo:
     return ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
 
 
-def cadence_window(cadence: DigestCadence) -> timedelta:
-    """How far back a first digest (or a newly added feed) may reach."""
-    return timedelta(days=7) if cadence == DigestCadence.WEEKLY else timedelta(days=1)
+def cadence_window(cadence: DigestCadence, at: datetime) -> timedelta:
+    """How far back a first digest (or a newly added feed) may reach at `at`: one
+    period of the cadence (on a Monday, a weekday digest's period is the weekend too)."""
+    if cadence == DigestCadence.WEEKLY:
+        return timedelta(days=7)
+    if cadence == DigestCadence.WEEKDAYS and at.astimezone(local_zone()).weekday() == 0:
+        return timedelta(days=3)
+    return timedelta(days=1)
 
 
 # Markdown characters that would turn a publisher's plain text into markup.
@@ -89,7 +94,7 @@ def escape_markdown(text: str) -> str:
 
 
 def _new_items(newsletter: Newsletter, since: datetime | None, cutoff: datetime):
-    window_start = cutoff - cadence_window(newsletter.digest_cadence)
+    window_start = cutoff - cadence_window(newsletter.digest_cadence, cutoff)
     dated = func.coalesce(FeedItem.published_at, FeedItem.first_seen_at)
     query = select(FeedItem).where(
         FeedItem.newsletter_id == newsletter.id, FeedItem.first_seen_at <= cutoff

@@ -150,13 +150,12 @@ def feed_health(newsletter_id: int) -> list[FeedHealth]:
 
 def all_feeds() -> list[tuple[Feed, str]]:
     """Every feed with its newsletter's slug (the CLI's list)."""
-    return list(
-        db.session.execute(
-            select(Feed, Newsletter.slug)
-            .join(Newsletter, Newsletter.id == Feed.newsletter_id)
-            .order_by(Newsletter.position, Feed.id)
-        ).tuples()
+    rows = db.session.execute(
+        select(Feed, Newsletter.slug)
+        .join(Newsletter, Newsletter.id == Feed.newsletter_id)
+        .order_by(Newsletter.position, Feed.id)
     )
+    return [(feed, slug) for feed, slug in rows]
 
 
 def recent_items(*, days: int = 14, limit: int = 100) -> list[FeedItem]:
