@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import bindparam, false, func, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -254,7 +254,7 @@ def fetch_feeds(feed_ids: Sequence[int] | None = None) -> list[FetchOutcome]:
         query = query.where(Feed.id.in_(list(feed_ids)))
     requests = _requests(db.session.scalars(query))
     db.session.commit()  # no transaction held open while the network is slow
-    return [record_result(result) for result in fetch_all(requests, fetch_settings())]
+    return _fetch_and_record(requests)
 
 
 def fetch_due(worker_id: str, limit: int = 200) -> int:
@@ -264,9 +264,55 @@ def fetch_due(worker_id: str, limit: int = 200) -> int:
         return 0
     requests = _requests(db.session.scalars(select(Feed).where(Feed.id.in_(ids))))
     db.session.commit()
-    for result in fetch_all(requests, fetch_settings()):
-        record_result(result)
+    _fetch_and_record(requests)
     return len(ids)
+
+
+# Unchanged feeds (304) are recorded together, this many to a statement.
+NOT_MODIFIED_BATCH = 500
+
+
+def _fetch_and_record(requests: list[FetchRequest]) -> list[FetchOutcome]:
+    settings = fetch_settings()
+    outcomes: list[FetchOutcome] = []
+    unchanged: list[FetchResult] = []
+    for result in fetch_all(requests, settings):
+        if result.not_modified and not result.moved_to:
+            # Nothing to parse or store: recorded in bulk below, one statement, not one
+            # transaction each (the bar: an unchanged pass < 10 % of a first one).
+            unchanged.append(result)
+            if len(unchanged) >= NOT_MODIFIED_BATCH:
+                outcomes.extend(record_not_modified(unchanged))
+                unchanged = []
+            continue
+        result.parse(settings.summary_chars)
+        outcomes.append(record_result(result))
+    outcomes.extend(record_not_modified(unchanged))
+    return outcomes
+
+
+def record_not_modified(results: Sequence[FetchResult]) -> list[FetchOutcome]:
+    """Record feeds that answered 304 as fetched and healthy: one UPDATE, one commit."""
+    if not results:
+        return []
+    now = utcnow()
+    db.session.execute(
+        update(Feed)
+        .where(Feed.id.in_([r.feed_id for r in results]))
+        .values(
+            last_fetch_at=now,
+            last_success_at=now,
+            last_status=304,
+            last_error=None,
+            failures_in_a_row=0,
+            next_attempt_at=_next_attempt(now, 0, None),
+            leased_until=None,
+            leased_by=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return [FetchOutcome(feed_id=r.feed_id, url=r.url, status=304) for r in results]
 
 
 def _next_attempt(now: datetime, failures: int, retry_after: float | None) -> datetime:
@@ -353,13 +399,15 @@ def store_items(
     if not items:
         return 0, 0
     keys = [item.key for item in items]
-    links = [item.link for item in items if item.link]
-    existing = db.session.execute(
-        select(FeedItem.id, FeedItem.key, FeedItem.link, FeedItem.content_hash).where(
-            FeedItem.newsletter_id == feed.newsletter_id,
-            or_(FeedItem.key.in_(keys), FeedItem.link.in_(links) if links else false()),
-        )
-    ).all()
+    columns = (FeedItem.id, FeedItem.key, FeedItem.link, FeedItem.content_hash)
+    mine = FeedItem.newsletter_id == feed.newsletter_id
+    # Two lookups, each on its own index; one "key IN .. OR link IN .." made SQLite scan
+    # every item of the newsletter (measured: the benchmark's first pass grew quadratic).
+    existing = list(db.session.execute(select(*columns).where(mine, FeedItem.key.in_(keys))))
+    known = {row.link for row in existing}
+    links = list({item.link for item in items if item.link and item.link not in known})
+    if links:
+        existing += db.session.execute(select(*columns).where(mine, FeedItem.link.in_(links)))
     by_key = {row.key: row for row in existing}
     by_link = {row.link: row for row in existing if row.link}
     fresh: list[dict] = []
