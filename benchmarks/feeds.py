@@ -51,11 +51,34 @@ sys.path.insert(0, str(ROOT))
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 PG_DATABASE = "bench_feeds"
 
-WORDS = (
-    "kommunerne økonomi beskæftigelse ældrepleje skoler børn klima borgmester byråd "
-    "regionerne aftale velfærd sundhed digitalisering affald trafik budget analyse "
-    "København Århus Odense Aalborg Esbjerg fællesskab løsning udfordring"
-).split()
+WORDS = [
+    "kommunerne",
+    "økonomi",
+    "beskæftigelse",
+    "ældrepleje",
+    "skoler",
+    "børn",
+    "klima",
+    "borgmester",
+    "byråd",
+    "regionerne",
+    "aftale",
+    "velfærd",
+    "sundhed",
+    "digitalisering",
+    "affald",
+    "trafik",
+    "budget",
+    "analyse",
+    "København",
+    "Århus",
+    "Odense",
+    "Aalborg",
+    "Esbjerg",
+    "fællesskab",
+    "løsning",
+    "udfordring",
+]
 
 
 def _text(seed: int, words: int) -> str:

@@ -173,6 +173,44 @@ def recent_items(*, days: int = 14, limit: int = 100) -> list[FeedItem]:
     )
 
 
+def pick_items_into_edition(
+    edition_id: int, item_ids: Sequence[int], *, by_staff_id: int | None = None
+) -> int:
+    """Append the chosen feed items, in the order given, to a draft's items (heading,
+    summary, link: copies, as in a digest); the number added. One transaction."""
+    from newsletters.editions.editing import NotEditable
+    from newsletters.editions.models import Edition, EditionItem
+    from newsletters.editions.sending import EditionError
+    from newsletters.feeds.digests import escape_markdown
+
+    edition = db.session.get(Edition, edition_id, with_for_update=True, populate_existing=True)
+    if edition is None:
+        raise EditionError(f"there is no edition {edition_id}")
+    if not edition.editable:
+        raise NotEditable(edition)
+    found = {
+        item.id: item
+        for item in db.session.scalars(select(FeedItem).where(FeedItem.id.in_(list(item_ids))))
+    }
+    position = max((i.position for i in edition.items), default=-1) + 1
+    added = 0
+    for item_id in item_ids:
+        item = found.get(item_id)
+        if item is None:
+            continue  # removed with its feed meanwhile
+        edition.items.append(
+            EditionItem(
+                position=position + added,
+                heading=(item.title or item.link)[:300],
+                text_markdown=escape_markdown(item.summary_text),
+                link=item.link if len(item.link) <= 1000 else "",
+            )
+        )
+        added += 1
+    db.session.commit()
+    return added
+
+
 def update_digest_settings(
     slug: str,
     *,
