@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from newsletters.catalog.models import DigestCadence, DigestMode
@@ -56,11 +57,11 @@ class FeedForm(FlaskForm):
 class DigestSettingsForm(FlaskForm):
     mode = SelectField(
         _l("The digest"),
-        choices=[(m.value, label) for m, label in MODE_LABELS.items()],
+        choices=[SelectChoice(m.value, label) for m, label in MODE_LABELS.items()],
     )
     cadence = SelectField(
         _l("How often"),
-        choices=[(c.value, label) for c, label in CADENCE_LABELS.items()],
+        choices=[SelectChoice(c.value, label) for c, label in CADENCE_LABELS.items()],
     )
     hour = IntegerField(
         _l("Hour (Danish time, 0-23)"),
