@@ -295,8 +295,14 @@ def fetch_feeds(feed_ids: Sequence[int] | None = None) -> list[FetchOutcome]:
     return _fetch_and_record(requests)
 
 
-def fetch_due(worker_id: str, limit: int = 200) -> int:
-    """The scheduler's job: fetch the enabled feeds that are due, under a lease."""
+def fetch_due(worker_id: str, limit: int | None = None) -> int:
+    """The scheduler's job: fetch the enabled feeds that are due, under a lease.
+
+    A few rounds of FEEDS_CONCURRENCY at a time, so a batch ends well within its lease
+    even when some feeds time out; the worker comes back at once for the rest.
+    """
+    if limit is None:
+        limit = int(current_app.config["FEEDS_CONCURRENCY"]) * 4
     ids = jobs.claim(Feed, worker_id, limit, Feed.enabled.is_(True))
     if not ids:
         return 0
