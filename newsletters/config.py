@@ -67,6 +67,10 @@ class DefaultConfig:
     # Feeds fetched at the same time. The threads only wait on the network; parsing is
     # done one feed at a time (measured: more threads only add contention).
     FEEDS_CONCURRENCY = 4
+    # Processes that parse fetched feeds (feedparser is pure Python: in the fetching
+    # process it would hold the GIL the fetchers and the database need). 0 = parse in
+    # the fetching process.
+    FEEDS_PARSE_PROCESSES = 2
     # None = "KL-Nyhedsbreve/1.0 (+PUBLIC_BASE_URL)": who we are, and where to find us.
     FEEDS_USER_AGENT: str | None = None
     # Length of an item's summary in a digest (characters; cut at a word).

@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 
 import httpx
 
@@ -61,22 +62,30 @@ class FetchResult:
         return self.status == 304
 
     def parse(self, summary_chars: int = 400) -> None:
-        """Parse the body fetched (if any) into `parsed`, then let the bytes go."""
+        """Parse the body fetched (if any) into `parsed`, here, then let the bytes go."""
         if self.body is None:
             return
-        self.parsed = parse_feed(
-            self.body,
+        self.set_parsed(self.parse_job(summary_chars)())
+
+    def parse_job(self, summary_chars: int = 400) -> partial[ParsedFeed]:
+        """The parse of the body as a picklable call, for a worker process."""
+        return partial(
+            parse_feed,
+            self.body or b"",
             url=self.url_fetched or self.url,
             headers=self.headers,
             summary_chars=summary_chars,
         )
-        if self.parsed.error:
-            self.error = self.parsed.error
-        self.body = None
 
     @property
     def gone(self) -> bool:
         return self.status == 410
+
+    def set_parsed(self, parsed: ParsedFeed) -> None:
+        self.parsed = parsed
+        if parsed.error:
+            self.error = parsed.error
+        self.body = None
 
 
 @dataclass(frozen=True)
