@@ -107,6 +107,19 @@ def test_an_unchanged_feed_is_fetched_with_a_conditional_get_and_not_parsed(app,
     assert feed(app, feed_id).last_status == 304
 
 
+@pytest.mark.parametrize("processes", [0, 1])
+def test_parsing_in_this_process_or_in_worker_processes_stores_the_same(
+    make_app, feed_server, processes
+):
+    app = make_app(FEEDS_PARSE_PROCESSES=processes)
+    add(app, feed_server.serve("a.xml", "rss20.xml"))
+    add(app, feed_server.serve("b.atom", "atom.xml"))
+    add(app, feed_server.serve("c", "garbage.txt", content_type="text/plain"))
+    outcomes = sorted((o.new, o.error is not None) for o in fetch(app))
+    assert outcomes == [(0, True), (2, False), (3, False)]
+    assert len(items(app)) == 5
+
+
 def test_a_server_without_etag_gets_if_modified_since(app, feed_server):
     url = feed_server.serve("lm.xml", "rss20.xml")
     feed_id = add(app, url)
