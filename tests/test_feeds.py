@@ -120,6 +120,21 @@ def test_parsing_in_this_process_or_in_worker_processes_stores_the_same(
     assert len(items(app)) == 5
 
 
+def test_a_killed_parser_process_does_not_lose_a_fetch(make_app, feed_server):
+    app = make_app(FEEDS_PARSE_PROCESSES=1)
+    add(app, feed_server.serve("a.xml", "rss20.xml"))
+    pool = services.parsing_pool(1)
+    pool.submit(int).result()  # started
+    for process in list(pool._processes.values()):
+        process.kill()
+        process.join(timeout=10)
+    [outcome] = fetch(app)
+    assert (outcome.new, outcome.error) == (3, None)
+    add(app, feed_server.serve("b.atom", "atom.xml"))
+    outcomes = sorted(o.new for o in fetch(app))  # a new pool for the next fetch
+    assert outcomes == [0, 2]
+
+
 def test_a_server_without_etag_gets_if_modified_since(app, feed_server):
     url = feed_server.serve("lm.xml", "rss20.xml")
     feed_id = add(app, url)

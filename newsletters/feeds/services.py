@@ -12,6 +12,7 @@ import multiprocessing
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -372,7 +373,12 @@ def _fetch_and_record(requests: list[FetchRequest]) -> list[FetchOutcome]:
             result.parse(settings.summary_chars)
             record(result)
         else:
-            parsing[pool.submit(result.parse_job(settings.summary_chars))] = result
+            try:
+                parsing[pool.submit(result.parse_job(settings.summary_chars))] = result
+            except (BrokenProcessPool, RuntimeError):
+                # The pool broke (a parser process was killed): parse here this time.
+                result.parse(settings.summary_chars)
+                record(result)
         record_parsed([f for f in list(parsing) if f.done()])
         while len(parsing) >= PARSE_WINDOW:
             done, _ = wait(parsing, return_when=FIRST_COMPLETED)
