@@ -12,6 +12,7 @@ serves every file of DIR (a ThreadingHTTPServer, ETag support, until killed).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import threading
@@ -47,7 +48,7 @@ class Route:
     last_modified: str = LAST_MODIFIED
     headers: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def etag(self) -> str:
         return '"' + hashlib.sha256(self.body).hexdigest()[:20] + '"'
 
@@ -108,10 +109,15 @@ class FeedServer:
             return route
         candidate = (self.root / path.lstrip("/")).resolve()
         if self.root.resolve() in candidate.parents and candidate.is_file():
-            return Route(
+            # Kept once read (the documents of a directory do not change while served),
+            # so a 304 costs the server no file read and no hashing.
+            route = Route(
                 body=candidate.read_bytes(),
                 content_type=CONTENT_TYPES.get(candidate.suffix, "text/xml"),
             )
+            with self.lock:
+                self.routes[path] = route
+            return route
         return None
 
     def _handler(self):
