@@ -76,7 +76,9 @@ def clean_feed_url(url: str) -> str:
 def add_feed(slug: str, url: str, *, title: str = "", by: str = "") -> Feed:
     """Attach a feed to a newsletter; it is fetched at the next scheduler round.
 
-    The newsletter becomes feed-based (auto-send) if it was not; `by` is who added it.
+    Its items go into the newsletter's digests if its digest is on (auto-send or
+    review); with the digest off (the board-meeting newsletter) they are only offered
+    to editors to pick. `by` is who added it.
     """
     newsletter = newsletter_by_slug(slug)
     if newsletter is None:
