@@ -19,7 +19,7 @@ from newsletters.extensions import db
 from newsletters.feeds import services
 from newsletters.feeds.models import Feed, FeedItem
 from tests.support.editions import draft
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import FeedServer, undated
 from tests.test_editor import edition_row, post_form
 from tests.test_staff import ADMIN, EDITOR, login, make_staff
 
@@ -162,7 +162,7 @@ def test_editor_makes_the_digest_now_and_reviews_it(editor_client, app, feed_ser
         services.update_digest_settings(
             "kl-nyheder", mode=DigestMode.REVIEW, cadence=DigestCadence.WEEKDAYS, hour=7
         )
-        services.add_feed("kl-nyheder", feed_server.serve("kl.xml", "rss20.xml"))
+        services.add_feed("kl-nyheder", feed_server.serve("kl.xml", body=undated("rss20.xml")))
         services.fetch_feeds()
     page = "/staff/newsletters/kl-nyheder"
     assert "Lav sammendraget af nye punkter fra feeds nu" in text(editor_client.get(page))
