@@ -55,6 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from newsletters.assets import bp as assets_bp
     from newsletters.editions.routes import bp as editions_bp
     from newsletters.editions.staff_routes import bp as editor_bp
+    from newsletters.feeds.routes import bp as feeds_bp
     from newsletters.mailing.routes import bp as mailing_bp
     from newsletters.staff.routes import bp as staff_bp
     from newsletters.subscriptions.routes import bp as subscriptions_bp
@@ -66,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(staff_bp)
     app.register_blueprint(editor_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(feeds_bp)
     cli.init_app(app)
     _init_worker(app)
     return app

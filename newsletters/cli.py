@@ -9,6 +9,7 @@ def init_app(app: Flask) -> None:
     from newsletters.bounces.cli import bounces_cli
     from newsletters.catalog.cli import seed_command
     from newsletters.editions.cli import editions_cli
+    from newsletters.feeds.cli import digests_cli, feeds_cli
     from newsletters.staff.cli import staff_cli
     from newsletters.subscriptions.cli import subscribers_cli
     from newsletters.worker import worker_command
@@ -16,6 +17,8 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(bounces_cli)
     app.cli.add_command(seed_command)
     app.cli.add_command(editions_cli)
+    app.cli.add_command(feeds_cli)
+    app.cli.add_command(digests_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(subscribers_cli)
     app.cli.add_command(worker_command)

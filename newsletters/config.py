@@ -57,6 +57,28 @@ class DefaultConfig:
     CELERY_BROKER_URL: str | None = None
     CELERY_RESULT_BACKEND: str | None = None
 
+    # Feeds (newsletters/feeds): fetched politely, then turned into digests.
+    # How often each enabled feed is fetched by the scheduler.
+    FEEDS_FETCH_INTERVAL_MINUTES = 30
+    # After a failure the next attempt waits the interval, doubling per failure, up to this.
+    FEEDS_MAX_BACKOFF_HOURS = 24
+    FEEDS_TIMEOUT_SECONDS = 20
+    # A feed larger than this is not read (and recorded as an error).
+    FEEDS_MAX_BYTES = 5_000_000
+    # Feeds fetched at the same time. The threads only wait on the network; parsing is
+    # done one feed at a time (measured: more threads only add contention).
+    FEEDS_CONCURRENCY = 4
+    # Processes that parse fetched feeds (feedparser is pure Python: in the fetching
+    # process it would hold the GIL the fetchers and the database need). 0 = parse in
+    # the fetching process.
+    FEEDS_PARSE_PROCESSES = 2
+    # None = "KL-Nyhedsbreve/1.0 (+PUBLIC_BASE_URL)": who we are, and where to find us.
+    FEEDS_USER_AGENT: str | None = None
+    # Length of an item's summary in a digest (characters; cut at a word).
+    FEEDS_SUMMARY_CHARS = 400
+    # Items in one digest, newest first.
+    DIGEST_MAX_ITEMS = 40
+
     # Links in mails.
     CONFIRM_MAX_AGE_DAYS = 7
     MANAGE_MAX_AGE_DAYS = 30

@@ -11,6 +11,7 @@ from newsletters.editions.models import (
     EditionItem,
     EditionStatus,
 )
+from newsletters.feeds.models import DigestRun, Feed, FeedItem
 from newsletters.mailing.models import OutboxMessage, OutboxStatus
 from newsletters.staff.models import Staff, StaffRole
 from newsletters.subscriptions.models import (
@@ -35,6 +36,9 @@ __all__ = [
     "EditionItem",
     "EditionStatus",
     "ConsentAction",
+    "DigestRun",
+    "Feed",
+    "FeedItem",
     "ConsentEvent",
     "Newsletter",
     "OutboxMessage",

@@ -23,6 +23,8 @@ from flask.cli import with_appcontext
 from newsletters import jobs
 from newsletters.editions import sending
 from newsletters.extensions import db
+from newsletters.feeds import digests
+from newsletters.feeds import services as feeds
 from newsletters.mailing import outbox
 from newsletters.subscriptions.services import process_subscribe_requests, purge_pending
 
@@ -126,11 +128,22 @@ def _purge_pending() -> None:
         log.info("purged %s pending subscription(s), %s subscriber(s)", subscriptions, subscribers)
 
 
-# In order: posted forms become mail before the outbox is emptied; then editions; then
-# housekeeping. Later features (feeds, digests) add their jobs here.
+def _feeds_job(worker_id: str) -> bool:
+    return feeds.fetch_due(worker_id) > 0
+
+
+def _digests_job(worker_id: str) -> bool:
+    return digests.scheduled_digests(worker_id) > 0
+
+
+# In order: posted forms become mail before the outbox is emptied; due feeds are fetched
+# before digests are made from them; a digest in auto-send is an edition scheduled for
+# now, which the editions job starts in the same round; then housekeeping.
 JOBS: list[Callable[[str], bool]] = [
     _intake_job,
     _outbox_job,
+    _feeds_job,
+    _digests_job,
     _editions_job,
     _Daily(_purge_pending),
 ]
@@ -157,7 +170,7 @@ def start_in_process_worker(app: Flask) -> Worker:
 @click.option("--once", is_flag=True, help="Do the work that is due now, then exit.")
 @with_appcontext
 def worker_command(once: bool) -> None:
-    """Run the worker (delivery, and later the scheduler) in the foreground until SIGTERM."""
+    """Run the worker (delivery, feeds, digests, scheduled sends) until SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     worker = Worker(current_app._get_current_object())
     if once:

@@ -94,3 +94,30 @@ def test_celery_worker_carries_out_subscriptions_and_sends_editions(
         "celery@example.dk": 1,
     }
     assert celery_worker.poll() is None
+
+
+def test_celery_beat_fetches_feeds_and_sends_the_digest(make_app, smtp_server, celery_worker):
+    from newsletters.catalog.models import DigestCadence, DigestMode
+    from newsletters.feeds import services as feeds
+    from tests.support.feedserver import FeedServer
+
+    server = FeedServer().start()
+    try:
+        app = make_app(
+            CELERY_BROKER_URL=BROKER, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port
+        )
+        audience = confirmed_audience(app, 3, slug="danske-kommuner")
+        with app.app_context():
+            # Due at any time of day (hour 0): the worker process runs on the real clock.
+            # Undated items: new whatever the date the test runs.
+            feeds.update_digest_settings(
+                "danske-kommuner", mode=DigestMode.AUTO, cadence=DigestCadence.DAILY, hour=0
+            )
+            feeds.add_feed("danske-kommuner", server.serve("dk.xml", "no-dates.xml"))
+        mails = smtp_server.wait_for(3, timeout=60)
+        assert sorted(m.rcpt_to for m in mails) == sorted(audience)
+        assert "Udateret nyhed om affald" in mails[0].text
+        assert len(server.seen("dk.xml")) >= 1
+    finally:
+        server.stop()
+    assert celery_worker.poll() is None

@@ -1,10 +1,36 @@
+import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Enum, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from newsletters.extensions import db
 from newsletters.timeutil import UTCDateTime, utcnow
+
+
+class DigestMode(enum.StrEnum):
+    """What happens to a feed-based newsletter's daily digest."""
+
+    OFF = "off"  # not made from feeds (the board-meeting newsletter)
+    AUTO = "auto"  # built and sent at the newsletter's hour
+    REVIEW = "review"  # built at the hour, waits as a draft for an editor
+
+
+class DigestCadence(enum.StrEnum):
+    DAILY = "daily"
+    WEEKDAYS = "weekdays"  # Monday to Friday
+    WEEKLY = "weekly"  # when there are new items, at most once in seven days
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+    )
 
 
 class Newsletter(db.Model):
@@ -23,6 +49,21 @@ class Newsletter(db.Model):
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The digest of new feed items (newsletters/feeds/digests.py).
+    digest_mode: Mapped[DigestMode] = mapped_column(
+        _enum(DigestMode, "digest_mode"), default=DigestMode.OFF, server_default="off"
+    )
+    digest_cadence: Mapped[DigestCadence] = mapped_column(
+        _enum(DigestCadence, "digest_cadence"),
+        default=DigestCadence.DAILY,
+        server_default="daily",
+    )
+    # The hour (0-23, Copenhagen time) at which the digest is built.
+    digest_hour: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
+
+    @property
+    def is_feed_based(self) -> bool:
+        return self.digest_mode != DigestMode.OFF
 
     def description(self, locale: str) -> str:
         return (

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from newsletters.catalog.models import Newsletter
+from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
 from newsletters.extensions import db
 
 
@@ -17,6 +17,10 @@ class SeedNewsletter:
     description_en: str
     cadence_da: str
     cadence_en: str
+    # Feed-based newsletters start in auto-send (migration 0005 sets the same).
+    digest_mode: DigestMode = DigestMode.OFF
+    digest_cadence: DigestCadence = DigestCadence.DAILY
+    digest_hour: int = 7
 
 
 KL_NEWSLETTERS: tuple[SeedNewsletter, ...] = (
@@ -39,6 +43,9 @@ KL_NEWSLETTERS: tuple[SeedNewsletter, ...] = (
         "and the other municipal areas.",
         "Hverdage, én gang om dagen",
         "Weekdays, once a day",
+        DigestMode.AUTO,
+        DigestCadence.WEEKDAYS,
+        7,
     ),
     SeedNewsletter(
         "momentum",
@@ -47,6 +54,9 @@ KL_NEWSLETTERS: tuple[SeedNewsletter, ...] = (
         "News from Momentum, KL's magazine for local politicians: analysis, interviews and debate.",
         "Når der er nyt, højst en gang om ugen",
         "When there is news, at most once a week",
+        DigestMode.AUTO,
+        DigestCadence.WEEKLY,
+        8,
     ),
     SeedNewsletter(
         "danske-kommuner",
@@ -55,6 +65,9 @@ KL_NEWSLETTERS: tuple[SeedNewsletter, ...] = (
         "Today's articles from the magazine Danske Kommuner on local politics and administration.",
         "Dagligt",
         "Daily",
+        DigestMode.AUTO,
+        DigestCadence.DAILY,
+        7,
     ),
 )
 
@@ -78,6 +91,9 @@ def seed_newsletters() -> tuple[list[str], list[str]]:
                 cadence_da=seed.cadence_da,
                 cadence_en=seed.cadence_en,
                 position=position,
+                digest_mode=seed.digest_mode,
+                digest_cadence=seed.digest_cadence,
+                digest_hour=seed.digest_hour,
             )
         )
         created.append(seed.slug)

@@ -49,14 +49,17 @@ def markdown_to_html(source: str) -> str:
     )
 
 
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_LINK = re.compile(r"(?<!\\)\[([^\]]+)\]\(([^)\s]+)\)")
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>|])")
 
 
 def markdown_to_text(source: str) -> str:
     """Editor Markdown as readable plain text: links spelled out, emphasis marks dropped."""
     text = _LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", source or "")
     text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
-    text = re.sub(r"(?<![\w*])[*_](\S.*?\S|\S)[*_](?![\w*])", r"\1", text)
+    text = re.sub(r"(?<![\w*\\])[*_](\S.*?\S|\S)[*_](?![\w*])", r"\1", text)
+    # A backslash-escaped character is that character (feed text in digests is escaped).
+    text = _ESCAPED.sub(r"\1", text)
     return text.strip()
 
 

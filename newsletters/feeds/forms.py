@@ -1,0 +1,83 @@
+"""Staff forms for feeds: attach a feed, the digest's settings, pick feed items."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+
+from newsletters.catalog.models import DigestCadence, DigestMode
+from newsletters.feeds.models import MAX_URL_LENGTH
+from newsletters.feeds.services import BadFeedURL, clean_feed_url
+from newsletters.subscriptions.forms import MultiCheckboxField
+
+MODE_LABELS = {
+    DigestMode.AUTO: _l("Send automatically at the hour"),
+    DigestMode.REVIEW: _l("Wait as a draft for an editor"),
+    DigestMode.OFF: _l("Off: not made from feeds"),
+}
+CADENCE_LABELS = {
+    DigestCadence.DAILY: _l("Every day"),
+    DigestCadence.WEEKDAYS: _l("Weekdays (Monday to Friday)"),
+    DigestCadence.WEEKLY: _l("When there is news, at most once a week"),
+}
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class FeedForm(FlaskForm):
+    url = StringField(
+        _l("Address of the feed (RSS or Atom)"),
+        filters=[_strip],
+        validators=[
+            DataRequired(message=_l("Enter the address of the feed.")),
+            Length(max=MAX_URL_LENGTH, message=_l("The address is too long.")),
+        ],
+        render_kw={"inputmode": "url", "spellcheck": "false", "autocomplete": "off"},
+    )
+    title = StringField(
+        _l("Name (optional)"),
+        filters=[_strip],
+        validators=[Optional(), Length(max=300, message=_l("The name is too long."))],
+    )
+
+    def validate_url(self, field) -> None:
+        try:
+            clean_feed_url(field.data or "")
+        except BadFeedURL as error:
+            raise ValidationError(
+                _l("Enter an address that starts with https:// or http://.")
+            ) from error
+
+
+class DigestSettingsForm(FlaskForm):
+    mode = SelectField(
+        _l("The digest"),
+        choices=[SelectChoice(m.value, label) for m, label in MODE_LABELS.items()],
+    )
+    cadence = SelectField(
+        _l("How often"),
+        choices=[SelectChoice(c.value, label) for c, label in CADENCE_LABELS.items()],
+    )
+    hour = IntegerField(
+        _l("Hour (Danish time, 0-23)"),
+        invalid_value_message=_l("Enter a whole number from 0 to 23."),
+        validators=[InputRequired(message=_l("Enter a whole number from 0 to 23."))],
+    )
+
+    def validate_hour(self, field) -> None:
+        # Not NumberRange: that would add a second message to "Enter a whole number".
+        if field.data is not None and not 0 <= field.data <= 23:
+            raise ValidationError(_l("Enter a whole number from 0 to 23."))
+
+
+class PickItemsForm(FlaskForm):
+    items = MultiCheckboxField(_l("Feed items"), coerce=int, choices=[])
+
+    def validate_items(self, field) -> None:
+        if not field.data:
+            raise ValidationError(_l("Choose at least one item."))
