@@ -5,7 +5,7 @@ rows (TRUNCATE, an owner's maintenance tool, is not a row change and stays possi
 SQLite a trigger refuses UPDATE.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-29 23:28:43.334519
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
