@@ -633,6 +633,11 @@ def prebuilt_messages(app, edition_id: int, count: int) -> tuple[str, list[tuple
                 ),
                 date=date,
             )
+            # The template's bytes are dot-stuffed for DATA already; sendmail() stuffs
+            # what it is given, so it gets the message as written.
+            if raw.startswith(b".."):
+                raw = raw[1:]
+            raw = raw.replace(b"\r\n..", b"\r\n.")
             messages.append((TAG_BASE + email[len(TAG_BIG) :], raw))
         envelope_from = template.envelope_from
         db.session.remove()
