@@ -3,22 +3,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from newsletters.columns import value_enum
 from newsletters.extensions import db
 from newsletters.timeutil import UTCDateTime, utcnow
-
-
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=20,
-        values_callable=lambda e: [m.value for m in e],
-    )
 
 
 class BounceKind(enum.StrEnum):
@@ -42,7 +32,7 @@ class Bounce(db.Model):
     delivery_id: Mapped[int | None] = mapped_column(
         ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
     )
-    kind: Mapped[BounceKind] = mapped_column(_enum(BounceKind, "bounce_kind"))
+    kind: Mapped[BounceKind] = mapped_column(value_enum(BounceKind, "bounce_kind"))
     # The enhanced status code (5.1.1) or SMTP reply code when known.
     status: Mapped[str] = mapped_column(String(20), default="")
     diagnostic: Mapped[str] = mapped_column(Text, default="")
@@ -77,7 +67,7 @@ class Suppression(db.Model):
     address_hash: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
     reason: Mapped[SuppressionReason] = mapped_column(
-        _enum(SuppressionReason, "suppression_reason")
+        value_enum(SuppressionReason, "suppression_reason")
     )
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

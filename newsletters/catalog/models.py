@@ -1,9 +1,10 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, Integer, String, Text
+from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from newsletters.columns import value_enum
 from newsletters.extensions import db
 from newsletters.timeutil import UTCDateTime, utcnow
 
@@ -20,17 +21,6 @@ class DigestCadence(enum.StrEnum):
     DAILY = "daily"
     WEEKDAYS = "weekdays"  # Monday to Friday
     WEEKLY = "weekly"  # when there are new items, at most once in seven days
-
-
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=20,
-        values_callable=lambda e: [m.value for m in e],
-    )
 
 
 class Newsletter(db.Model):
@@ -51,10 +41,10 @@ class Newsletter(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The digest of new feed items (newsletters/feeds/digests.py).
     digest_mode: Mapped[DigestMode] = mapped_column(
-        _enum(DigestMode, "digest_mode"), default=DigestMode.OFF, server_default="off"
+        value_enum(DigestMode, "digest_mode"), default=DigestMode.OFF, server_default="off"
     )
     digest_cadence: Mapped[DigestCadence] = mapped_column(
-        _enum(DigestCadence, "digest_cadence"),
+        value_enum(DigestCadence, "digest_cadence"),
         default=DigestCadence.DAILY,
         server_default="daily",
     )

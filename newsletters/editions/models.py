@@ -5,7 +5,6 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     Date,
-    Enum,
     ForeignKey,
     Integer,
     String,
@@ -15,19 +14,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletters.catalog.models import Newsletter
+from newsletters.columns import value_enum
 from newsletters.extensions import db
 from newsletters.timeutil import UTCDateTime, utcnow
-
-
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=20,
-        values_callable=lambda e: [m.value for m in e],
-    )
 
 
 class EditionStatus(enum.StrEnum):
@@ -61,7 +50,7 @@ class Edition(db.Model):
     # For "Nyt fra KL's bestyrelse": the board meeting the edition reports on.
     meeting_date: Mapped[date | None] = mapped_column(Date)
     status: Mapped[EditionStatus] = mapped_column(
-        _enum(EditionStatus, "edition_status"), default=EditionStatus.DRAFT
+        value_enum(EditionStatus, "edition_status"), default=EditionStatus.DRAFT
     )
     created_by: Mapped[str] = mapped_column(String(320), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -130,7 +119,7 @@ class Delivery(db.Model):
     edition_id: Mapped[int] = mapped_column(Integer)
     subscriber_id: Mapped[int] = mapped_column(Integer, index=True)
     status: Mapped[DeliveryStatus] = mapped_column(
-        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
+        value_enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

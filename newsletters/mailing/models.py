@@ -3,9 +3,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from newsletters.columns import value_enum
 from newsletters.extensions import db
 from newsletters.timeutil import UTCDateTime, utcnow
 
@@ -43,14 +44,7 @@ class OutboxMessage(db.Model):
     # The complete message, RFC 5322 with CRLF line ends, 7-bit (QP-encoded bodies).
     raw: Mapped[str] = mapped_column(Text)
     status: Mapped[OutboxStatus] = mapped_column(
-        Enum(
-            OutboxStatus,
-            name="outbox_status",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        value_enum(OutboxStatus, "outbox_status"),
         default=OutboxStatus.QUEUED,
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,9 +3,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, Integer, String
+from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from newsletters.columns import value_enum
 from newsletters.extensions import db
 from newsletters.timeutil import UTCDateTime, utcnow
 
@@ -24,16 +25,7 @@ class Staff(db.Model):
     # Normalised like subscribers' addresses (subscriptions.addresses.normalise_email).
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    role: Mapped[StaffRole] = mapped_column(
-        Enum(
-            StaffRole,
-            name="staff_role",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=lambda e: [m.value for m in e],
-        )
-    )
+    role: Mapped[StaffRole] = mapped_column(value_enum(StaffRole, "staff_role"))
     # werkzeug.security's format, e.g. "scrypt:32768:8:1$salt$hash".
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)

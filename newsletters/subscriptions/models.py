@@ -3,10 +3,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletters.catalog.models import Newsletter
+from newsletters.columns import value_enum
 from newsletters.extensions import db
 from newsletters.timeutil import UTCDateTime, utcnow
 
@@ -66,14 +67,7 @@ class Subscription(db.Model):
         ForeignKey("newsletters.id", ondelete="CASCADE"), index=True
     )
     status: Mapped[SubscriptionStatus] = mapped_column(
-        Enum(
-            SubscriptionStatus,
-            name="subscription_status",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        value_enum(SubscriptionStatus, "subscription_status"),
         default=SubscriptionStatus.PENDING,
     )
     requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -99,16 +93,7 @@ class ConsentEvent(db.Model):
     subscription_id: Mapped[int] = mapped_column(
         ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True
     )
-    action: Mapped[ConsentAction] = mapped_column(
-        Enum(
-            ConsentAction,
-            name="consent_action",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=lambda e: [m.value for m in e],
-        )
-    )
+    action: Mapped[ConsentAction] = mapped_column(value_enum(ConsentAction, "consent_action"))
     # How: web_form, confirm_link, preference_centre, one_click, unsubscribe_page,
     # import_invite, import_basis, ...
     method: Mapped[str] = mapped_column(String(40))
