@@ -597,6 +597,9 @@ def send_due(worker_id: str, *, transport: Transport | None = None) -> SendStats
     rate limit. Lanes hide the latencies of the mail server and of the database's
     commits behind each other, which one lane cannot (benchmarks/README.md).
     """
+    if _first_sending_delivery_id() is None:
+        # Nothing is sending: no lanes started, no connection opened, nothing to finish.
+        return SendStats()
     lanes = int(current_app.config["SEND_CONNECTIONS"] or 1)
     if transport is not None or lanes <= 1 or not current_app.config.get("MAIL_SERVER"):
         stats = _send_lane(worker_id, transport)

@@ -159,13 +159,13 @@ class SmtpTransport:
     def _envelope_commands(self, envelope_from: str, to: str, size: int) -> bytes:
         if "\r" in to or "\n" in to or "\r" in envelope_from or "\n" in envelope_from:
             raise DeliveryFailure(f"not an address: {to!r}", permanent=True)
-        if self._bucket is not None:
-            self._bucket.take()
         size_option = f" SIZE={size}" if self._size and size else ""
         commands = f"MAIL FROM:<{envelope_from}>{size_option}\r\nRCPT TO:<{to}>\r\nDATA\r\n"
         if not commands.isascii():
             # An address this client cannot send without SMTPUTF8 (never offered to it).
             raise DeliveryFailure(f"not an ASCII address: {to!r}", permanent=True)
+        if self._bucket is not None:
+            self._bucket.take()  # only for a message that will really be offered
         return commands.encode("ascii")
 
     def open_envelope(self, envelope_from: str, to: str, size: int = 0) -> None:
