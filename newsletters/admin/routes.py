@@ -317,6 +317,9 @@ def _suppressions_page(form: SuppressForm, status: int = 200):
         query=request.args.get("q", ""),
         reason=reason,
         form=form,
+        page_url=lambda n: url_for(
+            ".suppressions", q=request.args.get("q", ""), reason=reason, page=n
+        ),
     ), status
 
 

@@ -164,18 +164,22 @@ def fetch_feed(feed_id: int):
 @bp.post("/feeds/<int:feed_id>/enable")
 @admin_required
 def enable_feed(feed_id: int):
-    feed = services.set_enabled(_feed_or_404(feed_id).id, True, by_staff_id=current_user.id)
-    audit("feed.enable", f"feed:{feed.id}", url=feed.url)
-    flash(_("The feed %(url)s is enabled and is fetched again.", url=feed.url), "success")
-    return redirect(_back_to(feed), code=303)
+    return _set_enabled(feed_id, True)
 
 
 @bp.post("/feeds/<int:feed_id>/disable")
 @admin_required
 def disable_feed(feed_id: int):
-    feed = services.set_enabled(_feed_or_404(feed_id).id, False, by_staff_id=current_user.id)
-    audit("feed.disable", f"feed:{feed.id}", url=feed.url)
-    flash(_("The feed %(url)s is disabled: it is no longer fetched.", url=feed.url), "success")
+    return _set_enabled(feed_id, False)
+
+
+def _set_enabled(feed_id: int, enabled: bool):
+    feed = services.set_enabled(_feed_or_404(feed_id).id, enabled, by_staff_id=current_user.id)
+    audit("feed.enable" if enabled else "feed.disable", f"feed:{feed.id}", url=feed.url)
+    if enabled:
+        flash(_("The feed %(url)s is enabled and is fetched again.", url=feed.url), "success")
+    else:
+        flash(_("The feed %(url)s is disabled: it is no longer fetched.", url=feed.url), "success")
     return redirect(_back_to(feed), code=303)
 
 
