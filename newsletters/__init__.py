@@ -10,7 +10,10 @@ from flask import Flask
 
 from newsletters.config import DefaultConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+# A source checkout (make, pip install -e, flask --app wsgi from the clone) keeps its
+# instance folder and node_modules beside the package; an installed wheel has neither.
+ROOT = PACKAGE.parent
 WEAK_SECRETS = {"", "dev", "secret", "change-me", "changeme", "development"}
 
 
@@ -22,10 +25,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: code defaults, instance/config.py, NEWSLETTERS_* env, then test_config."""
     app = Flask(
         __name__,
-        instance_path=os.environ.get("NEWSLETTERS_INSTANCE_PATH") or str(ROOT / "instance"),
+        instance_path=os.environ.get("NEWSLETTERS_INSTANCE_PATH") or _default_instance_path(),
         instance_relative_config=True,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
+        template_folder=str(PACKAGE / "templates"),
+        static_folder=str(PACKAGE / "static"),
     )
     app.config.from_object(DefaultConfig)
     app.config.from_pyfile("config.py", silent=True)
@@ -38,7 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from newsletters.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    migrate.init_app(app, db, directory=str(PACKAGE / "migrations"), render_as_batch=True)
     mail.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
@@ -71,6 +74,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     _init_worker(app)
     return app
+
+
+def _default_instance_path() -> str | None:
+    """`instance/` of a source checkout; Flask's own default (under sys.prefix) for a wheel."""
+    if (ROOT / "pyproject.toml").is_file():
+        return str(ROOT / "instance")
+    return None
 
 
 def _resolve_defaults(app: Flask) -> None:
