@@ -196,6 +196,8 @@ def app_once(args, paths: list[Path], port: int, url: str) -> dict:
             "SECRET_KEY": "benchmark-secret-key-0123456789",
             "SQLALCHEMY_DATABASE_URI": url,
             "WORKER_IN_PROCESS": False,
+            # The feeds are served on loopback, which the fetcher refuses by default.
+            "FEEDS_ALLOW_PRIVATE": True,
         }
     )
     with app.app_context():

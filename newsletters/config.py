@@ -62,7 +62,13 @@ class DefaultConfig:
     FEEDS_FETCH_INTERVAL_MINUTES = 30
     # After a failure the next attempt waits the interval, doubling per failure, up to this.
     FEEDS_MAX_BACKOFF_HOURS = 24
+    # One deadline for the whole fetch of a feed: name lookup, connecting, TLS, headers,
+    # body and every redirect. A server slower than this is recorded as failing.
     FEEDS_TIMEOUT_SECONDS = 20
+    # Feeds (and their redirects) on loopback, private, link-local (cloud metadata),
+    # multicast or reserved addresses are refused unless this is true: whoever adds a
+    # feed must not make the server fetch from the network it stands in.
+    FEEDS_ALLOW_PRIVATE = False
     # A feed larger than this is not read (and recorded as an error).
     FEEDS_MAX_BYTES = 5_000_000
     # Feeds fetched at the same time. The threads only wait on the network; parsing is

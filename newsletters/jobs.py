@@ -21,6 +21,23 @@ from newsletters.timeutil import utcnow
 
 # Set after a commit that queued work, so an idle in-process worker wakes at once.
 work_waiting = threading.Event()
+# The lanes of running workers each wait on their own event; every one is set too.
+_listeners: set[threading.Event] = set()
+
+
+def listen(event: threading.Event) -> None:
+    """Set `event` (too) whenever work is queued, until `unlisten`."""
+    _listeners.add(event)
+
+
+def unlisten(event: threading.Event) -> None:
+    _listeners.discard(event)
+
+
+def wake_all() -> None:
+    work_waiting.set()
+    for listener in list(_listeners):
+        listener.set()
 
 
 def queued_work() -> None:
@@ -31,7 +48,7 @@ def queued_work() -> None:
 @event.listens_for(Session, "after_commit")
 def _wake_worker(session: Session) -> None:
     if session.info.pop("work_queued", False):
-        work_waiting.set()
+        wake_all()
         if has_app_context() and "celery_tick" in current_app.extensions:
             from newsletters.tasks import wake
 

@@ -1,11 +1,20 @@
 """Scale-out: the worker's jobs on Celery (Redis or RabbitMQ), chosen by configuration.
 
-With CELERY_BROKER_URL set, the `tick` task runs exactly what the in-process worker
-runs (`Worker.run_once`): the same job functions, claiming rows under leases, so any
-number of Celery workers may run on any number of machines. Celery beat sends a tick
-every WORKER_POLL_SECONDS; a commit that queues work sends one at once.
+With CELERY_BROKER_URL set, one task per lane of the worker (`newsletters.worker.LANES`:
+mail, editions, feeds) runs exactly what that lane of the in-process worker runs: the
+same job functions, claiming rows under leases, so any number of Celery workers may run
+on any number of machines. Celery beat sends each lane a tick every
+WORKER_POLL_SECONDS; a commit that queues work sends one to each lane at once.
 
-    celery -A wsgi.celery worker --beat --loglevel=INFO
+Each lane's task goes to its own queue (`mail`, `editions`, `feeds`), so a slow feed
+server can hold only the feeds queue: give it a worker process of its own, and mail
+never waits behind a fetch.
+
+    celery -A wsgi.celery worker --beat -Q mail,editions --loglevel=INFO
+    celery -A wsgi.celery worker -Q feeds --loglevel=INFO
+
+A worker started without -Q consumes all three queues (fine on a laptop; a fetch then
+holds one of its pool's slots, at most FEEDS_TIMEOUT_SECONDS).
 """
 
 from __future__ import annotations
@@ -14,8 +23,17 @@ import logging
 
 from celery import Celery, Task
 from flask import Flask, current_app
+from kombu import Queue
 
 log = logging.getLogger(__name__)
+
+# The lanes of newsletters.worker, each a queue (kept literal: this module is imported
+# by create_app, before the worker's imports are wanted).
+LANE_QUEUES = ("mail", "editions", "feeds")
+
+
+def tick_name(lane: str) -> str:
+    return f"newsletters.tick.{lane}"
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -26,6 +44,7 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    poll = float(app.config["WORKER_POLL_SECONDS"])
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.conf.update(
         broker_url=app.config["CELERY_BROKER_URL"],
@@ -35,30 +54,43 @@ def celery_init_app(app: Flask) -> Celery:
         task_acks_late=False,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
+        # One queue per lane: a worker consumes those it is given with -Q (all three
+        # without -Q), so feeds can have workers of their own.
+        task_queues=[Queue(name) for name in LANE_QUEUES],
+        task_default_queue="mail",
+        task_routes={tick_name(lane): {"queue": lane} for lane in LANE_QUEUES},
         beat_schedule={
-            "newsletters-tick": {
-                "task": "newsletters.tick",
-                "schedule": float(app.config["WORKER_POLL_SECONDS"]),
-                "options": {"expires": float(app.config["WORKER_POLL_SECONDS"]) * 2},
+            f"newsletters-tick-{lane}": {
+                "task": tick_name(lane),
+                "schedule": poll,
+                "options": {"expires": poll * 2},
             }
+            for lane in LANE_QUEUES
         },
     )
     celery.set_default()
     app.extensions["celery"] = celery
+    ticks = {lane: _register_tick(celery, lane) for lane in LANE_QUEUES}
+    app.extensions["celery_ticks"] = ticks
+    # jobs.py wakes Celery when this key is present.
+    app.extensions["celery_tick"] = ticks["mail"]
+    return celery
 
-    @celery.task(name="newsletters.tick", ignore_result=True)
+
+def _register_tick(celery: Celery, lane: str):
+    @celery.task(name=tick_name(lane), ignore_result=True)
     def tick() -> bool:
-        """Run every job once, as the in-process worker does; True if any did work."""
+        """Run this lane's jobs once, as the lane of the in-process worker does."""
+        from newsletters.worker import LANES
 
-        worker = _celery_worker(current_app._get_current_object())
-        did_work = worker.run_once()
+        [jobs] = [lane_.jobs for lane_ in LANES if lane_.name == lane]
+        did_work = _celery_worker(current_app._get_current_object()).run_jobs(jobs, lane)
         if did_work:
             # More may be due (a large send): keep going without waiting for beat.
             tick.apply_async(countdown=0)
         return did_work
 
-    app.extensions["celery_tick"] = tick
-    return celery
+    return tick
 
 
 def _celery_worker(app: Flask):
@@ -72,11 +104,10 @@ def _celery_worker(app: Flask):
 
 
 def wake(app: Flask) -> None:
-    """Ask a Celery worker to look for work now (after a commit that queued some)."""
-    tick = app.extensions.get("celery_tick")
-    if tick is None:
-        return
-    try:
-        tick.apply_async(expires=60)
-    except Exception:  # the broker being away must not fail the request; beat retries
-        log.exception("could not send a tick to the Celery broker")
+    """Ask Celery workers to look for work now (after a commit that queued some)."""
+    for tick in (app.extensions.get("celery_ticks") or {}).values():
+        try:
+            tick.apply_async(expires=60)
+        except Exception:  # the broker being away must not fail the request; beat retries
+            log.exception("could not send a tick to the Celery broker")
+            return

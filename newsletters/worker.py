@@ -1,8 +1,17 @@
 """The worker: runs every feature's background jobs until stopped.
 
-The same `Worker.run_once` runs in a thread of the web process (the embedded default)
-and in the foreground with `flask --app wsgi worker`; any number may run at once,
-because every job claims its rows under a lease.
+Its jobs run in three lanes, each a thread with its own app context, database session
+and wake-up, so none waits for another: **mail** (posted forms, then the outbox:
+confirmation and link mails), **editions** (scheduled sends, sending), and **feeds**
+(fetching the feeds that are due, digests at their hour, daily housekeeping). A feed
+server that answers slowly holds the feeds lane, at most FEEDS_TIMEOUT_SECONDS per
+fetch, and never a confirmation mail. A stop (SIGTERM) stops every lane: each finishes
+what it is doing (the feeds lane starts no further fetch) and the worker returns.
+
+`Worker.run_once` runs every job once, one after the other, in the order below:
+`flask worker --once` and the tests use it. The lanes run in a thread of the web process
+(the embedded default) and in the foreground with `flask --app wsgi worker`; any number
+of workers may run at once, because every job claims its rows under a lease.
 """
 
 from __future__ import annotations
@@ -14,7 +23,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import click
 from flask import Flask, current_app
@@ -30,54 +41,90 @@ from newsletters.subscriptions.services import process_subscribe_requests, purge
 
 log = logging.getLogger(__name__)
 
+# The stop event of the worker whose job runs in this thread (the feeds job reads it).
+_stopping: ContextVar[threading.Event | None] = ContextVar("worker_stopping", default=None)
+
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Worker:
-    """Runs each job of JOBS in turn; sleeps when none had work, waking early on new mail."""
+    """Runs LANES side by side (`run_forever`), or every job once (`run_once`)."""
 
     def __init__(self, app: Flask, worker_id: str | None = None) -> None:
         self.app = app
         self.worker_id = worker_id or new_worker_id()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
-        self._failures_in_a_row = 0
+        self.lane_threads: list[threading.Thread] = []
+        self._failures_in_a_row: dict[str, int] = {}
+        self._wake = {lane.name: threading.Event() for lane in LANES}
 
-    def run_once(self) -> bool:
-        """Run every job once; True if any of them did something."""
+    def run_jobs(self, jobs_: Sequence[Callable[[str], bool]], name: str = "all") -> bool:
+        """Run `jobs_` once in a fresh app context; True if any of them did something."""
         did_work = False
         with self.app.app_context():
+            token = _stopping.set(self.stopping)
             try:
-                for job in JOBS:
+                for job in jobs_:
                     did_work = job(self.worker_id) or did_work
-                self._failures_in_a_row = 0
+                self._failures_in_a_row[name] = 0
             except Exception:
                 # A database or programming error must not kill the worker; it is logged
                 # and retried after a pause that grows while it keeps failing.
                 db.session.rollback()
-                self._failures_in_a_row += 1
-                log.exception("worker %s: job failed", self.worker_id)
+                self._failures_in_a_row[name] = self._failures_in_a_row.get(name, 0) + 1
+                log.exception("worker %s: %s job failed", self.worker_id, name)
             finally:
+                _stopping.reset(token)
                 db.session.remove()
         return did_work
 
-    def idle_seconds(self) -> float:
+    def run_once(self) -> bool:
+        """Run every job once, in JOBS order; True if any of them did something."""
+        return self.run_jobs(JOBS)
+
+    def idle_seconds(self, name: str = "all") -> float:
         poll = float(self.app.config["WORKER_POLL_SECONDS"])
-        return min(poll * (2**self._failures_in_a_row), 300.0)
+        return min(poll * (2 ** self._failures_in_a_row.get(name, 0)), 300.0)
+
+    def run_lane(self, lane: Lane) -> None:
+        """One lane until the worker stops: its jobs again while they find work, else
+        a sleep that new work (a commit that queued some) cuts short."""
+        wake = self._wake[lane.name]
+        jobs.listen(wake)
+        try:
+            while not self.stopping.is_set():
+                if self.run_jobs(lane.jobs, lane.name):
+                    continue
+                wake.wait(self.idle_seconds(lane.name))
+                wake.clear()
+        finally:
+            jobs.unlisten(wake)
 
     def run_forever(self) -> None:
+        """Run every lane in its own thread until `stop`; returns when all have ended."""
         log.info("worker %s started", self.worker_id)
-        while not self.stopping.is_set():
-            if self.run_once():
-                continue
-            jobs.work_waiting.wait(self.idle_seconds())
-            jobs.work_waiting.clear()
+        self.lane_threads = [
+            threading.Thread(
+                target=self.run_lane, args=(lane,), name=f"newsletters-{lane.name}", daemon=True
+            )
+            for lane in LANES
+        ]
+        for thread in self.lane_threads:
+            thread.start()
+        # Wait in slices: a signal handler of the main thread (`flask worker`) runs between.
+        while not self.stopping.wait(1.0):
+            pass
+        for thread in self.lane_threads:
+            thread.join()
         log.info("worker %s stopped", self.worker_id)
 
     def stop(self) -> None:
         self.stopping.set()
+        for wake in self._wake.values():
+            wake.set()
         jobs.work_waiting.set()
 
 
@@ -129,23 +176,42 @@ def _purge_pending() -> None:
 
 
 def _feeds_job(worker_id: str) -> bool:
-    return feeds.fetch_due(worker_id) > 0
+    return feeds.fetch_due(worker_id, stop=_stopping.get()) > 0
 
 
 def _digests_job(worker_id: str) -> bool:
     return digests.scheduled_digests(worker_id) > 0
 
 
-# In order: posted forms become mail before the outbox is emptied; due feeds are fetched
-# before digests are made from them; a digest in auto-send is an edition scheduled for
-# now, which the editions job starts in the same round; then housekeeping.
+_purge_daily = _Daily(_purge_pending)
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Jobs that run one after the other in one thread, beside the other lanes."""
+
+    name: str
+    jobs: tuple[Callable[[str], bool], ...]
+
+
+# Each lane's jobs in order: posted forms become mail before the outbox is emptied; due
+# feeds are fetched before digests are made from them (a digest in auto-send is an
+# edition scheduled for now: its commit wakes the editions lane).
+LANES: tuple[Lane, ...] = (
+    Lane("mail", (_intake_job, _outbox_job)),
+    Lane("editions", (_editions_job,)),
+    Lane("feeds", (_feeds_job, _digests_job, _purge_daily)),
+)
+
+# Every job, for `run_once`: as above, and the editions job after the digests so that a
+# digest in auto-send starts in the same round; then housekeeping.
 JOBS: list[Callable[[str], bool]] = [
     _intake_job,
     _outbox_job,
     _feeds_job,
     _digests_job,
     _editions_job,
-    _Daily(_purge_pending),
+    _purge_daily,
 ]
 
 
@@ -180,11 +246,15 @@ def worker_command(once: bool) -> None:
         return
 
     def _stop(signum, frame) -> None:
-        click.echo(f"worker {worker.worker_id}: stopping after the current message")
+        click.echo(f"worker {worker.worker_id}: stopping after the current message and fetch")
         worker.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     click.echo(f"worker {worker.worker_id}: running (SIGTERM stops it)")
-    worker.run_forever()
+    try:
+        worker.run_forever()
+    finally:
+        # The feed parser processes (and multiprocessing's resource tracker) end with us.
+        feeds.shutdown_parsing_pools()
     click.echo(f"worker {worker.worker_id}: stopped")

@@ -43,6 +43,7 @@ def celery_worker(migrated_database, smtp_server, tmp_path):
         NEWSLETTERS_MAIL_PORT=str(smtp_server.port),
         NEWSLETTERS_CELERY_BROKER_URL=BROKER,
         NEWSLETTERS_WORKER_POLL_SECONDS="0.5",
+        NEWSLETTERS_FEEDS_ALLOW_PRIVATE="true",
     )
     process = subprocess.Popen(
         [

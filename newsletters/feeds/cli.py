@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 
 from newsletters.feeds import digests, services
 from newsletters.feeds.digests import DigestError
+from newsletters.feeds.forms import REFUSED_ADDRESS_MESSAGE
 from newsletters.feeds.services import FeedError
 
 feeds_cli = AppGroup("feeds", help="RSS and Atom feeds of the feed-based newsletters.")
@@ -29,6 +30,9 @@ def add_command(slug: str, url: str, title: str) -> None:
     """Attach the feed at URL to the newsletter SLUG."""
     try:
         feed = services.add_feed(slug, url, title=title, by="cli")
+    except services.RefusedFeedAddress as error:
+        # In the operators' language (Danish), with the technical reason after it.
+        _fail(f"{REFUSED_ADDRESS_MESSAGE} ({error.reason}: {error.url})")
     except FeedError as error:
         _fail(f"feed not added: {error}")
     click.echo(f"feed {feed.id} added to {slug}: {feed.url}")

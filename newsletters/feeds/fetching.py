@@ -1,9 +1,17 @@
 """Fetching feeds like a good citizen, many at once, without touching the database.
 
 Each feed is one conditional GET (`If-None-Match` / `If-Modified-Since`; a 304 is not
-parsed) with a timeout, a size cap (the body is streamed and dropped past the cap), a
-User-Agent that says who we are, and redirects followed. One feed's failure is its own
+parsed) with a size cap (the body is streamed and dropped past the cap), a User-Agent
+that says who we are, and redirects followed. One deadline (FEEDS_TIMEOUT_SECONDS)
+bounds the whole fetch: name lookup, connecting, TLS, the headers, the body and every
+redirect, so a server that drips its answer holds a fetcher thread no longer than that.
+Connections go only to public addresses (`newsletters.outbound`), checked for the feed's
+host and for every redirect, unless FEEDS_ALLOW_PRIVATE. One feed's failure is its own
 result, never an exception that stops the others.
+
+What staff see of a failed connection is one message, whatever the reason (refused
+address, closed port, silence, a port that does not speak HTTP): the feed page must
+not be a port scanner of the network the fetcher stands in. The reason goes to the log.
 
 The threads only do HTTP, which waits on the network with the GIL released; the caller
 parses each body as it arrives. Parsing (feedparser is pure Python) in the threads too
@@ -12,6 +20,8 @@ was measured slower: CPU-bound threads only fight over the GIL.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -22,7 +32,10 @@ from functools import partial
 
 import httpx
 
+from newsletters import outbound
 from newsletters.feeds.parsing import ParsedFeed, parse_feed
+
+log = logging.getLogger(__name__)
 
 PERMANENT_REDIRECTS = {301, 308}
 MAX_REDIRECTS = 5
@@ -95,6 +108,13 @@ class FetchSettings:
     concurrency: int = 8
     user_agent: str = "KL-Nyhedsbreve/1.0"
     summary_chars: int = 400
+    # Fetch from loopback and private networks too (FEEDS_ALLOW_PRIVATE).
+    allow_private: bool = False
+
+
+def unreachable(timeout: float) -> str:
+    """The one message of every failure to get an HTTP answer (see the module's doc)."""
+    return f"the server could not be reached, or did not answer in full within {timeout:g} seconds"
 
 
 class TooLarge(Exception):
@@ -117,7 +137,7 @@ def _retry_after(value: str | None) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-def _read_capped(response: httpx.Response, max_bytes: int, deadline: float) -> bytes:
+def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise TooLarge(f"{int(declared)} bytes")
@@ -129,9 +149,6 @@ def _read_capped(response: httpx.Response, max_bytes: int, deadline: float) -> b
             # Stop reading: closing the response drops the rest of the transfer.
             raise TooLarge(f"more than {max_bytes} bytes")
         chunks.append(chunk)
-        if time.monotonic() > deadline:
-            # httpx's timeout is per read: a server dripping bytes would never trip it.
-            raise httpx.ReadTimeout("the whole feed took too long")
     return b"".join(chunks)
 
 
@@ -145,7 +162,10 @@ def fetch_one(client: httpx.Client, request: FetchRequest, settings: FetchSettin
     if request.last_modified:
         headers["If-Modified-Since"] = request.last_modified
     try:
-        with client.stream("GET", request.url, headers=headers) as response:
+        with (
+            outbound.deadline(settings.timeout),
+            client.stream("GET", request.url, headers=headers) as response,
+        ):
             result.status = response.status_code
             if response.history and all(
                 r.status_code in PERMANENT_REDIRECTS for r in response.history
@@ -155,9 +175,7 @@ def fetch_one(client: httpx.Client, request: FetchRequest, settings: FetchSettin
                 result.etag = request.etag
                 result.last_modified = request.last_modified
             elif response.status_code == 200:
-                body = _read_capped(
-                    response, settings.max_bytes, time.monotonic() + 2 * settings.timeout
-                )
+                body = _read_capped(response, settings.max_bytes)
                 result.etag = response.headers.get("etag")
                 result.last_modified = response.headers.get("last-modified")
                 result.body = body
@@ -169,10 +187,15 @@ def fetch_one(client: httpx.Client, request: FetchRequest, settings: FetchSettin
                     result.retry_after = _retry_after(response.headers.get("retry-after"))
     except TooLarge as error:
         result.error = f"the feed is too large ({error}; the limit is {settings.max_bytes})"
-    except httpx.TimeoutException:
-        result.error = f"no answer within {settings.timeout:g} seconds"
     except httpx.TooManyRedirects:
         result.error = f"more than {MAX_REDIRECTS} redirects"
+    except (httpx.TransportError, httpx.StreamError) as error:
+        # Refused address, DNS, refused or reset connection, timeout, not HTTP: one
+        # message for staff, the reason for the operator's log.
+        result.error = unreachable(settings.timeout)
+        log.warning(
+            "feed %s (%s): %s: %s", request.feed_id, request.url, type(error).__name__, error
+        )
     except httpx.HTTPError as error:
         result.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     except Exception as error:  # a bug in one feed's handling must not stop the others
@@ -182,8 +205,15 @@ def fetch_one(client: httpx.Client, request: FetchRequest, settings: FetchSettin
 
 
 def make_client(settings: FetchSettings) -> httpx.Client:
+    limits = httpx.Limits(
+        max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+    )
     return httpx.Client(
+        # Each step gets at most what is left of the fetch's one deadline (fetch_one).
         timeout=httpx.Timeout(settings.timeout),
+        transport=outbound.GuardedTransport(allow_private=settings.allow_private, limits=limits),
+        # No proxy from the environment: it would connect on our behalf, unchecked.
+        trust_env=False,
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         headers={
@@ -191,16 +221,20 @@ def make_client(settings: FetchSettings) -> httpx.Client:
             "Accept": "application/rss+xml, application/atom+xml, application/rdf+xml, "
             "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5",
         },
-        limits=httpx.Limits(
-            max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-        ),
     )
 
 
-def fetch_all(requests: Iterable[FetchRequest], settings: FetchSettings) -> Iterator[FetchResult]:
+def fetch_all(
+    requests: Iterable[FetchRequest],
+    settings: FetchSettings,
+    stop: threading.Event | None = None,
+) -> Iterator[FetchResult]:
     """Fetch every request, `settings.concurrency` at a time; results are yielded as
     they complete, so the caller parses and writes one while others are fetched. At
-    most twice `concurrency` bodies wait in memory for the caller."""
+    most twice `concurrency` bodies wait in memory for the caller.
+
+    Once `stop` is set no further fetch starts; those running end by their deadline.
+    The requests never started are not yielded."""
     pending = list(requests)
     pending.reverse()
     if not pending:
@@ -215,8 +249,12 @@ def fetch_all(requests: Iterable[FetchRequest], settings: FetchSettings) -> Iter
     ):
         running: set[Future[FetchResult]] = set()
         while pending or running:
+            if stop is not None and stop.is_set():
+                pending.clear()
             while pending and len(running) < window:
                 running.add(pool.submit(fetch_one, client, pending.pop(), settings))
+            if not running:
+                break
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()

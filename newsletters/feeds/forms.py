@@ -24,6 +24,12 @@ CADENCE_LABELS = {
     DigestCadence.WEEKLY: _l("When there is news, at most once a week"),
 }
 
+# What staff are told when a feed's address is refused (the form and `flask feeds add`).
+REFUSED_ADDRESS_MESSAGE = _l(
+    "This address leads to an internal network (such as localhost, a private or a "
+    "reserved address). Feeds can only be fetched from the public internet."
+)
+
 
 def _strip(value):
     return value.strip() if isinstance(value, str) else value

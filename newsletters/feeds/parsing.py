@@ -11,7 +11,10 @@ from __future__ import annotations
 import calendar
 import hashlib
 import html
+import os
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -232,3 +235,20 @@ def _item(entry: Any, base: str, summary_chars: int) -> ParsedItem | None:
         published_at=_when(entry),
         content_hash=content_hash,
     )
+
+
+def watch_parent(parent_pid: int, interval: float = 0.25) -> None:
+    """In a parser process (the pool's initializer): exit as soon as the process that
+    started it is gone, however it ended (SIGTERM without clean-up, SIGKILL, a crash).
+
+    A pool's processes wait on a queue whose writing end they hold themselves, so they
+    would never see their parent die; left running with parent 1, they would also keep
+    multiprocessing's resource tracker alive.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()

@@ -18,6 +18,7 @@ from newsletters.feeds import digests, services
 from newsletters.feeds.forms import (
     CADENCE_LABELS,
     MODE_LABELS,
+    REFUSED_ADDRESS_MESSAGE,
     DigestSettingsForm,
     FeedForm,
     PickItemsForm,
@@ -88,6 +89,9 @@ def add_feed(slug: str):
         )
     except services.DuplicateFeed:
         form.url.errors.append(_("%(name)s already has this feed.", name=newsletter.name))
+        return _feeds_page(newsletter, feed_form=form, status=422)
+    except services.RefusedFeedAddress:
+        form.url.errors.append(REFUSED_ADDRESS_MESSAGE)
         return _feeds_page(newsletter, feed_form=form, status=422)
     except FeedError:
         form.url.errors.append(_("Enter an address that starts with https:// or http://."))

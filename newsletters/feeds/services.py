@@ -7,8 +7,10 @@ audit trail can be added where they are.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -22,13 +24,13 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from newsletters import jobs
+from newsletters import jobs, outbound
 from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
 from newsletters.feeds.fetching import FetchRequest, FetchResult, FetchSettings, fetch_all
 from newsletters.feeds.models import MAX_URL_LENGTH, Feed, FeedItem
-from newsletters.feeds.parsing import ParsedFeed, ParsedItem
+from newsletters.feeds.parsing import ParsedFeed, ParsedItem, watch_parent
 from newsletters.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,15 @@ class FeedNotFound(FeedError):
     pass
 
 
+class RefusedFeedAddress(BadFeedURL):
+    """The feed's host is, or resolves to, a loopback, private, link-local, ... address."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url} is refused: its host is a {reason} (see FEEDS_ALLOW_PRIVATE)")
+        self.url = url
+        self.reason = reason
+
+
 # --------------------------------------------------------------------------- managing
 
 
@@ -73,6 +84,19 @@ def clean_feed_url(url: str) -> str:
     return url
 
 
+def check_feed_address(url: str) -> None:
+    """RefusedFeedAddress if the URL's host resolves (now) to an address feeds may not
+    be fetched from; every fetch and redirect is checked again."""
+    cfg = current_app.config
+    reason = outbound.host_refusal(
+        url,
+        allow_private=bool(cfg["FEEDS_ALLOW_PRIVATE"]),
+        timeout=min(float(cfg["FEEDS_TIMEOUT_SECONDS"]), 5.0),
+    )
+    if reason:
+        raise RefusedFeedAddress(url, reason)
+
+
 def add_feed(slug: str, url: str, *, title: str = "", by: str = "") -> Feed:
     """Attach a feed to a newsletter; it is fetched at the next scheduler round.
 
@@ -84,6 +108,7 @@ def add_feed(slug: str, url: str, *, title: str = "", by: str = "") -> Feed:
     if newsletter is None:
         raise UnknownNewsletter(f"there is no newsletter '{slug}'")
     url = clean_feed_url(url)
+    check_feed_address(url)
     title = " ".join((title or "").split())[:300]
     existing = db.session.scalar(
         select(Feed.id).where(Feed.newsletter_id == newsletter.id, Feed.url == url)
@@ -252,6 +277,7 @@ def fetch_settings() -> FetchSettings:
         concurrency=int(cfg["FEEDS_CONCURRENCY"]),
         user_agent=agent,
         summary_chars=int(cfg["FEEDS_SUMMARY_CHARS"]),
+        allow_private=bool(cfg["FEEDS_ALLOW_PRIVATE"]),
     )
 
 
@@ -301,11 +327,15 @@ def fetch_feeds(feed_ids: Sequence[int] | None = None) -> list[FetchOutcome]:
     return _fetch_and_record(requests)
 
 
-def fetch_due(worker_id: str, limit: int | None = None) -> int:
+def fetch_due(
+    worker_id: str, limit: int | None = None, *, stop: threading.Event | None = None
+) -> int:
     """The scheduler's job: fetch the enabled feeds that are due, under a lease.
 
     A few rounds of FEEDS_CONCURRENCY at a time, so a batch ends well within its lease
-    even when some feeds time out; the worker comes back at once for the rest.
+    even when some feeds time out; the worker comes back at once for the rest. Once
+    `stop` is set (the worker is stopping) no further fetch starts, and the feeds not
+    fetched are released for another worker at once.
     """
     if limit is None:
         limit = int(current_app.config["FEEDS_CONCURRENCY"]) * 4
@@ -314,8 +344,17 @@ def fetch_due(worker_id: str, limit: int | None = None) -> int:
         return 0
     requests = _requests(db.session.scalars(select(Feed).where(Feed.id.in_(ids))))
     db.session.commit()
-    _fetch_and_record(requests)
-    return len(ids)
+    fetched = {outcome.feed_id for outcome in _fetch_and_record(requests, stop=stop)}
+    unfetched = [feed_id for feed_id in ids if feed_id not in fetched]
+    if unfetched:
+        db.session.execute(
+            update(Feed)
+            .where(Feed.id.in_(unfetched), Feed.leased_by == worker_id)
+            .values(leased_until=None, leased_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+    return len(fetched)
 
 
 # Unchanged feeds (304) are recorded together, this many to a statement.
@@ -326,7 +365,9 @@ NOT_MODIFIED_BATCH = 500
 ANALYZE_AFTER_NEW_ITEMS = 2000
 
 
-def _fetch_and_record(requests: list[FetchRequest]) -> list[FetchOutcome]:
+def _fetch_and_record(
+    requests: list[FetchRequest], *, stop: threading.Event | None = None
+) -> list[FetchOutcome]:
     """Fetch (threads), parse (worker processes) and record (this thread) every request.
 
     The three overlap: feedparser is pure Python, so parsing in this process would hold
@@ -368,7 +409,7 @@ def _fetch_and_record(requests: list[FetchRequest]) -> list[FetchOutcome]:
                 result.parse(settings.summary_chars)
             record(result)
 
-    for result in fetch_all(requests, settings):
+    for result in fetch_all(requests, settings, stop):
         if result.body is None:
             record(result)
         elif pool is None:
@@ -407,9 +448,28 @@ def parsing_pool(processes: int) -> ProcessPoolExecutor | None:
         pool = _pools.get(processes)
         if pool is None or getattr(pool, "_broken", False):
             # spawn, not fork: this process has threads (web server, worker, fetchers).
-            pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+            # Each parser exits when this process is gone, however it ended.
+            pool = ProcessPoolExecutor(
+                processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=watch_parent,
+                initargs=(os.getpid(),),
+            )
             _pools[processes] = pool
         return pool
+
+
+def shutdown_parsing_pools() -> None:
+    """Stop this process's parser processes (a stopping worker; at exit). Parses not
+    yet started are cancelled; a pool is started again when next needed."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown_parsing_pools)
 
 
 def _analyze_items() -> None:
