@@ -116,6 +116,10 @@ def resolve_public(
 ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """The addresses to connect to for `host`; RefusedAddress if any of them is refused."""
     host = host.strip("[]")
+    name = host.lower().rstrip(".")
+    if not allow_private and (name == "localhost" or name.endswith(".localhost")):
+        # Loopback by definition (RFC 6761), whatever a resolver answers or fails to.
+        raise RefusedAddress(host, "loopback name")
     addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolve(host, port, timeout)]
     if not addresses:
         raise httpcore.ConnectError(f"{host}: no address")
