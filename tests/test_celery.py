@@ -27,45 +27,33 @@ def _redis_up() -> bool:
         return False
 
 
-@pytest.fixture
-def celery_worker(migrated_database, smtp_server, tmp_path):
-    if not _redis_up():
-        pytest.skip("no Redis on 127.0.0.1:6379 (CI has one; the embedded default needs none)")
-    import redis
-
-    redis.Redis.from_url(BROKER).flushdb()
+def _start_worker(
+    database_url: str, smtp_port: int, tmp_path, *args: str, **env_extra: str
+) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
     env.update(
         NEWSLETTERS_SECRET_KEY=TEST_SECRET,
-        NEWSLETTERS_SQLALCHEMY_DATABASE_URI=migrated_database,
+        NEWSLETTERS_SQLALCHEMY_DATABASE_URI=database_url,
         NEWSLETTERS_INSTANCE_PATH=str(tmp_path / "instance"),
         NEWSLETTERS_MAIL_SERVER="127.0.0.1",
-        NEWSLETTERS_MAIL_PORT=str(smtp_server.port),
+        NEWSLETTERS_MAIL_PORT=str(smtp_port),
         NEWSLETTERS_CELERY_BROKER_URL=BROKER,
         NEWSLETTERS_WORKER_POLL_SECONDS="0.5",
         NEWSLETTERS_FEEDS_ALLOW_PRIVATE="true",
+        **env_extra,
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "wsgi.celery",
-            "worker",
-            "--beat",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            "-s",
-            str(tmp_path / "beat-schedule"),
-        ],
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "wsgi.celery", "worker", "--pool=solo"]
+        + ["--loglevel=WARNING", *args],
         cwd=ROOT_DIR,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    yield process
+
+
+def _stop_worker(process: subprocess.Popen) -> None:
     process.terminate()
     try:
         output, _ = process.communicate(timeout=20)
@@ -73,6 +61,29 @@ def celery_worker(migrated_database, smtp_server, tmp_path):
         process.kill()
         output, _ = process.communicate()
     assert "Traceback" not in output, output
+
+
+@pytest.fixture
+def redis_broker() -> None:
+    if not _redis_up():
+        pytest.skip("no Redis on 127.0.0.1:6379 (CI has one; the embedded default needs none)")
+    import redis
+
+    redis.Redis.from_url(BROKER).flushdb()
+
+
+@pytest.fixture
+def celery_worker(redis_broker, migrated_database, smtp_server, tmp_path):
+    process = _start_worker(
+        migrated_database,
+        smtp_server.port,
+        tmp_path,
+        "--beat",
+        "-s",
+        str(tmp_path / "beat-schedule"),
+    )
+    yield process
+    _stop_worker(process)
 
 
 def test_celery_worker_carries_out_subscriptions_and_sends_editions(
@@ -122,3 +133,70 @@ def test_celery_beat_fetches_feeds_and_sends_the_digest(make_app, smtp_server, c
     finally:
         server.stop()
     assert celery_worker.poll() is None
+
+
+def test_each_lane_has_its_own_queue(make_app):
+    app = make_app(CELERY_BROKER_URL=BROKER)
+    celery = app.extensions["celery"]
+    routes = celery.conf.task_routes
+    assert {name: route["queue"] for name, route in routes.items()} == {
+        "newsletters.tick.mail": "mail",
+        "newsletters.tick.editions": "editions",
+        "newsletters.tick.feeds": "feeds",
+    }
+    assert {q.name for q in celery.conf.task_queues} == {"mail", "editions", "feeds"}
+    assert {e["task"] for e in celery.conf.beat_schedule.values()} == set(routes)
+
+
+def test_a_dripping_feed_on_the_feeds_queue_does_not_hold_up_mail(
+    redis_broker, make_app, migrated_database, smtp_server, tmp_path
+):
+    """The documented deployment: one worker for mail and editions (with beat), one for
+    feeds. While the feeds worker is stuck on a server that drips its headers, a
+    confirmation mail goes out at once."""
+    from newsletters.feeds import services as feeds
+    from tests.support.drip import DripServer
+
+    drip = DripServer(interval=0.2).start()
+    mail_worker = _start_worker(
+        migrated_database,
+        smtp_server.port,
+        tmp_path,
+        "-Q",
+        "mail,editions",
+        "--beat",
+        "-s",
+        str(tmp_path / "beat-schedule"),
+        "-n",
+        "mail@%h",
+    )
+    feeds_worker = _start_worker(
+        migrated_database,
+        smtp_server.port,
+        tmp_path,
+        "-Q",
+        "feeds",
+        "-n",
+        "feeds@%h",
+        NEWSLETTERS_FEEDS_TIMEOUT_SECONDS="30",
+        NEWSLETTERS_FEEDS_PARSE_PROCESSES="0",
+    )
+    try:
+        app = make_app(
+            CELERY_BROKER_URL=BROKER, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port
+        )
+        with app.app_context():
+            feeds.add_feed("kl-nyheder", drip.url())
+        assert drip.connected.wait(60), "the feeds worker did not fetch"
+        import time
+
+        started = time.monotonic()
+        subscribe(app.test_client(), "hurtig@example.dk", ["momentum"], process=False)
+        smtp_server.wait_for(1, timeout=20, address="hurtig@example.dk")
+        waited = time.monotonic() - started
+        assert waited < 5, f"the confirmation mail waited {waited:.1f} s"
+        assert drip.connections == 1 and drip.bytes_sent < 150  # still dripping
+    finally:
+        drip.stop()
+        _stop_worker(mail_worker)
+        _stop_worker(feeds_worker)
