@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import ipaddress
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -364,3 +366,52 @@ def test_staff_cannot_tell_an_open_port_from_a_closed_one(make_app, network, lis
     # And where they are refused, the refusal reads the same as well.
     guarded = make_app(FEEDS_ALLOW_PRIVATE=False, FEEDS_TIMEOUT_SECONDS=1, FEEDS_PARSE_PROCESSES=0)
     assert {o.error for o in fetch(guarded)} == {unreachable(1)}
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture
+def tls_feed_server(network: Network, tmp_path) -> Iterator[tuple[FeedServer, list[str], str]]:
+    """The feed server behind TLS with a certificate for feeds.kl.example only; the
+    server names (SNI) clients asked for are recorded."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=feeds.kl.example"]
+        + ["-addext", "subjectAltName=DNS:feeds.kl.example"],
+        check=True,
+        capture_output=True,
+    )
+    names: list[str] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server = FeedServer()
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    server.start()
+    network.public_port = server.port
+    yield server, names, str(cert)
+    server.stop()
+
+
+def test_https_keeps_the_feeds_name_for_sni_the_certificate_and_the_host_header(
+    guarded, network, tls_feed_server, monkeypatch
+):
+    server, names, cert = tls_feed_server
+    trusted = ssl.create_default_context(cafile=cert)
+    monkeypatch.setattr(outbound.httpx, "create_ssl_context", lambda **kwargs: trusted)
+    network.names["feeds.kl.example"] = [PUBLIC_IP]
+    network.names["andet.kl.example"] = [PUBLIC_IP]  # same address, not on the certificate
+    server.serve("kl.xml", "rss20.xml")
+    with guarded.app_context():
+        good = services.add_feed("kl-nyheder", f"https://feeds.kl.example:{server.port}/kl.xml")
+        bad = services.add_feed("momentum", f"https://andet.kl.example:{server.port}/kl.xml")
+        good_id, bad_id = good.id, bad.id
+    outcomes = {o.feed_id: o for o in fetch(guarded)}
+    assert outcomes[good_id].error is None and outcomes[good_id].new == 3
+    assert outcomes[bad_id].error == unreachable(2)  # the certificate is for another name
+    assert sorted(names) == ["andet.kl.example", "feeds.kl.example"]
+    [request] = server.seen("kl.xml")
+    assert request.headers["Host"] == f"feeds.kl.example:{server.port}"
+    assert {host for host, _ in network.connections} == {PUBLIC_IP}
