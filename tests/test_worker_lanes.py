@@ -133,6 +133,41 @@ def test_a_dripping_feed_does_not_hold_up_a_confirmation_mail(make_app, smtp_ser
     worker.stop()
 
 
+def test_stopping_the_worker_stops_every_lane_within_the_fetch_deadline(make_app, drip_server):
+    app = make_app(
+        WORKER_IN_PROCESS=True,
+        WORKER_POLL_SECONDS=30,
+        FEEDS_TIMEOUT_SECONDS=2,
+        FEEDS_PARSE_PROCESSES=0,
+    )
+    feed_id = add(app, drip_server.url())
+    worker = start_in_process_worker(app)
+    assert drip_server.connected.wait(10)
+    stopped_at = time.monotonic()
+    worker.stop()
+    worker.thread.join(timeout=10)
+    assert not worker.thread.is_alive()
+    assert [t.name for t in worker.lane_threads if t.is_alive()] == []
+    assert time.monotonic() - stopped_at < 4  # the fetch's deadline, not the poll's 30 s
+    row = feed_row(app, feed_id)
+    assert row.last_error == unreachable(2) and row.leased_by is None
+
+
+def test_a_stopping_worker_fetches_no_more_feeds_and_releases_them(make_app, feed_server):
+    import threading
+
+    app = make_app(FEEDS_PARSE_PROCESSES=0)
+    ids = [add(app, feed_server.serve(f"f{n}.xml", "rss20.xml")) for n in range(3)]
+    stop = threading.Event()
+    stop.set()
+    with app.app_context():
+        assert services.fetch_due("stopping-worker", stop=stop) == 0
+    assert feed_server.requests == []
+    for feed_id in ids:
+        row = feed_row(app, feed_id)
+        assert row.leased_by is None and row.leased_until is None and row.last_fetch_at is None
+
+
 # --------------------------------------------------------------------------- SIGTERM
 
 
