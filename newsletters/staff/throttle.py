@@ -127,11 +127,15 @@ def _insert(table):
 def _claim(key: str, source: str, row: LoginThrottle | None, remembered: int, now) -> bool:
     """Count one attempt on (key, source) if nobody else did since `row` was read."""
     if row is None:
-        result = db.session.execute(
-            _insert(LoginThrottle.__table__)
+        # RETURNING, not rowcount: psycopg reports no row count for ON CONFLICT DO NOTHING.
+        table = LoginThrottle.__table__
+        inserted = db.session.execute(
+            _insert(table)
             .values(account_key=key, source=source, failures=1, last_failure_at=now)
             .on_conflict_do_nothing()
-        )
+            .returning(table.c.failures)
+        ).first()
+        return inserted is not None
     else:
         result = db.session.execute(
             update(LoginThrottle)
