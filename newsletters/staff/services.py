@@ -303,8 +303,10 @@ def check_session(
     now = utcnow()
     reason = _why_over(record, now, ip, user_agent)
     if reason is not None:
-        record.ended_at, record.end_reason = now, reason.value
-        db.session.commit()
+        if touch:
+            # Only on staff pages: a public page's view may have its own transaction open.
+            record.ended_at, record.end_reason = now, reason.value
+            db.session.commit()
         return None
     if touch:
         record.last_seen_at = now
