@@ -188,3 +188,14 @@ def test_the_last_administrator_keeps_their_role(app):
     admin_id = make_staff(app, ADMIN, "admin")
     with app.app_context(), pytest.raises(services.LastAdmin):
         services.set_role(admin_id, "editor")
+
+
+def test_cli_set_role_ends_the_sessions(runner, app, logged_in):
+    result = runner.invoke(args=["staff", "set-role", EDITOR, "admin"])
+    assert result.exit_code == 0, result.output
+    assert "is now admin" in result.output
+    assert logged_in.get("/staff/").status_code == 302
+    assert login(logged_in, EDITOR).status_code == 303
+    assert logged_in.get("/staff/users").status_code == 200
+    result = runner.invoke(args=["staff", "set-role", "ingen@kl.dk", "editor"])
+    assert result.exit_code == 1 and "no staff account" in result.output

@@ -367,7 +367,9 @@ def _link_owner(link: SubscriberLink, signed_at: datetime | None) -> Subscriber 
     By the random link key (unique, indexed). A link from before migration 0008 names a
     row id instead; it counts only if that row already existed when the link was signed,
     otherwise the id was freed and handed to someone else since (the old SQLite schema
-    reused the highest id), and the link is not theirs.
+    reused the highest id), and the link is not theirs. The signature time is in whole
+    seconds (rounded down), so a link signed within the second its row was created is
+    refused too: strict on purpose, as no new link of this form is ever made.
     """
     if link.link_key is not None:
         return db.session.scalar(select(Subscriber).where(Subscriber.link_key == link.link_key))
@@ -555,7 +557,12 @@ def _unsubscribe_link(token: str) -> tuple[Subscriber | None, SubscriberLink]:
     revoking links must never take away the way out."""
     payload, signed_at = verify_timed(Purpose.UNSUBSCRIBE, token)
     link = SubscriberLink.from_payload(payload)
-    return _link_owner(link, signed_at), link
+    subscriber = _link_owner(link, signed_at)
+    if subscriber is None and link.legacy_id is not None:
+        # An old link we cannot match safely: the page that offers a new link, rather
+        # than "you are not subscribed", which may not be true for its owner.
+        raise TokenError("invalid")
+    return subscriber, link
 
 
 def inspect_unsubscribe(token: str) -> tuple[Subscriber | None, list[Newsletter]]:
