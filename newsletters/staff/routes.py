@@ -88,8 +88,8 @@ def login():
         # One answer for an unknown address, a wrong password and a deactivated account.
         return _login_page(form, 422, failed=True)
     throttle.succeeded(attempt)
+    # The staff_sessions row it opens records the login (who, when, address, browser).
     access.start_session(staff)
-    audit("staff.login", target, known_place=attempt.known)
     response = redirect(form.next.data or url_for(".dashboard"), code=303)
     throttle.remember_device(response, attempt)
     return response
