@@ -45,7 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def init_app(app: Flask) -> None:
     """Hook the staff session rules into the app (called when the staff blueprint is
     registered; login_manager itself is bound in create_app)."""
-    # Off: the client binding is checked in _check_staff_session (see the module docstring).
+    # Off: the client binding is checked against the session row (see the module docstring).
     login_manager.session_protection = None
     login_manager.user_loader(load_staff)
     login_manager.unauthorized_handler(_to_login)

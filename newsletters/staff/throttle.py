@@ -109,7 +109,9 @@ def _row(key: str, source: str) -> LoginThrottle | None:
     )
 
 
-def _held_up(row: LoginThrottle | None, free: int, now: datetime, since: datetime) -> tuple:
+def _held_up(
+    row: LoginThrottle | None, free: int, now: datetime, since: datetime
+) -> tuple[int, int]:
     """(failures still remembered, seconds left to wait) for one row."""
     if row is None or row.last_failure_at < since:
         return 0, 0
@@ -136,17 +138,16 @@ def _claim(key: str, source: str, row: LoginThrottle | None, remembered: int, no
             .returning(table.c.failures)
         ).first()
         return inserted is not None
-    else:
-        result = db.session.execute(
-            update(LoginThrottle)
-            .where(
-                LoginThrottle.account_key == key,
-                LoginThrottle.source == source,
-                LoginThrottle.failures == row.failures,
-                LoginThrottle.last_failure_at == row.last_failure_at,
-            )
-            .values(failures=remembered + 1, last_failure_at=now)
+    result = db.session.execute(
+        update(LoginThrottle)
+        .where(
+            LoginThrottle.account_key == key,
+            LoginThrottle.source == source,
+            LoginThrottle.failures == row.failures,
+            LoginThrottle.last_failure_at == row.last_failure_at,
         )
+        .values(failures=remembered + 1, last_failure_at=now)
+    )
     return result.rowcount == 1
 
 
