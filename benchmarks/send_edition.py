@@ -615,6 +615,7 @@ def prebuilt_messages(app, edition_id: int, count: int) -> tuple[str, list[tuple
                 Subscriber.email,
                 Subscriber.locale,
                 Subscriber.token_version,
+                Subscriber.link_key,
             )
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(Delivery.edition_id == edition_id)
@@ -623,13 +624,13 @@ def prebuilt_messages(app, edition_id: int, count: int) -> tuple[str, list[tuple
         ).all()
         date = formatdate(usegmt=True)
         messages = []
-        for delivery_id, subscriber_id, email, locale, token_version in rows:
+        for delivery_id, _subscriber_id, email, locale, token_version, link_key in rows:
             raw = template.message(
                 to=ascii_address(email),
                 delivery_id=delivery_id,
-                manage_url=manage_url_for(subscriber_id, token_version, locale),
+                manage_url=manage_url_for(link_key, token_version, locale),
                 unsubscribe_url=unsubscribe_url_for(
-                    subscriber_id, token_version, locale, template.newsletter_id
+                    link_key, token_version, locale, template.newsletter_id
                 ),
                 date=date,
             )

@@ -93,9 +93,22 @@ class DefaultConfig:
     ADDRESS_MAILS_PER_HOUR = 3
     RATELIMIT_SUBSCRIBE = "30 per hour; 200 per day"
     RATELIMIT_LINK_REQUEST = "10 per hour"
-    # Staff login POSTs per IP, and failed ones per account (whatever the IP).
+    # Staff login POSTs per IP (any account; Flask-Limiter).
     RATELIMIT_LOGIN = "10 per minute; 50 per hour"
+    # Failed staff logins per account from addresses and browsers that have never logged
+    # in to it: past this many within the period, each further attempt from such a
+    # place waits 1, 2, 4, ... seconds after the account's last failure (staff/throttle.py).
+    # Places the account has logged in from before are never held up by it. The period
+    # is also how long failures are remembered. (It used to refuse the account to
+    # everyone for the period, which let anybody lock an account.)
     RATELIMIT_LOGIN_EMAIL = "10 per hour"
+    # Failed logins to one account from one address (or known browser) before each
+    # further attempt from there waits 1, 2, 4, ... seconds; the wait grows to at most
+    # LOGIN_MAX_DELAY_SECONDS.
+    LOGIN_FAILURES_BEFORE_DELAY = 5
+    LOGIN_MAX_DELAY_SECONDS = 900
+    # How long a browser that logged in is remembered as known (a signed cookie).
+    STAFF_DEVICE_MAX_AGE_DAYS = 365
     # Test sends of an edition per staff account.
     RATELIMIT_TEST_SEND = "10 per hour"
     RATELIMIT_STORAGE_URI = "memory://"

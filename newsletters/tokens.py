@@ -1,7 +1,14 @@
 """Signed, purpose-bound links (itsdangerous). One salt per purpose, one max age each.
 
-Every payload carries the subscriber's `token_version`; bumping it revokes every
-outstanding link of that subscriber.
+A subscriber link names its person by their random `link_key` ({"k": ...}), never by
+the row id: an id is countable (it tells how many subscribers there are) and, once its
+row is gone, could name someone else. Every payload also carries the subscriber's
+`token_version`; bumping it revokes every outstanding link of that subscriber.
+
+Links made before migration 0008 carry the id instead ({"s": N}); see
+`SubscriberLink.legacy_id` for when they are still honoured.
+
+Timestamps come from the app's clock (timeutil.utcnow), so tests move link ages with it.
 """
 
 from __future__ import annotations
@@ -10,14 +17,17 @@ import enum
 import functools
 import hmac
 import json
-import time
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import HMACAlgorithm
+
+from newsletters.timeutil import utcnow
 
 
 class Purpose(enum.StrEnum):
@@ -29,6 +39,9 @@ class Purpose(enum.StrEnum):
     # subscribers: the link came to their own address, so pressing the button on its
     # page is the confirmation.
     JOIN = "join"
+    # The long-lived cookie of a browser that has logged in to staff accounts before
+    # (staff/throttle.py): such a browser is never held up by others' failed attempts.
+    STAFF_DEVICE = "staff-device"
 
 
 def _max_age(purpose: Purpose) -> int | None:
@@ -41,6 +54,8 @@ def _max_age(purpose: Purpose) -> int | None:
         return 3600
     if purpose is Purpose.JOIN:
         return int(cfg["JOIN_MAX_AGE_DAYS"] * 86400)
+    if purpose is Purpose.STAFF_DEVICE:
+        return int(cfg["STAFF_DEVICE_MAX_AGE_DAYS"] * 86400)
     # Unsubscribing grants no access and must work from any old mail (RFC 8058).
     return None
 
@@ -48,10 +63,16 @@ def _max_age(purpose: Purpose) -> int | None:
 class TokenError(Exception):
     """The link cannot be used. `expired` links still carry their (verified) payload."""
 
-    def __init__(self, reason: str, payload: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        payload: dict[str, Any] | None = None,
+        signed_at: datetime | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason  # "invalid" or "expired"
         self.payload = payload
+        self.signed_at = signed_at
 
     @property
     def expired(self) -> bool:
@@ -62,10 +83,23 @@ def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
     return _cached_serializer(current_app.config["SECRET_KEY"], purpose)
 
 
+def _now() -> int:
+    return int(utcnow().timestamp())
+
+
+class _ClockSigner(TimestampSigner):
+    """itsdangerous' timestamp signer on the app's clock (signing and age checks)."""
+
+    def get_timestamp(self) -> int:
+        return _now()
+
+
 @functools.lru_cache(maxsize=32)
 def _cached_serializer(secret_key: str, purpose: Purpose) -> URLSafeTimedSerializer:
     # Built once per key and purpose: a bulk send signs two links per message.
-    return URLSafeTimedSerializer(secret_key, salt=f"newsletters.{purpose.value}")
+    return URLSafeTimedSerializer(
+        secret_key, salt=f"newsletters.{purpose.value}", signer=_ClockSigner
+    )
 
 
 def sign(purpose: Purpose, payload: dict[str, Any]) -> str:
@@ -94,7 +128,7 @@ class BulkSigner:
         self._timestamp_b64 = b""
 
     def sign(self, payload: dict[str, Any]) -> str:
-        now = int(time.time())
+        now = _now()
         if now != self._timestamp:
             self._timestamp, self._timestamp_b64 = now, base64_encode(int_to_bytes(now))
         value = b"".join(
@@ -111,28 +145,51 @@ class BulkSigner:
 
 def verify(purpose: Purpose, token: str) -> dict[str, Any]:
     """The payload of a valid, unexpired token of this purpose; raises TokenError otherwise."""
+    return verify_timed(purpose, token)[0]
+
+
+def verify_timed(purpose: Purpose, token: str) -> tuple[dict[str, Any], datetime]:
+    """Like `verify`, with the time the token was signed (whole seconds, rounded down)."""
     serializer = _serializer(purpose)
     try:
-        payload = serializer.loads(token, max_age=_max_age(purpose))
+        payload, signed_at = serializer.loads(
+            token, max_age=_max_age(purpose), return_timestamp=True
+        )
     except SignatureExpired as exc:
         # The signature was good, so the payload is ours: callers may offer a new link.
         payload = serializer.load_payload(exc.payload) if exc.payload is not None else None
-        raise TokenError("expired", payload if isinstance(payload, dict) else None) from exc
+        raise TokenError(
+            "expired", payload if isinstance(payload, dict) else None, exc.date_signed
+        ) from exc
     except BadSignature as exc:
         raise TokenError("invalid") from exc
     if not isinstance(payload, dict):
         raise TokenError("invalid")
-    return payload
+    return payload, signed_at.astimezone(UTC)
+
+
+# secrets.token_urlsafe(16): 22 characters of the URL-safe base64 alphabet, 128 bits.
+LINK_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 @dataclass(frozen=True)
 class SubscriberLink:
-    subscriber_id: int
+    """Whose link it is (their random link key), which version of their links, and for
+    which newsletters."""
+
+    link_key: str | None
     token_version: int
     newsletter_ids: tuple[int, ...] = ()
+    # Links signed before migration 0008 named the subscriber by row id. Such a link is
+    # honoured only for the row that already existed when it was signed (its created_at
+    # is not after the signature): a row created later took over a freed id and belongs
+    # to someone else. Nothing signs this form any more.
+    legacy_id: int | None = None
 
     def payload(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"s": self.subscriber_id, "v": self.token_version}
+        if self.link_key is None:
+            raise ValueError("new links carry the subscriber's link key")
+        data: dict[str, Any] = {"k": self.link_key, "v": self.token_version}
         if self.newsletter_ids:
             data["n"] = list(self.newsletter_ids)
         return data
@@ -140,10 +197,19 @@ class SubscriberLink:
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> SubscriberLink:
         try:
+            key = payload.get("k")
+            legacy_id = None
+            if key is None:
+                legacy_id = int(payload["s"])
+                if not 0 < legacy_id < 2**31:
+                    raise ValueError("not a row id")
+            elif not isinstance(key, str) or not LINK_KEY_PATTERN.fullmatch(key):
+                raise ValueError("not a link key")
             return cls(
-                subscriber_id=int(payload["s"]),
+                link_key=key,
                 token_version=int(payload["v"]),
                 newsletter_ids=tuple(int(n) for n in payload.get("n", ())),
+                legacy_id=legacy_id,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise TokenError("invalid") from exc

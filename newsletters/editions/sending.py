@@ -729,6 +729,7 @@ class _Recipient:
     to: str
     locale: str
     token_version: int
+    link_key: str
     message: bytes | None = None
 
 
@@ -768,6 +769,8 @@ class _BatchSender:
                 Subscriber.email,
                 Subscriber.locale,
                 Subscriber.token_version,
+                # The links name the person by this key; fetched here, not per message.
+                Subscriber.link_key,
             )
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(Delivery.id.in_(ids))
@@ -809,9 +812,9 @@ class _BatchSender:
     def _recipient(self, index: int) -> _Recipient | None:
         if index >= len(self.rows):
             return None
-        delivery_id, edition_id, subscriber_id, email, locale, token_version = self.rows[index]
+        delivery_id, edition_id, subscriber_id, email, locale, version, key = self.rows[index]
         return _Recipient(
-            delivery_id, edition_id, subscriber_id, ascii_address(email), locale, token_version
+            delivery_id, edition_id, subscriber_id, ascii_address(email), locale, version, key
         )
 
     def _template(self, edition_id: int) -> EditionTemplate:
@@ -828,9 +831,9 @@ class _BatchSender:
             recipient.message = template.message(
                 to=r.to,
                 delivery_id=r.delivery_id,
-                manage_url=self.links.manage(r.subscriber_id, r.token_version, r.locale),
+                manage_url=self.links.manage(r.link_key, r.token_version, r.locale),
                 unsubscribe_url=self.links.unsubscribe(
-                    r.subscriber_id, r.token_version, r.locale, template.newsletter_id
+                    r.link_key, r.token_version, r.locale, template.newsletter_id
                 ),
                 date=self.date,
             )

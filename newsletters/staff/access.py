@@ -1,14 +1,17 @@
-"""Who may see the staff pages: Flask-Login set-up, session lifetime, role decorators.
+"""Who may see the staff pages: Flask-Login set-up, server-side sessions, role decorators.
 
-A staff session ends when any of these holds, checked on every request under /staff/:
-- the account was deactivated or its password changed (its `session_version` moved on;
-  the user loader refuses the identity),
-- it is older than PERMANENT_SESSION_LIFETIME (absolute, from login: Flask re-signs the
-  cookie on each request, so its own expiry slides),
-- nothing happened for STAFF_IDLE_MINUTES,
-- it comes from another IP address or browser than the one that logged in.
+A staff login is a row in staff_sessions (staff/services.py); the signed session cookie
+carries its random secret next to Flask-Login's identity. Every request that uses the
+login checks that row, so a cookie captured before any of these no longer opens a page:
+- logout, a new password, a new role, deactivation (the row is ended; for the last three
+  the account's `session_version` moves on as well),
+- PERMANENT_SESSION_LIFETIME since the login (absolute: the row's created_at),
+- STAFF_IDLE_MINUTES without a staff request (the row's last_seen_at),
+- a request from another IP address or browser than the login's (the row is ended: the
+  cookie was taken elsewhere).
 
-That last check is ours, not Flask-Login's session_protection="strong": "strong" does
+Times are the server's, from the app's clock; nothing in the cookie is trusted for them.
+The client binding is ours, not Flask-Login's session_protection="strong": "strong" does
 not end permanent sessions (it only marks them non-fresh), it hashes the client-supplied
 X-Forwarded-For rather than `request.remote_addr` (which ProxyFix sets from trusted
 proxies only), and, because Flask-Login's template context loads the user on every page,
@@ -19,24 +22,22 @@ cookie with each public page.
 from __future__ import annotations
 
 import functools
-import hashlib
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, abort, current_app, flash, redirect, request, session, url_for
+from flask import Flask, Response, abort, flash, g, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from newsletters.extensions import db, login_manager
-from newsletters.staff.models import Staff, StaffRole
+from newsletters.staff import services
+from newsletters.staff.models import Staff, StaffRole, StaffSession
 
 STAFF_PREFIX = "/staff"
-# Our keys in the (cookie) session, next to Flask-Login's _user_id, _id and _fresh.
-LOGIN_AT = "staff_login_at"
-SEEN_AT = "staff_seen_at"
-CLIENT = "staff_client"
+# Our key in the (cookie) session, next to Flask-Login's _user_id, _id and _fresh: the
+# secret of the staff_sessions row.
+SESSION_KEY = "staff_session"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def init_app(app: Flask) -> None:
     """Hook the staff session rules into the app (called when the staff blueprint is
     registered; login_manager itself is bound in create_app)."""
-    # Off: the client binding is checked in _check_staff_session (see the module docstring).
+    # Off: the client binding is checked against the session row (see the module docstring).
     login_manager.session_protection = None
     login_manager.user_loader(load_staff)
     login_manager.unauthorized_handler(_to_login)
@@ -57,7 +58,8 @@ def is_staff_path(path: str) -> bool:
 
 
 def load_staff(identity: str) -> Staff | None:
-    """Flask-Login's user loader: the identity is "id:session_version" (Staff.get_id)."""
+    """Flask-Login's user loader: the identity is "id:session_version" (Staff.get_id),
+    and the cookie's session secret must name an open session of that account."""
     try:
         staff_id, version = (int(part) for part in identity.split(":"))
     except ValueError:
@@ -65,50 +67,63 @@ def load_staff(identity: str) -> Staff | None:
     staff = db.session.get(Staff, staff_id)
     if staff is None or not staff.is_active or staff.session_version != version:
         return None
+    if current_session(staff.id) is None:
+        return None
     return staff
 
 
+def current_session(staff_id: int) -> StaffSession | None:
+    """The open staff session of this request's cookie for this account, checked once per
+    request (a staff page's request counts as activity)."""
+    cached = g.get("_staff_session")
+    if cached is not None and cached[0] == staff_id:
+        return cached[1]
+    secret = session.get(SESSION_KEY)
+    record = None
+    if isinstance(secret, str) and secret:
+        record = services.check_session(
+            secret,
+            staff_id=staff_id,
+            ip=request.remote_addr,
+            user_agent=request.headers.get("User-Agent", ""),
+            touch=is_staff_path(request.path),
+        )
+    g._staff_session = (staff_id, record)
+    return record
+
+
 def start_session(staff: Staff) -> None:
-    """Log the account in on a fresh session that expires (PERMANENT_SESSION_LIFETIME)."""
+    """Log the account in on a fresh session that the server can end."""
     # Nothing from before the login (an old CSRF token, another account) carries over.
     session.clear()
+    secret = services.open_session(
+        staff.id, ip=request.remote_addr, user_agent=request.headers.get("User-Agent", "")
+    )
     login_user(staff)
     session.permanent = True
-    now = int(time.time())
-    session[LOGIN_AT] = now
-    session[SEEN_AT] = now
-    session[CLIENT] = _client_fingerprint()
+    session[SESSION_KEY] = secret
+    g.pop("_staff_session", None)
 
 
 def end_session() -> None:
+    """Log out: the server-side session ends, then the cookie is emptied."""
+    secret = session.get(SESSION_KEY)
+    if isinstance(secret, str) and secret:
+        services.end_session_by_secret(secret, services.SessionEnd.LOGOUT)
     logout_user()
     session.clear()
-
-
-def _client_fingerprint() -> str:
-    seen = f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
-    return hashlib.sha256(seen.encode()).hexdigest()
+    g.pop("_staff_session", None)
 
 
 def _check_staff_session() -> None:
+    """A staff page asked for with a login that has ended: empty the cookie and say so."""
     if not is_staff_path(request.path) or "_user_id" not in session:
         return
-    now = int(time.time())
-    login_at = session.get(LOGIN_AT)
-    seen_at = session.get(SEEN_AT)
-    lifetime = current_app.permanent_session_lifetime.total_seconds()
-    idle = float(current_app.config["STAFF_IDLE_MINUTES"]) * 60
-    if (
-        not isinstance(login_at, int)
-        or not isinstance(seen_at, int)
-        or now - login_at > lifetime
-        or now - seen_at > idle
-        or session.get(CLIENT) != _client_fingerprint()
-    ):
-        end_session()
-        flash(_("Your session has ended. Log in again."), "info")
+    if current_user.is_authenticated:
         return
-    session[SEEN_AT] = now
+    logout_user()
+    session.clear()
+    flash(_("Your session has ended. Log in again."), "info")
 
 
 def _staff_headers(response: Response) -> Response:

@@ -77,3 +77,23 @@ def set_password_command(email: str, password_stdin: bool) -> None:
     except services.StaffError as error:
         _refuse(str(error), "set-password", unchanged)
     click.echo(f"new password set for {address}; its open sessions have ended")
+
+
+@staff_cli.command("set-role")
+@click.argument("email")
+@click.argument("role", type=click.Choice([r.value for r in StaffRole]))
+def set_role_command(email: str, role: str) -> None:
+    """Give EMAIL another role; ends its sessions, so it logs in again with the new one."""
+    unchanged = "the role was not changed"
+    try:
+        address = services.normalise_staff_email(email)
+    except services.StaffError as error:
+        _refuse(str(error), "set-role", unchanged)
+    staff = services.staff_by_email(address)
+    if staff is None:
+        _refuse(f"there is no staff account for {address}", "set-role", unchanged)
+    try:
+        services.set_role(staff.id, role)
+    except services.StaffError as error:
+        _refuse(str(error), "set-role", unchanged)
+    click.echo(f"{address} is now {role}; its open sessions have ended")

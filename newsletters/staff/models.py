@@ -3,8 +3,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletters.columns import value_enum
 from newsletters.extensions import db
@@ -20,6 +20,8 @@ class Staff(db.Model):
     """A person at KL who logs in to the staff pages (a Flask-Login user)."""
 
     __tablename__ = "staff"
+    # Ids are never handed out again (they name accounts in sessions and the audit log).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Normalised like subscribers' addresses (subscriptions.addresses.normalise_email).
@@ -57,3 +59,51 @@ class Staff(db.Model):
 
     def __repr__(self) -> str:
         return f"<Staff {self.id} {self.role}>"
+
+
+class StaffSession(db.Model):
+    """One login of a staff account, kept by the server: the signed session cookie only
+    carries its random secret, so the server can end it (logout, new password, role
+    change, deactivation, or from a list of the account's sessions), and the idle time
+    and lifetime are enforced here, not by the cookie."""
+
+    __tablename__ = "staff_sessions"
+    __table_args__ = (
+        # The account's open sessions (listing them, ending them all).
+        Index("ix_staff_sessions_staff_id_ended_at", "staff_id", "ended_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # SHA-256 of the secret in the cookie: a copy of this table opens no session.
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # logout, idle, lifetime, password_changed, role, deactivated, other_client, ended_by_staff
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+
+    staff: Mapped[Staff] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<StaffSession {self.id} staff={self.staff_id}>"
+
+
+class LoginThrottle(db.Model):
+    """Failed staff logins for one account from one source (an IP address, or a device
+    that has signed in to the account before). Shared by every web process through the
+    database; see staff/throttle.py."""
+
+    __tablename__ = "login_throttle"
+
+    # HMAC of the normalised address typed (whether or not such an account exists):
+    # no typed address is stored, and unknown accounts are treated exactly alike.
+    account_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # "ip:<address>" or "device:<hash of the device id>".
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Indexed: forgetting old rows.
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

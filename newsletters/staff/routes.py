@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from newsletters.audit.services import record_now as audit_record_now
 from newsletters.audit.web import audit
 from newsletters.catalog.services import newsletter_by_slug, update_newsletter
 from newsletters.extensions import limiter
-from newsletters.staff import access, services
+from newsletters.staff import access, services, throttle
 from newsletters.staff.access import admin_required, staff_required
 from newsletters.staff.forms import (
     ROLE_LABELS,
@@ -17,7 +28,6 @@ from newsletters.staff.forms import (
     NewsletterSettingsForm,
     NewStaffForm,
 )
-from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 # The session rules (lifetime, idle time, user loader) come with the staff pages.
@@ -36,47 +46,53 @@ def _login_limit() -> str:
     return current_app.config["RATELIMIT_LOGIN"]
 
 
-def _login_email_limit() -> str:
-    return current_app.config["RATELIMIT_LOGIN_EMAIL"]
-
-
-def _login_email_key() -> str:
-    """Attempts on one account count together, from whichever address they come."""
-    raw = request.form.get("email", "")
-    try:
-        return "staff-login:" + normalise_email(raw)
-    except InvalidAddress:
-        return "staff-login:invalid"
-
-
-def _failed_login(response) -> bool:
-    return response.status_code != 303
+def _login_page(form: LoginForm, status: int, *, failed: bool = False, wait: int = 0):
+    response = make_response(
+        render_template("staff/login.html", form=form, failed=failed, wait=wait), status
+    )
+    if wait:
+        response.headers["Retry-After"] = str(wait)
+    return response
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
-@limiter.limit(
-    _login_email_limit,
-    key_func=_login_email_key,
-    methods=["POST"],
-    deduct_when=_failed_login,
-)
 def login():
     form = LoginForm()
     if request.method == "GET":
         form.next.data = access.safe_next(request.args.get("next"))
         if current_user.is_authenticated:
             return redirect(form.next.data or url_for(".dashboard"))
-        return render_template("staff/login.html", form=form, failed=False)
+        return render_template("staff/login.html", form=form, failed=False, wait=0)
     form.next.data = access.safe_next(form.next.data)
     if not form.validate():
-        return render_template("staff/login.html", form=form, failed=False), 422
+        return _login_page(form, 422)
+    # Failed attempts slow down the place they come from, never the account's owner
+    # where they have logged in before (staff/throttle.py).
+    attempt = throttle.begin(form.email.data)
+    target = f"staff:{attempt.staff.id}" if attempt.staff is not None else "staff:unknown"
+    if attempt.retry_after:
+        audit_record_now(
+            None,
+            "staff.login_throttled",
+            target,
+            {"wait_seconds": attempt.retry_after, "known_place": attempt.known},
+            request.remote_addr,
+        )
+        return _login_page(form, 429, wait=attempt.retry_after)
     staff = services.authenticate(form.email.data, form.password.data)
     if staff is None:
+        audit_record_now(
+            None, "staff.login_failed", target, {"known_place": attempt.known}, request.remote_addr
+        )
         # One answer for an unknown address, a wrong password and a deactivated account.
-        return render_template("staff/login.html", form=form, failed=True), 422
+        return _login_page(form, 422, failed=True)
+    throttle.succeeded(attempt)
+    # The staff_sessions row it opens records the login (who, when, address, browser).
     access.start_session(staff)
-    return redirect(form.next.data or url_for(".dashboard"), code=303)
+    response = redirect(form.next.data or url_for(".dashboard"), code=303)
+    throttle.remember_device(response, attempt)
+    return response
 
 
 @bp.post("/logout")

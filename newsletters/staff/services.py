@@ -1,18 +1,22 @@
-"""Staff accounts: creating them, checking passwords, ending sessions. One transaction each."""
+"""Staff accounts: creating them, checking passwords, their sessions. One transaction each."""
 
 from __future__ import annotations
 
+import enum
 import functools
+import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from flask import current_app
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
-from newsletters.staff.models import Staff, StaffRole
+from newsletters.staff.models import Staff, StaffRole, StaffSession
 from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
 from newsletters.subscriptions.models import Subscription, SubscriptionStatus
 from newsletters.timeutil import utcnow
@@ -55,6 +59,21 @@ class SelfDeactivation(StaffError):
 
 class StaffNotFound(StaffError, LookupError):
     pass
+
+
+class SessionEnd(enum.StrEnum):
+    """Why a staff session ended (StaffSession.end_reason)."""
+
+    LOGOUT = "logout"
+    IDLE = "idle"
+    LIFETIME = "lifetime"
+    CREDENTIALS_CHANGED = "password_changed"
+    ROLE = "role"
+    DEACTIVATED = "deactivated"
+    # The cookie came back from another address or browser than the login's: taken.
+    OTHER_CLIENT = "other_client"
+    # Ended from the list of sessions, by its owner or an administrator.
+    ENDED = "ended"
 
 
 def normalise_staff_email(email: str) -> str:
@@ -152,6 +171,23 @@ def set_password(staff_id: int, password: str) -> Staff:
     check_password_policy(password, email=staff.email)
     staff.password_hash = generate_password_hash(password)
     staff.session_version += 1
+    _end_sessions_of(staff.id, SessionEnd.CREDENTIALS_CHANGED)
+    db.session.commit()
+    return staff
+
+
+def set_role(staff_id: int, role: str | StaffRole, *, by_staff_id: int | None = None) -> Staff:
+    """Give the account another role and end its sessions: what it may do changed, so it
+    logs in again rather than keep a session granted for the old role."""
+    staff = _get(staff_id)
+    new_role = parse_role(role)
+    if new_role is staff.role:
+        return staff
+    if staff.role is StaffRole.ADMIN and staff.is_active and _active_admins() <= 1:
+        raise LastAdmin(f"{staff.email} is the only active administrator")
+    staff.role = new_role
+    staff.session_version += 1
+    _end_sessions_of(staff.id, SessionEnd.ROLE)
     db.session.commit()
     return staff
 
@@ -166,6 +202,7 @@ def deactivate(staff_id: int, *, by_staff_id: int | None = None) -> Staff:
     if staff.is_active:
         staff.is_active = False
         staff.session_version += 1
+        _end_sessions_of(staff.id, SessionEnd.DEACTIVATED)
         db.session.commit()
     return staff
 
@@ -196,6 +233,158 @@ def _active_admins() -> int:
         db.select(func.count())
         .select_from(Staff)
         .where(Staff.role == StaffRole.ADMIN, Staff.is_active.is_(True))
+    )
+
+
+# --------------------------------------------------------------------------- sessions
+#
+# A staff login is a StaffSession row; the signed session cookie carries only its random
+# secret (the row keeps a SHA-256 of it). Every request under /staff/ checks the row:
+# not ended, the same account, the same address and browser as the login, younger than
+# PERMANENT_SESSION_LIFETIME and used within STAFF_IDLE_MINUTES. So ending a row ends
+# the session at once, wherever its cookie is.
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
+
+
+def _idle() -> timedelta:
+    return timedelta(minutes=float(current_app.config["STAFF_IDLE_MINUTES"]))
+
+
+def _lifetime() -> timedelta:
+    return current_app.permanent_session_lifetime
+
+
+def open_session(staff_id: int, *, ip: str | None, user_agent: str) -> str:
+    """Start a session for the account; returns the secret for its cookie (never stored)."""
+    secret = secrets.token_urlsafe(32)
+    now = utcnow()
+    db.session.add(
+        StaffSession(
+            secret_hash=_secret_hash(secret),
+            staff_id=staff_id,
+            created_at=now,
+            last_seen_at=now,
+            ip=(ip or None) and ip[:64],
+            user_agent=(user_agent or "")[:512],
+        )
+    )
+    db.session.commit()
+    return secret
+
+
+def session_by_secret(secret: str) -> StaffSession | None:
+    return db.session.scalar(
+        db.select(StaffSession).where(StaffSession.secret_hash == _secret_hash(secret))
+    )
+
+
+def _why_over(record: StaffSession, now: datetime, ip: str | None, user_agent: str):
+    if now - record.created_at > _lifetime():
+        return SessionEnd.LIFETIME
+    if now - record.last_seen_at > _idle():
+        return SessionEnd.IDLE
+    if record.ip != ((ip or None) and ip[:64]) or record.user_agent != (user_agent or "")[:512]:
+        return SessionEnd.OTHER_CLIENT
+    return None
+
+
+def check_session(
+    secret: str, *, staff_id: int, ip: str | None, user_agent: str, touch: bool
+) -> StaffSession | None:
+    """The open session with this secret of this account, used now from this client;
+    None otherwise. A session past its idle time or lifetime, or brought by another
+    client, is ended on the spot. `touch` counts this request as activity."""
+    record = session_by_secret(secret)
+    if record is None or record.ended_at is not None or record.staff_id != staff_id:
+        return None
+    now = utcnow()
+    reason = _why_over(record, now, ip, user_agent)
+    if reason is not None:
+        if touch:
+            # Only on staff pages: a public page's view may have its own transaction open.
+            record.ended_at, record.end_reason = now, reason.value
+            db.session.commit()
+        return None
+    if touch:
+        record.last_seen_at = now
+        db.session.commit()
+    return record
+
+
+def end_session_by_secret(secret: str, reason: SessionEnd = SessionEnd.LOGOUT) -> None:
+    """End the session whose cookie carries this secret (logging out)."""
+    db.session.execute(
+        update(StaffSession)
+        .where(StaffSession.secret_hash == _secret_hash(secret), StaffSession.ended_at.is_(None))
+        .values(ended_at=utcnow(), end_reason=reason.value)
+    )
+    db.session.commit()
+
+
+def end_session(session_id: int, *, owner_id: int | None = None) -> bool:
+    """End one session by its id (from a list of sessions). With `owner_id`, only if it
+    is that account's (a person ends their own; an administrator passes None).
+    True if it was open."""
+    query = update(StaffSession).where(
+        StaffSession.id == session_id, StaffSession.ended_at.is_(None)
+    )
+    if owner_id is not None:
+        query = query.where(StaffSession.staff_id == owner_id)
+    result = db.session.execute(query.values(ended_at=utcnow(), end_reason=SessionEnd.ENDED.value))
+    db.session.commit()
+    return result.rowcount > 0
+
+
+def end_sessions(
+    staff_id: int, *, reason: SessionEnd = SessionEnd.ENDED, keep_session_id: int | None = None
+) -> int:
+    """End every open session of the account (but `keep_session_id`: "log out my other
+    sessions"); returns how many."""
+    count = _end_sessions_of(staff_id, reason, keep_session_id=keep_session_id)
+    db.session.commit()
+    return count
+
+
+def _end_sessions_of(
+    staff_id: int, reason: SessionEnd, *, keep_session_id: int | None = None
+) -> int:
+    query = update(StaffSession).where(
+        StaffSession.staff_id == staff_id, StaffSession.ended_at.is_(None)
+    )
+    if keep_session_id is not None:
+        query = query.where(StaffSession.id != keep_session_id)
+    return db.session.execute(query.values(ended_at=utcnow(), end_reason=reason.value)).rowcount
+
+
+def active_sessions(staff_id: int | None = None) -> list[StaffSession]:
+    """Open sessions, newest activity first: one account's, or everyone's (for an
+    administrator). Sessions past their idle time or lifetime are not listed."""
+    now = utcnow()
+    query = db.select(StaffSession).where(
+        StaffSession.ended_at.is_(None),
+        StaffSession.created_at >= now - _lifetime(),
+        StaffSession.last_seen_at >= now - _idle(),
+    )
+    if staff_id is not None:
+        query = query.where(StaffSession.staff_id == staff_id)
+    return list(db.session.scalars(query.order_by(StaffSession.last_seen_at.desc())))
+
+
+def has_signed_in_from(staff_id: int, ip: str | None) -> bool:
+    """Whether the account has logged in from this address before (any session, open
+    or ended): a known address for the login throttle."""
+    if not ip:
+        return False
+    return (
+        db.session.scalar(
+            db.select(StaffSession.id)
+            .where(StaffSession.staff_id == staff_id, StaffSession.ip == ip[:64])
+            .limit(1)
+        )
+        is not None
     )
 
 

@@ -1,7 +1,8 @@
 """The personal links that go into mails: confirm, manage, unsubscribe, join.
 
 Built from PUBLIC_BASE_URL (not url_for), so the CLI and the worker, which have no
-request, make the same links as a web request does.
+request, make the same links as a web request does. Each names its subscriber by their
+random `link_key`, never by id (see tokens.SubscriberLink).
 """
 
 from __future__ import annotations
@@ -24,33 +25,33 @@ def confirm_url(subscriber: Subscriber, newsletter_ids: Iterable[int]) -> str:
     token = sign(
         Purpose.CONFIRM,
         SubscriberLink(
-            subscriber.id, subscriber.token_version, tuple(sorted(newsletter_ids))
+            subscriber.link_key, subscriber.token_version, tuple(sorted(newsletter_ids))
         ).payload(),
     )
     return _url(f"/confirm/{token}", subscriber.locale)
 
 
 def manage_url(subscriber: Subscriber) -> str:
-    return manage_url_for(subscriber.id, subscriber.token_version, subscriber.locale)
+    return manage_url_for(subscriber.link_key, subscriber.token_version, subscriber.locale)
 
 
-def manage_url_for(subscriber_id: int, token_version: int, locale: str) -> str:
-    token = sign(Purpose.MANAGE, SubscriberLink(subscriber_id, token_version).payload())
+def manage_url_for(link_key: str, token_version: int, locale: str) -> str:
+    token = sign(Purpose.MANAGE, SubscriberLink(link_key, token_version).payload())
     return _url(f"/manage/{token}", locale)
 
 
 def unsubscribe_url(subscriber: Subscriber, newsletter_id: int | None = None) -> str:
     """One-click unsubscribe: from one newsletter, or from everything when None."""
     return unsubscribe_url_for(
-        subscriber.id, subscriber.token_version, subscriber.locale, newsletter_id
+        subscriber.link_key, subscriber.token_version, subscriber.locale, newsletter_id
     )
 
 
 def unsubscribe_url_for(
-    subscriber_id: int, token_version: int, locale: str, newsletter_id: int | None = None
+    link_key: str, token_version: int, locale: str, newsletter_id: int | None = None
 ) -> str:
     ids = (newsletter_id,) if newsletter_id is not None else ()
-    token = sign(Purpose.UNSUBSCRIBE, SubscriberLink(subscriber_id, token_version, ids).payload())
+    token = sign(Purpose.UNSUBSCRIBE, SubscriberLink(link_key, token_version, ids).payload())
     return _url(f"/unsubscribe/{token}", locale)
 
 
@@ -58,7 +59,7 @@ def join_url(subscriber: Subscriber, newsletter_id: int) -> str:
     """One-click subscribe to one newsletter (the welcome letter's offers)."""
     token = sign(
         Purpose.JOIN,
-        SubscriberLink(subscriber.id, subscriber.token_version, (newsletter_id,)).payload(),
+        SubscriberLink(subscriber.link_key, subscriber.token_version, (newsletter_id,)).payload(),
     )
     return _url(f"/join/{token}", subscriber.locale)
 
@@ -72,13 +73,13 @@ class BulkLinks:
         self._manage = BulkSigner(Purpose.MANAGE)
         self._unsubscribe = BulkSigner(Purpose.UNSUBSCRIBE)
 
-    def manage(self, subscriber_id: int, token_version: int, locale: str) -> str:
-        token = self._manage.sign(SubscriberLink(subscriber_id, token_version).payload())
+    def manage(self, link_key: str, token_version: int, locale: str) -> str:
+        token = self._manage.sign(SubscriberLink(link_key, token_version).payload())
         return f"{self._base}/manage/{token}{'?lang=en' if locale == 'en' else ''}"
 
     def unsubscribe(
-        self, subscriber_id: int, token_version: int, locale: str, newsletter_id: int
+        self, link_key: str, token_version: int, locale: str, newsletter_id: int
     ) -> str:
-        payload = SubscriberLink(subscriber_id, token_version, (newsletter_id,)).payload()
+        payload = SubscriberLink(link_key, token_version, (newsletter_id,)).payload()
         token = self._unsubscribe.sign(payload)
         return f"{self._base}/unsubscribe/{token}{'?lang=en' if locale == 'en' else ''}"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -25,10 +26,21 @@ class ConsentAction(enum.StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+def new_link_key() -> str:
+    """A subscriber's random link key: 128 bits, URL-safe (tokens.LINK_KEY_PATTERN)."""
+    return secrets.token_urlsafe(16)
+
+
 class Subscriber(db.Model):
     __tablename__ = "subscribers"
+    # Ids are never handed out again (SQLite would reuse the highest one after a delete).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Names the person in their signed links (tokens.SubscriberLink) instead of the id:
+    # random, so a link can only ever match the row it was made for, and nothing in a
+    # link can be counted. Unique, so it is indexed for the lookup.
+    link_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_link_key)
     # Normalised (email-validator) and lower-cased; the identity of a person here.
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")

@@ -37,7 +37,7 @@ from newsletters.subscriptions.models import (
     SubscriptionStatus,
 )
 from newsletters.timeutil import utcnow
-from newsletters.tokens import Purpose, SubscriberLink, TokenError, verify
+from newsletters.tokens import Purpose, SubscriberLink, TokenError, verify_timed
 
 log = logging.getLogger(__name__)
 
@@ -361,9 +361,28 @@ def _request_subscription(
         _queue_manage_link(subscriber, kind="already_subscribed")
 
 
+def _link_owner(link: SubscriberLink, signed_at: datetime | None) -> Subscriber | None:
+    """The subscriber a verified link was made for, or None.
+
+    By the random link key (unique, indexed). A link from before migration 0008 names a
+    row id instead; it counts only if that row already existed when the link was signed,
+    otherwise the id was freed and handed to someone else since (the old SQLite schema
+    reused the highest id), and the link is not theirs. The signature time is in whole
+    seconds (rounded down), so a link signed within the second its row was created is
+    refused too: strict on purpose, as no new link of this form is ever made.
+    """
+    if link.link_key is not None:
+        return db.session.scalar(select(Subscriber).where(Subscriber.link_key == link.link_key))
+    subscriber = db.session.get(Subscriber, link.legacy_id)
+    if subscriber is None or signed_at is None or subscriber.created_at > signed_at:
+        return None
+    return subscriber
+
+
 def _verified_subscriber(purpose: Purpose, token: str) -> tuple[Subscriber, SubscriberLink]:
-    link = SubscriberLink.from_payload(verify(purpose, token))
-    subscriber = db.session.get(Subscriber, link.subscriber_id)
+    payload, signed_at = verify_timed(purpose, token)
+    link = SubscriberLink.from_payload(payload)
+    subscriber = _link_owner(link, signed_at)
     if subscriber is None or subscriber.token_version != link.token_version:
         raise TokenError("invalid")
     return subscriber, link
@@ -372,13 +391,13 @@ def _verified_subscriber(purpose: Purpose, token: str) -> tuple[Subscriber, Subs
 def _subscriber_of_link(purpose: Purpose, token: str) -> tuple[Subscriber, SubscriberLink]:
     """Like _verified_subscriber, but accepts an expired link (to send a fresh one)."""
     try:
-        payload = verify(purpose, token)
+        payload, signed_at = verify_timed(purpose, token)
     except TokenError as error:
         if not error.expired or error.payload is None:
             raise
-        payload = error.payload
+        payload, signed_at = error.payload, error.signed_at
     link = SubscriberLink.from_payload(payload)
-    subscriber = db.session.get(Subscriber, link.subscriber_id)
+    subscriber = _link_owner(link, signed_at)
     if subscriber is None or subscriber.token_version != link.token_version:
         raise TokenError("invalid")
     return subscriber, link
@@ -536,8 +555,14 @@ def _withdraw(subscription: Subscription, ctx: RequestContext, *, method: str, n
 def _unsubscribe_link(token: str) -> tuple[Subscriber | None, SubscriberLink]:
     """Verify an unsubscribe link. Unlike other links it ignores `token_version`:
     revoking links must never take away the way out."""
-    link = SubscriberLink.from_payload(verify(Purpose.UNSUBSCRIBE, token))
-    return db.session.get(Subscriber, link.subscriber_id), link
+    payload, signed_at = verify_timed(Purpose.UNSUBSCRIBE, token)
+    link = SubscriberLink.from_payload(payload)
+    subscriber = _link_owner(link, signed_at)
+    if subscriber is None and link.legacy_id is not None:
+        # An old link we cannot match safely: the page that offers a new link, rather
+        # than "you are not subscribed", which may not be true for its owner.
+        raise TokenError("invalid")
+    return subscriber, link
 
 
 def inspect_unsubscribe(token: str) -> tuple[Subscriber | None, list[Newsletter]]:
