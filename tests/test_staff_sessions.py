@@ -199,3 +199,17 @@ def test_cli_set_role_ends_the_sessions(runner, app, logged_in):
     assert logged_in.get("/staff/users").status_code == 200
     result = runner.invoke(args=["staff", "set-role", "ingen@kl.dk", "editor"])
     assert result.exit_code == 1 and "no staff account" in result.output
+
+
+def test_a_new_address_keeps_the_session_and_a_new_browser_ends_it(logged_in, app):
+    # Phones change networks and dual-stack machines alternate IPv4 and IPv6 mid-session.
+    logged_in.environ_base["REMOTE_ADDR"] = "2001:db8::7"
+    assert logged_in.get("/staff/").status_code == 200
+    with app.app_context():
+        [row] = db.session.scalars(select(StaffSession)).all()
+        assert row.ip == "2001:db8::7" and row.ended_at is None
+    logged_in.environ_base["HTTP_USER_AGENT"] = "curl/8.0"
+    assert logged_in.get("/staff/").status_code == 302
+    with app.app_context():
+        [row] = db.session.scalars(select(StaffSession)).all()
+        assert row.ended_at is not None and row.end_reason == "other_client"

@@ -286,7 +286,10 @@ def _why_over(record: StaffSession, now: datetime, ip: str | None, user_agent: s
         return SessionEnd.LIFETIME
     if now - record.last_seen_at > _idle():
         return SessionEnd.IDLE
-    if record.ip != ((ip or None) and ip[:64]) or record.user_agent != (user_agent or "")[:512]:
+    # A different browser ends the session. A different address does not: phones move
+    # between networks and dual-stack clients alternate between IPv4 and IPv6, so the
+    # address is only recorded (the last one seen, for the list of sessions).
+    if record.user_agent != (user_agent or "")[:512]:
         return SessionEnd.OTHER_CLIENT
     return None
 
@@ -310,6 +313,7 @@ def check_session(
         return None
     if touch:
         record.last_seen_at = now
+        record.ip = (ip or None) and ip[:64]
         db.session.commit()
     return record
 
