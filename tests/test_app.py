@@ -82,10 +82,12 @@ def test_error_pages_are_danish_and_never_a_stack_trace(make_app):
 def test_dev_mailbox_is_off_unless_asked_for(make_app):
     assert make_app().test_client().get("/dev/mail/").status_code == 404
     app = make_app(DEV_MAILBOX=True)
+    from tests.conftest import deliver
     from tests.support.flows import subscribe
 
     client = app.test_client()
     subscribe(client, "a@example.dk")
+    deliver(app)
     inbox = client.get("/dev/mail/").get_data(as_text=True)
     assert "a@example.dk" in inbox
     message = client.get("/dev/mail/1").get_data(as_text=True)
