@@ -153,6 +153,7 @@ def queue_confirmation(subscriber: Subscriber, newsletters: Sequence[Newsletter]
         subscriber=subscriber,
         newsletters=newsletters,
         confirm_url=links.confirm_url(subscriber, [n.id for n in newsletters]),
+        manage_url=links.manage_url(subscriber),
         max_age_days=current_app.config["CONFIRM_MAX_AGE_DAYS"],
     )
     outbox.enqueue(
