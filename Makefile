@@ -51,6 +51,7 @@ instance/config.py: | $(BIN)/python
 
 browser:
 	scripts/ensure-chromium
+	scripts/ensure-java
 
 test: $(VENV)/.installed assets translations browser
 	$(BIN)/pytest $(PYTEST_ARGS)

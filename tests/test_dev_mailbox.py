@@ -61,10 +61,13 @@ def test_an_edition_sent_from_the_staff_pages_is_in_the_dev_mailbox_with_its_hea
     staff = dev_app.test_client()
     assert login(staff, EDITOR).status_code == 303
     page = staff.get(f"/staff/editions/{edition_id}/send")
-    assert staff.post(
-        f"/staff/editions/{edition_id}/send",
-        data={"csrf_token": csrf_token(page.data)},
-    ).status_code == 303
+    assert (
+        staff.post(
+            f"/staff/editions/{edition_id}/send",
+            data={"csrf_token": csrf_token(page.data)},
+        ).status_code
+        == 303
+    )
     run_worker(dev_app)
     with dev_app.app_context():
         assert sending.progress(edition_id).sent == 1
