@@ -315,6 +315,8 @@ def _read_everything(app, base, smtp, feed_server, catalogue: Catalogue, kind: s
         front = browser.get(f"{base}/?lang={language}")
         assert front.status == 200
         check("the front page", visible_text(front.text), language)
+        if kind == "wheel":  # no node_modules beside an installed wheel: plain styling
+            assert "dkfds.min.css" not in front.text and "/static/app.css" in front.text
         reply = browser.post_form(
             f"{base}/",
             [
