@@ -34,6 +34,8 @@ node_modules/.installed: package.json package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm not found: pages fall back to plain styling (install Node.js for dkfds)"; fi
 
+# The compiled .mo files are committed (every install needs them, with no build step);
+# after translating, run this and commit them with the .po files.
 translations: $(VENV)/.installed
 	$(BIN)/pybabel compile --statistics -d newsletters/translations 2>&1 | grep -v "^$$" || true
 
@@ -51,6 +53,7 @@ instance/config.py: | $(BIN)/python
 
 browser:
 	scripts/ensure-chromium
+	scripts/ensure-java
 
 test: $(VENV)/.installed assets translations browser
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -12,7 +12,7 @@ from newsletters.editions.models import (
     EditionStatus,
 )
 from newsletters.feeds.models import DigestRun, Feed, FeedItem
-from newsletters.mailing.models import OutboxMessage, OutboxStatus
+from newsletters.mailing.models import CapturedMail, OutboxMessage, OutboxStatus
 from newsletters.staff.models import Staff, StaffRole
 from newsletters.subscriptions.models import (
     ConsentAction,
@@ -27,6 +27,7 @@ __all__ = [
     "AuditEntry",
     "Bounce",
     "BounceKind",
+    "CapturedMail",
     "Suppression",
     "SuppressionReason",
     "WelcomeLetter",

@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Flask
 
+from newsletters import labels
+
 
 def field_attrs(field: Any, hint: str | None, base: dict[str, Any]) -> dict[str, Any]:
     """Attributes that tie a form control to its hint and error message (WCAG 1.3.1, 3.3.1)."""
@@ -22,4 +24,5 @@ def field_attrs(field: Any, hint: str | None, base: dict[str, Any]) -> dict[str,
 
 
 def init_app(app: Flask) -> None:
+    labels.init_app(app)
     app.jinja_env.globals["field_attrs"] = field_attrs

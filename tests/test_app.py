@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -82,10 +84,12 @@ def test_error_pages_are_danish_and_never_a_stack_trace(make_app):
 def test_dev_mailbox_is_off_unless_asked_for(make_app):
     assert make_app().test_client().get("/dev/mail/").status_code == 404
     app = make_app(DEV_MAILBOX=True)
+    from tests.conftest import deliver
     from tests.support.flows import subscribe
 
     client = app.test_client()
     subscribe(client, "a@example.dk")
+    deliver(app)
     inbox = client.get("/dev/mail/").get_data(as_text=True)
     assert "a@example.dk" in inbox
     message = client.get("/dev/mail/1").get_data(as_text=True)
@@ -105,3 +109,13 @@ def test_migrations_match_the_models(app):
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         diff = compare_metadata(context, db.metadata)
     assert diff == [], "the models changed without a migration: run `flask db migrate`"
+
+
+def test_without_dkfds_installed_pages_link_no_missing_stylesheet(make_app, tmp_path):
+    # An installed wheel has no node_modules: plain styling, and no link that would 404.
+    app = make_app(DKFDS_DIST=str(tmp_path / "no-node-modules"))
+    html = app.test_client().get("/").get_data(as_text=True)
+    assert "dkfds.min.css" not in html and "/static/app.css" in html
+    with_dkfds = make_app()
+    if os.path.isdir(with_dkfds.config["DKFDS_DIST"]):  # `make assets` installed it
+        assert "dkfds.min.css" in with_dkfds.test_client().get("/").get_data(as_text=True)

@@ -8,12 +8,14 @@ template string, even without variables).
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
 import pytest
 from babel.messages.catalog import Catalog, Message
 from babel.messages.frontend import ExtractMessages
+from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,3 +155,19 @@ def test_catalogues_are_up_to_date_with_the_sources(extracted: Catalog, danish: 
             )
             + HOW_TO_FIX
         )
+
+
+@pytest.mark.parametrize("locale", ["da", "en"])
+def test_the_committed_catalogue_is_what_its_po_file_compiles_to(locale: str) -> None:
+    # The compiled catalogues are kept in the repository, so that every way of installing
+    # (make, pip install, pip install -e, a wheel, a read-only site-packages) has them
+    # without a build step; this keeps them in step with the .po files.
+    po = TRANSLATIONS / locale / "LC_MESSAGES" / "messages.po"
+    mo = po.with_suffix(".mo")
+    fix = f"Run `make translations` and commit {mo.relative_to(ROOT)}."
+    assert mo.is_file(), f"{mo.relative_to(ROOT)} is missing. {fix}"
+    compiled = io.BytesIO()
+    write_mo(compiled, _read(po, locale))  # exactly what `pybabel compile` writes
+    assert mo.read_bytes() == compiled.getvalue(), (
+        f"{mo.relative_to(ROOT)} is not compiled from the current {po.name}. {fix}"
+    )

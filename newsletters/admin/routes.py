@@ -26,12 +26,12 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from newsletters import labels
 from newsletters.admin import services, welcome
 from newsletters.admin.forms import EraseForm, ImportForm, SuppressForm, WelcomeLetterForm
 from newsletters.audit import services as audit
 from newsletters.audit.web import actor
 from newsletters.bounces import suppression
-from newsletters.bounces.models import SuppressionReason
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db, limiter
@@ -45,27 +45,16 @@ from newsletters.subscriptions.importing import (
     export_confirmed,
     import_subscribers,
 )
-from newsletters.subscriptions.models import SubscriptionStatus
 
 bp = Blueprint("admin", __name__, url_prefix="/staff")
 
 
 def _status_labels() -> dict[str, str]:
-    return {
-        SubscriptionStatus.PENDING.value: _("Waiting for confirmation"),
-        SubscriptionStatus.CONFIRMED.value: _("Subscribed"),
-        SubscriptionStatus.UNSUBSCRIBED.value: _("Unsubscribed"),
-        services.STOPPED: _("Mail stopped (bounces)"),
-    }
+    return {code: str(text) for code, text in labels.SUBSCRIPTION_STATUS.items()}
 
 
 def _reason_labels() -> dict[str, str]:
-    return {
-        SuppressionReason.HARD_BOUNCE.value: _("Hard bounce"),
-        SuppressionReason.SOFT_BOUNCES.value: _("Repeated soft bounces"),
-        SuppressionReason.ERASURE.value: _("Erased; asked never to be mailed again"),
-        SuppressionReason.MANUAL.value: _("Added by staff"),
-    }
+    return {code: str(text) for code, text in labels.SUPPRESSION_REASON.items()}
 
 
 @bp.context_processor
@@ -73,26 +62,6 @@ def _admin_context() -> dict:
     return {
         "subscription_status_labels": _status_labels(),
         "reason_labels": _reason_labels(),
-        "consent_action_labels": {
-            "requested": _("Asked to subscribe"),
-            "confirmed": _("Confirmed"),
-            "enrolled": _("Enrolled on a basis"),
-            "withdrawn": _("Withdrew (unsubscribed)"),
-        },
-        "delivery_status_labels": {
-            "queued": _("Waiting"),
-            "sending": _("Being sent"),
-            "sent": _("Sent"),
-            "failed": _("Failed"),
-            "skipped": _("Skipped"),
-            "cancelled": _("Cancelled"),
-        },
-        "mail_status_labels": {
-            "queued": _("Waiting"),
-            "sent": _("Sent"),
-            "captured": _("Kept locally"),
-            "failed": _("Failed"),
-        },
     }
 
 

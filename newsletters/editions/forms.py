@@ -34,16 +34,10 @@ from wtforms.validators import (
 from newsletters.editions.editing import MAX_SUBJECT_LENGTH, MAX_TEST_ADDRESSES, is_http_link
 from newsletters.editions.models import EditionStatus
 from newsletters.editions.sending import ItemInput
+from newsletters.labels import labels_of
 from newsletters.timeutil import utcnow
 
-STATUS_LABELS = {
-    EditionStatus.DRAFT: _l("Draft"),
-    EditionStatus.SCHEDULED: _l("Scheduled"),
-    EditionStatus.SENDING: _l("Sending"),
-    EditionStatus.PAUSED: _l("Paused"),
-    EditionStatus.SENT: _l("Sent"),
-    EditionStatus.CANCELLED: _l("Cancelled"),
-}
+STATUS_LABELS = labels_of(EditionStatus, "edition_status")
 
 # Empty item rows shown below the items, and added by "Add more items".
 EMPTY_ITEM_ROWS = 3

@@ -63,8 +63,10 @@ def markdown_to_text(source: str) -> str:
     return text.strip()
 
 
-def web_version_url(edition: Edition) -> str:
-    return f"{current_app.config['PUBLIC_BASE_URL']}/editions/{edition.id}"
+def web_version_url(edition: Edition, locale: str = "da") -> str:
+    """The public web version, in the reader's language (?lang= for all but the default)."""
+    url = f"{current_app.config['PUBLIC_BASE_URL']}/editions/{edition.id}"
+    return url if locale == current_app.config["BABEL_DEFAULT_LOCALE"] else f"{url}?lang={locale}"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def render_edition(
         ],
         "manage_url": manage_url,
         "unsubscribe_url": unsubscribe_url,
-        "web_url": web_version_url(edition),
+        "web_url": web_version_url(edition, locale),
         "config": current_app.config,
         "locale": locale,
     }
@@ -211,9 +213,12 @@ class EditionTemplate:
         )
 
 
-def edition_template(edition: Edition) -> EditionTemplate:
-    """Render the edition once, with stand-ins where each recipient's links go."""
-    rendered = render_edition(edition, manage_url=MANAGE_MARK, unsubscribe_url=UNSUBSCRIBE_MARK)
+def edition_template(edition: Edition, locale: str = "da") -> EditionTemplate:
+    """Render the edition once per language, with stand-ins where each recipient's links
+    go: its frame (headings, links, footer) is in the reader's language."""
+    rendered = render_edition(
+        edition, manage_url=MANAGE_MARK, unsubscribe_url=UNSUBSCRIBE_MARK, locale=locale
+    )
     cfg = current_app.config
     domain = cfg["MAIL_DOMAIN"]
     newsletter = edition.newsletter

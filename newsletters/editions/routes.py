@@ -7,6 +7,7 @@ from flask import Blueprint, Response, abort, url_for
 from newsletters.editions.models import Edition, EditionStatus
 from newsletters.editions.rendering import render_edition
 from newsletters.extensions import db
+from newsletters.i18n import current_locale
 
 bp = Blueprint("editions", __name__)
 
@@ -20,11 +21,15 @@ def web_version(edition_id: int):
         abort(404)
     # Not personal: the links lead to the pages where a reader asks for their own link.
     manage = url_for("subscriptions.manage_request", _external=True)
-    rendered = render_edition(edition, manage_url=manage, unsubscribe_url=manage)
+    rendered = render_edition(
+        edition, manage_url=manage, unsubscribe_url=manage, locale=current_locale()
+    )
     response = Response(rendered.html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
         "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
     )
     response.headers["Cache-Control"] = "public, max-age=300"
+    # The language comes from ?lang= or the reader's language cookie.
+    response.vary.add("Cookie")
     return response

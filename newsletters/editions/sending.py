@@ -559,23 +559,23 @@ class _Marks:
 
 
 class _TemplateCache:
-    """Rendered editions, per worker process, keyed by edition and the start of its send
-    (an edition cannot change while it sends)."""
+    """Rendered editions, per worker process, keyed by edition, the start of its send (an
+    edition cannot change while it sends) and the readers' language."""
 
     def __init__(self, size: int = 8) -> None:
         self._items: OrderedDict[tuple, EditionTemplate] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()  # sending lanes share it
 
-    def get(self, edition_id: int) -> EditionTemplate:
+    def get(self, edition_id: int, locale: str) -> EditionTemplate:
         edition = db.session.get(Edition, edition_id)
-        key = (edition_id, edition.started_at)
+        key = (edition_id, edition.started_at, locale)
         with self._lock:
             template = self._items.get(key)
             if template is not None:
                 self._items.move_to_end(key)
                 return template
-        template = edition_template(edition)
+        template = edition_template(edition, locale)
         with self._lock:
             template = self._items.setdefault(key, template)
             self._items.move_to_end(key)
@@ -753,10 +753,12 @@ class _BatchSender:
         self.stats = stats
         self.links = BulkLinks()
         self.date = formatdate(usegmt=True)
-        self.templates: dict[int, EditionTemplate] = {}
+        self.templates: dict[tuple[int, str], EditionTemplate] = {}
         self.stopped_editions: set[int] = set()
         self.failures_in_a_row = 0
         self.pause_after = int(current_app.config["SEND_PAUSE_AFTER_FAILURES"] or 0)
+        self.languages = set(current_app.config["LANGUAGES"])
+        self.default_locale = current_app.config["BABEL_DEFAULT_LOCALE"]
         self.pending_sent: int | None = None  # accepted; its SENT goes into the next mark
         self.awaiting: _Recipient | None = None  # ended; the server's answer not yet read
 
@@ -813,20 +815,23 @@ class _BatchSender:
         if index >= len(self.rows):
             return None
         delivery_id, edition_id, subscriber_id, email, locale, version, key = self.rows[index]
+        if locale not in self.languages:
+            locale = self.default_locale
         return _Recipient(
             delivery_id, edition_id, subscriber_id, ascii_address(email), locale, version, key
         )
 
-    def _template(self, edition_id: int) -> EditionTemplate:
-        template = self.templates.get(edition_id)
+    def _template(self, edition_id: int, locale: str) -> EditionTemplate:
+        key = (edition_id, locale)
+        template = self.templates.get(key)
         if template is None:
-            template = self.templates[edition_id] = _templates.get(edition_id)
+            template = self.templates[key] = _templates.get(edition_id, locale)
             db.session.commit()  # nothing of the session stays open while mail goes out
         return template
 
     def _assemble(self, recipient: _Recipient) -> bytes:
         if recipient.message is None:
-            template = self._template(recipient.edition_id)
+            template = self._template(recipient.edition_id, recipient.locale)
             r = recipient
             recipient.message = template.message(
                 to=r.to,
@@ -847,7 +852,7 @@ class _BatchSender:
                 transport.abandon()
             _release(recipient.delivery_id, self.worker_id)
             return
-        template = self._template(recipient.edition_id)
+        template = self._template(recipient.edition_id, recipient.locale)
         self.marks.start(
             recipient.delivery_id,
             recipient.edition_id,
@@ -871,7 +876,11 @@ class _BatchSender:
             transport.abandon()
             failure = DeliveryFailure(f"unexpected error: {exc!r}", permanent=True)
             bounce = False
-        if failure is None and following is not None and following.edition_id in self.templates:
+        if (
+            failure is None
+            and following is not None
+            and (following.edition_id, following.locale) in self.templates
+        ):
             self._assemble(following)  # while the mark commits
         if not self.marks.marked():
             if transport.envelope_open:

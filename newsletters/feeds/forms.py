@@ -11,18 +11,11 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional, Va
 from newsletters.catalog.models import DigestCadence, DigestMode
 from newsletters.feeds.models import MAX_URL_LENGTH
 from newsletters.feeds.services import BadFeedURL, clean_feed_url
+from newsletters.labels import labels_of
 from newsletters.subscriptions.forms import MultiCheckboxField
 
-MODE_LABELS = {
-    DigestMode.AUTO: _l("Send automatically at the hour"),
-    DigestMode.REVIEW: _l("Wait as a draft for an editor"),
-    DigestMode.OFF: _l("Off: not made from feeds"),
-}
-CADENCE_LABELS = {
-    DigestCadence.DAILY: _l("Every day"),
-    DigestCadence.WEEKDAYS: _l("Weekdays (Monday to Friday)"),
-    DigestCadence.WEEKLY: _l("When there is news, at most once a week"),
-}
+MODE_LABELS = labels_of(DigestMode, "digest_mode")
+CADENCE_LABELS = labels_of(DigestCadence, "digest_cadence")
 
 # What staff are told when a feed's address is refused (the form and `flask feeds add`).
 REFUSED_ADDRESS_MESSAGE = _l(

@@ -57,3 +57,23 @@ class OutboxMessage(db.Model):
 
     def __repr__(self) -> str:
         return f"<OutboxMessage {self.id} {self.kind} {self.status}>"
+
+
+class CapturedMail(db.Model):
+    """A message the embedded default (no MAIL_SERVER) would have handed to SMTP, kept
+    for the dev mailbox at /dev/mail: the exact bytes, of outbox mail and editions alike.
+
+    Written only while DEV_MAILBOX is on; erasing a subscriber deletes their captures.
+    """
+
+    __tablename__ = "captured_mail"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    captured_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    to_address: Mapped[str] = mapped_column(String(320), index=True)
+    # RFC 5322 with CRLF line ends, 7-bit, as the transport would write it (unstuffed).
+    raw: Mapped[str] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"<CapturedMail {self.id} {self.to_address}>"

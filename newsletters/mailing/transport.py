@@ -14,6 +14,7 @@ from typing import Protocol
 from flask import current_app
 
 from newsletters.extensions import mail
+from newsletters.mailing import mailbox
 from newsletters.mailing.throttle import TokenBucket
 
 
@@ -52,36 +53,55 @@ class Transport(Protocol):
 
 
 class CaptureTransport:
-    """The embedded default without a mail server: messages stay in the outbox, readable
-    at the dev-only page /dev/mail."""
+    """The embedded default without a mail server: nothing leaves the machine.
+
+    With DEV_MAILBOX on, every message is kept, as the bytes SMTP would have received,
+    for the page /dev/mail (outbox mail through `send()`, editions through the steps of
+    a bulk send); with it off, messages are dropped and only their outbox rows remain.
+    The SMTP path (SmtpTransport) does none of this work.
+    """
 
     captures = True
 
-    def send(self, envelope_from: str, to: str, raw: bytes) -> None:
-        return None
+    def __init__(self) -> None:
+        self._keep = bool(current_app.config.get("DEV_MAILBOX"))
+        self._envelope: tuple[str, str] | None = None
+        self._body: bytes | None = None
 
-    envelope_open = False
+    @property
+    def envelope_open(self) -> bool:
+        return self._envelope is not None
+
+    def send(self, envelope_from: str, to: str, raw: bytes) -> None:
+        if self._keep:
+            mailbox.capture(envelope_from, to, mailbox.unstuff(_data_bytes(raw)))
 
     def open_envelope(self, envelope_from: str, to: str, size: int = 0) -> None:
-        return None
+        if self._envelope is not None:
+            raise RuntimeError("open_envelope() while a message is unfinished")
+        self._envelope = (envelope_from, to)
 
     def envelope_ready(self) -> None:
         return None
 
     def write_body(self, raw: bytes, *, data_ready: bool = False) -> None:
-        return None
+        if self._keep:
+            self._body = raw if data_ready else _data_bytes(raw)
 
     def finish(self, next_envelope: tuple[str, str, int] | None = None) -> None:
-        return None
+        # The end of the message: the moment SMTP would deliver it.
+        if self._keep and self._envelope is not None and self._body is not None:
+            mailbox.capture(*self._envelope, mailbox.unstuff(self._body))
+        self._envelope = self._body = None
 
     def accepted(self) -> None:
         return None
 
     def abandon(self) -> None:
-        return None
+        self._envelope = self._body = None
 
     def close(self) -> None:
-        return None
+        self.abandon()
 
 
 class SmtpTransport:

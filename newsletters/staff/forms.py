@@ -15,10 +15,11 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
 
+from newsletters.labels import labels_of
 from newsletters.staff.models import StaffRole
 from newsletters.staff.services import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 
-ROLE_LABELS = {StaffRole.EDITOR: _l("Editor"), StaffRole.ADMIN: _l("Administrator")}
+ROLE_LABELS = labels_of(StaffRole, "staff_role")
 
 
 class LoginForm(FlaskForm):

@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from newsletters.catalog.services import public_newsletter_choices, public_newsletters
 from newsletters.extensions import csrf, limiter
 from newsletters.i18n import current_locale
-from newsletters.subscriptions import services
+from newsletters.subscriptions import links, services
 from newsletters.subscriptions.consent import consent_text
 from newsletters.subscriptions.forms import (
     ButtonForm,
@@ -151,7 +151,9 @@ def confirm(token: str):
     return render_template(
         "subscriptions/confirmed.html",
         outcome=outcome,
-        manage_url=url_for(".manage_request"),
+        # The person just proved they read the address's mail: the signed link, so
+        # the preference centre opens without asking for a link by mail.
+        manage_url=links.manage_url(outcome.subscriber),
     )
 
 

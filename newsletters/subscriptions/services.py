@@ -22,7 +22,7 @@ from newsletters.bounces.models import Bounce, Suppression, SuppressionReason
 from newsletters.catalog.models import Newsletter
 from newsletters.editions.models import Delivery, Edition
 from newsletters.extensions import db
-from newsletters.mailing import outbox
+from newsletters.mailing import mailbox, outbox
 from newsletters.mailing.compose import render_mail
 from newsletters.mailing.models import OutboxMessage
 from newsletters.subscriptions import links
@@ -153,6 +153,7 @@ def queue_confirmation(subscriber: Subscriber, newsletters: Sequence[Newsletter]
         subscriber=subscriber,
         newsletters=newsletters,
         confirm_url=links.confirm_url(subscriber, [n.id for n in newsletters]),
+        manage_url=links.manage_url(subscriber),
         max_age_days=current_app.config["CONFIRM_MAX_AGE_DAYS"],
     )
     outbox.enqueue(
@@ -752,6 +753,7 @@ def erase(
             | (OutboxMessage.to_address == _ascii_or_same(email))
         )
     )
+    mailbox.forget(email, _ascii_or_same(email))
     # A subscribe form posted a moment ago and not yet carried out would bring them back.
     db.session.execute(delete(SubscribeRequest).where(SubscribeRequest.email == email))
     db.session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber_id))

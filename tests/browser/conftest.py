@@ -19,6 +19,7 @@ from tests.browser.helpers import (
     PageProblems,
     chromium_path,
 )
+from tests.browser.validity import HtmlChecker, VisitedDocuments
 from tests.support.live import LiveServer
 
 
@@ -38,14 +39,31 @@ def browser() -> Iterator[Any]:
             browser.close()
 
 
+@pytest.fixture(scope="session")
+def html_checker(browser: Any) -> Iterator[HtmlChecker]:
+    """The Nu Html Checker, started once (in the background) for the session."""
+    checker = HtmlChecker()
+    try:
+        yield checker
+    finally:
+        checker.stop()
+
+
 @pytest.fixture
-def new_context(browser: Any, live_server: LiveServer) -> Iterator[Callable[..., Any]]:
+def new_context(
+    browser: Any, live_server: LiveServer, html_checker: HtmlChecker
+) -> Iterator[Callable[..., Any]]:
     """Make browser contexts on the live server; all are closed after the test.
 
     Contexts keep the app's Content-Security-Policy unless bypass_csp=True is passed
     (axe-core is injected as an inline script, which the policy rightly refuses).
+
+    Every HTML document the contexts receive from the app (pages, error pages, frames)
+    is checked by the Nu Html Checker after the test: the test fails on invalid HTML,
+    duplicate ids or a label that names no control.
     """
     contexts: list[Any] = []
+    visited = VisitedDocuments(live_server.url)
 
     def factory(**options: Any) -> Any:
         options.setdefault("base_url", live_server.url)
@@ -53,12 +71,15 @@ def new_context(browser: Any, live_server: LiveServer) -> Iterator[Callable[...,
         context = browser.new_context(**options)
         context.set_default_timeout(TIMEOUT_MS)
         context.set_default_navigation_timeout(TIMEOUT_MS)
+        visited.watch(context)
         contexts.append(context)
         return context
 
     yield factory
     for context in contexts:
         context.close()
+    problems = visited.problems(html_checker)
+    assert not problems, "invalid HTML (Nu Html Checker):\n" + "\n".join(problems)
 
 
 @pytest.fixture
