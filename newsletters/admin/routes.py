@@ -35,6 +35,7 @@ from newsletters.bounces.models import SuppressionReason
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db, limiter
+from newsletters.inputs import clamp_day, larger_body, page_number
 from newsletters.staff.access import admin_required
 from newsletters.subscriptions import services as subscriber_services
 from newsletters.subscriptions.addresses import InvalidAddress
@@ -211,6 +212,7 @@ def _import_form() -> ImportForm:
 
 
 @bp.route("/subscribers/import", methods=["GET", "POST"])
+@larger_body("IMPORT_MAX_CONTENT_LENGTH")
 @admin_required
 def subscribers_import():
     form = _import_form()
@@ -308,7 +310,7 @@ def _suppressions_page(form: SuppressForm, status: int = 200):
     page = suppression.search(
         query=request.args.get("q", "")[:320],
         reason=reason,
-        page=request.args.get("page", 1, type=int) or 1,
+        page=page_number(request.args.get("page")),
         per_page=int(current_app.config["STAFF_PAGE_SIZE"]),
     )
     return render_template(
@@ -345,7 +347,8 @@ def _day(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.combine(datetime.strptime(value, "%Y-%m-%d").date(), time.min)
+        day = clamp_day(datetime.strptime(value, "%Y-%m-%d").date())
+        return datetime.combine(day, time.min)
     except ValueError:
         return None
 
@@ -364,7 +367,7 @@ def audit_log():
         target=args.get("target", "")[:200],
         since=since.replace(tzinfo=zone) if since else None,
         until=(until + timedelta(days=1)).replace(tzinfo=zone) if until else None,
-        page=args.get("page", 1, type=int) or 1,
+        page=page_number(args.get("page")),
         per_page=int(current_app.config["STAFF_PAGE_SIZE"]),
     )
     query = {k: v for k, v in args.items() if k != "page" and v}

@@ -23,6 +23,7 @@ from flask_babel import force_locale
 
 from newsletters.editions.models import Edition
 from newsletters.mailing.compose import HEADER_POLICY, envelope_sender, inline_css
+from newsletters.urls import public_url
 
 ALLOWED_TAGS = {
     "p", "br", "strong", "b", "em", "i", "a", "ul", "ol", "li", "h2", "h3", "h4",
@@ -64,7 +65,7 @@ def markdown_to_text(source: str) -> str:
 
 
 def web_version_url(edition: Edition) -> str:
-    return f"{current_app.config['PUBLIC_BASE_URL']}/editions/{edition.id}"
+    return public_url("editions.web_version", edition_id=edition.id)
 
 
 @dataclass(frozen=True)
