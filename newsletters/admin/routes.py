@@ -36,6 +36,7 @@ from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db, limiter
 from newsletters.inputs import clamp_day, larger_body, page_number
+from newsletters.spreadsheet import for_excel
 from newsletters.staff.access import admin_required
 from newsletters.subscriptions import services as subscriber_services
 from newsletters.subscriptions.addresses import InvalidAddress
@@ -267,7 +268,7 @@ def subscribers_export():
     audit.record_now(staff_id, "subscribers.export", f"newsletter:{slug}", {"from": "web"}, ip)
     stamp = datetime.now().strftime("%Y-%m-%d")
     return Response(
-        stream_with_context(services.stream_csv(export_confirmed(slug))),
+        stream_with_context(for_excel(export_confirmed(slug))),
         mimetype="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{slug}-{stamp}.csv"',

@@ -25,6 +25,7 @@ from newsletters.extensions import db
 from newsletters.mailing import outbox
 from newsletters.mailing.compose import render_mail
 from newsletters.mailing.models import OutboxMessage
+from newsletters.names import clean_name
 from newsletters.subscriptions import links
 from newsletters.subscriptions.addresses import ascii_address, normalise_email
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
@@ -150,7 +151,6 @@ def queue_confirmation(subscriber: Subscriber, newsletters: Sequence[Newsletter]
     mail = render_mail(
         "confirm",
         locale=subscriber.locale,
-        subscriber=subscriber,
         newsletters=newsletters,
         confirm_url=links.confirm_url(subscriber, [n.id for n in newsletters]),
         max_age_days=current_app.config["CONFIRM_MAX_AGE_DAYS"],
@@ -174,7 +174,6 @@ def _queue_manage_link(subscriber: Subscriber, kind: str = "manage_link") -> boo
     mail = render_mail(
         kind,
         locale=subscriber.locale,
-        subscriber=subscriber,
         newsletters=confirmed,
         manage_url=links.manage_url(subscriber),
         max_age_days=current_app.config["MANAGE_MAX_AGE_DAYS"],
@@ -217,7 +216,7 @@ def accept_subscribe_request(
         _INSERT_REQUEST,
         {
             "email": normalise_email(email),
-            "name": name.strip()[:200],
+            "name": clean_name(name),
             "municipality": municipality.strip()[:100],
             "newsletters": ",".join(dict.fromkeys(slugs)),
             "requested_at": now,
@@ -518,7 +517,7 @@ def update_preferences(
             continue
         _withdraw(subscription, ctx, method="preference_centre", now=now)
         removed.append(subscription.newsletter)
-    subscriber.name = name.strip()[:200]
+    subscriber.name = clean_name(name)
     subscriber.municipality = municipality.strip()[:100]
     db.session.commit()
     return added, removed
@@ -794,7 +793,6 @@ def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str)
     mail = render_mail(
         "welcome",
         locale=subscriber.locale,
-        subscriber=subscriber,
         newsletter=newsletter,
         basis=basis,
         manage_url=links.manage_url(subscriber),
