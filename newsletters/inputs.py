@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
-from flask import Flask, abort, current_app, request
+from flask import Flask, current_app, request
 from flask.wrappers import Request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 from werkzeug.routing import IntegerConverter
+from werkzeug.wsgi import LimitedStream
 
 # The largest id any table can hold (PostgreSQL's INTEGER; SQLite's are wider). A larger
 # number in a URL names nothing: 404, not an overflow in the driver.
@@ -27,6 +30,12 @@ FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2999, 12, 31)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class NulCharacter(BadRequest):
+    """A NUL character in the path, the query, a form field or the User-Agent."""
+
+    kind = "nul"
 
 
 class IdConverter(IntegerConverter):
@@ -69,6 +78,22 @@ def larger_body(setting: str) -> Callable[[F], F]:
     return decorate
 
 
+class BoundedFormParser(FormDataParser):
+    """Werkzeug's form parser, with its multipart limits applied to urlencoded bodies
+    too: Werkzeug reads those whole and splits them into as many fields as there are
+    `&`, so a 10 MB body of `a&a&a...` would become five million fields."""
+
+    def _parse_urlencoded(self, stream, mimetype, content_length, options):
+        limit = self.max_form_memory_size
+        data = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise RequestEntityTooLarge()
+        if self.max_form_parts is not None and data.count(b"&") >= self.max_form_parts:
+            raise RequestEntityTooLarge()
+        items = parse_qsl(data.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+        return stream, self.cls(items), self.cls()
+
+
 class AppRequest(Request):
     """Flask's request, with the body limit of the view the URL matched.
 
@@ -86,6 +111,21 @@ class AppRequest(Request):
     @max_content_length.setter
     def max_content_length(self, value: int | None) -> None:
         self._max_content_length = value
+
+    form_data_parser_class = BoundedFormParser
+
+    def _load_form_data(self) -> None:
+        super()._load_form_data()
+        # A streamed (chunked) body is read up to the limit and no further; one that
+        # reached it was cut short, and half a form must not be acted on.
+        stream = self.stream
+        if (
+            self.content_length is None
+            and isinstance(stream, LimitedStream)
+            and self.max_content_length is not None
+            and stream.is_exhausted
+        ):
+            raise RequestEntityTooLarge()
 
 
 def body_limit(req: Request) -> int | None:
@@ -116,11 +156,11 @@ def init_app(app: Flask) -> None:
         # NUL is no character any person types, PostgreSQL cannot store it, and it cuts
         # strings short in C libraries: refused in the path, query and form alike.
         if "\x00" in request.path or _has_nul(request.args):
-            abort(400)
+            raise NulCharacter()
         if "\x00" in (request.headers.get("User-Agent") or ""):
-            abort(400)
+            raise NulCharacter()
         if request.method in ("POST", "PUT", "PATCH") and _has_nul(request.form):
-            abort(400)
+            raise NulCharacter()
 
     @app.after_request
     def _close_after_refused_body(response):
