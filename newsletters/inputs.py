@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, has_app_context, request
 from flask.wrappers import Request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
@@ -106,6 +106,8 @@ class AppRequest(Request):
     def max_content_length(self) -> int | None:  # type: ignore[override]
         if self._max_content_length is not None:
             return self._max_content_length
+        if not has_app_context():
+            return super().max_content_length
         return body_limit(self)
 
     @max_content_length.setter
