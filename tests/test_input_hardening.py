@@ -165,6 +165,19 @@ def test_the_subscribe_service_refuses_a_bad_name_too(app):
     assert _count(app, SubscribeRequest) == 0
 
 
+def test_the_subscribe_service_takes_only_one_of_the_98_municipalities(app):
+    with app.app_context():
+        with pytest.raises(ValueError):
+            services.accept_subscribe_request(
+                email="offer@example.dk",
+                slugs=["momentum"],
+                municipality="VIGTIGT: https://evil.example",
+                ctx=services.RequestContext(),
+            )
+        db.session.rollback()
+    assert _count(app, SubscribeRequest) == 0
+
+
 def test_the_confirmation_mail_shows_nothing_the_stranger_typed(client, app):
     # A name that passes every check is still a stranger's words: not in the mail.
     subscribe(client, "offer@example.dk", name="Ring straks til 70 20 30 40")

@@ -37,6 +37,7 @@ from newsletters.subscriptions.models import (
     Subscription,
     SubscriptionStatus,
 )
+from newsletters.subscriptions.municipalities import is_municipality
 from newsletters.timeutil import utcnow
 from newsletters.tokens import Purpose, SubscriberLink, TokenError, verify
 
@@ -97,6 +98,15 @@ def record_event(
             basis=basis,
         )
     )
+
+
+def known_municipality(value: str) -> str:
+    """The empty string or one of the 98 municipalities: the forms offer only those, and every
+    other caller (the API) is held to the same."""
+    value = value.strip()
+    if value and not is_municipality(value):
+        raise ValueError(f"not one of the 98 municipalities: {value[:100]!r}")
+    return value
 
 
 def _newsletters_by_slug(slugs: Iterable[str]) -> list[Newsletter]:
@@ -217,7 +227,7 @@ def accept_subscribe_request(
         {
             "email": normalise_email(email),
             "name": clean_name(name),
-            "municipality": municipality.strip()[:100],
+            "municipality": known_municipality(municipality),
             "newsletters": ",".join(dict.fromkeys(slugs)),
             "requested_at": now,
             "next_attempt_at": now,
@@ -518,7 +528,7 @@ def update_preferences(
         _withdraw(subscription, ctx, method="preference_centre", now=now)
         removed.append(subscription.newsletter)
     subscriber.name = clean_name(name)
-    subscriber.municipality = municipality.strip()[:100]
+    subscriber.municipality = known_municipality(municipality)
     db.session.commit()
     return added, removed
 
