@@ -37,7 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     _resolve_defaults(app)
 
-    from newsletters import cli, errors, i18n, security, templating
+    from newsletters import cli, errors, i18n, inputs, security, templating
     from newsletters.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 
     db.init_app(app)
@@ -48,6 +48,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
     security.init_app(app)
+    # Before the blueprints: their `<int:...>` rules use the bounded converter.
+    inputs.init_app(app)
     i18n.init_app(app)
     errors.init_app(app)
     templating.init_app(app)

@@ -146,6 +146,14 @@ class DefaultConfig:
     # Rows per page on the staff's subscriber and audit pages.
     STAFF_PAGE_SIZE = 50
 
+    # Request bodies: larger ones are answered 413 before they are read (also a chunked
+    # body is cut off there). The import upload alone may be larger.
+    MAX_CONTENT_LENGTH = 10 * 1024 * 1024
+    IMPORT_MAX_CONTENT_LENGTH = 50 * 1024 * 1024
+    # Form fields (not files) parsed into memory, and parts of a multipart body.
+    MAX_FORM_MEMORY_SIZE = 500_000
+    MAX_FORM_PARTS = 1000
+
     # i18n
     BABEL_DEFAULT_LOCALE = "da"
     BABEL_DEFAULT_TIMEZONE = "Europe/Copenhagen"

@@ -22,7 +22,8 @@ def init_app(app: Flask) -> None:
     def _http_error(error: HTTPException):
         if error.code is None or error.code < 400:
             return error
-        return render_template("errors/error.html", code=error.code, kind="http"), error.code
+        kind = getattr(error, "kind", "http")
+        return render_template("errors/error.html", code=error.code, kind=kind), error.code
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -320,7 +320,7 @@ def test_suppressed_addresses_are_left_out_of_an_import(admin, app):
 def test_the_csv_export_defuses_formulas_and_is_audited(admin, app):
     hostile = (
         "email,name,municipality,role\n"
-        'formel@kommune.dk,"=HYPERLINK(""http://evil.example"",""klik"")",Aarhus,"+1+1"\n'
+        'formel@kommune.dk,=1+1,Aarhus,"=HYPERLINK(""http://evil.example"",""klik"")"\n'
         "minus@kommune.dk,-2+3,Aarhus,@SUM(A1)\n"
     )
     upload(admin, hostile.encode(), mode="enrol", basis=BASIS, dry_run="")

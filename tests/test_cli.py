@@ -216,7 +216,7 @@ def test_import_does_not_override_a_withdrawal(runner, app, tmp_path, client):
 
 
 def test_export_lists_confirmed_subscribers_and_defuses_formulas(runner, app, tmp_path):
-    text = 'email,name\nok@example.dk,=HYPERLINK("http://evil")\nb@example.dk,Bo\n'
+    text = 'email,name,role\nok@example.dk,=1+1,=HYPERLINK("http://evil")\nb@example.dk,Bo,\n'
     runner.invoke(
         args=[
             "subscribers",
@@ -241,7 +241,8 @@ def test_export_lists_confirmed_subscribers_and_defuses_formulas(runner, app, tm
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.output)))
     assert [r["email"] for r in rows] == ["b@example.dk", "ok@example.dk"]
-    assert rows[1]["name"] == '\'=HYPERLINK("http://evil")'
+    assert rows[1]["name"] == "'=1+1"
+    assert rows[1]["role"] == '\'=HYPERLINK("http://evil")'
 
 
 def test_worker_once_delivers_what_is_due(runner, app, tmp_path):

@@ -35,6 +35,8 @@ from newsletters.bounces import suppression
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db, limiter
+from newsletters.inputs import clamp_day, larger_body, page_number
+from newsletters.spreadsheet import for_excel
 from newsletters.staff.access import admin_required
 from newsletters.subscriptions import services as subscriber_services
 from newsletters.subscriptions.addresses import InvalidAddress
@@ -180,6 +182,7 @@ def _import_form() -> ImportForm:
 
 
 @bp.route("/subscribers/import", methods=["GET", "POST"])
+@larger_body("IMPORT_MAX_CONTENT_LENGTH")
 @admin_required
 def subscribers_import():
     form = _import_form()
@@ -234,7 +237,7 @@ def subscribers_export():
     audit.record_now(staff_id, "subscribers.export", f"newsletter:{slug}", {"from": "web"}, ip)
     stamp = datetime.now().strftime("%Y-%m-%d")
     return Response(
-        stream_with_context(services.stream_csv(export_confirmed(slug))),
+        stream_with_context(for_excel(export_confirmed(slug))),
         mimetype="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{slug}-{stamp}.csv"',
@@ -277,7 +280,7 @@ def _suppressions_page(form: SuppressForm, status: int = 200):
     page = suppression.search(
         query=request.args.get("q", "")[:320],
         reason=reason,
-        page=request.args.get("page", 1, type=int) or 1,
+        page=page_number(request.args.get("page")),
         per_page=int(current_app.config["STAFF_PAGE_SIZE"]),
     )
     return render_template(
@@ -314,7 +317,8 @@ def _day(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.combine(datetime.strptime(value, "%Y-%m-%d").date(), time.min)
+        day = clamp_day(datetime.strptime(value, "%Y-%m-%d").date())
+        return datetime.combine(day, time.min)
     except ValueError:
         return None
 
@@ -333,7 +337,7 @@ def audit_log():
         target=args.get("target", "")[:200],
         since=since.replace(tzinfo=zone) if since else None,
         until=(until + timedelta(days=1)).replace(tzinfo=zone) if until else None,
-        page=args.get("page", 1, type=int) or 1,
+        page=page_number(args.get("page")),
         per_page=int(current_app.config["STAFF_PAGE_SIZE"]),
     )
     query = {k: v for k, v in args.items() if k != "page" and v}

@@ -4,7 +4,6 @@ paging (fast at 100 000 rows: every filter has an index), and one person's full 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import exists, func, or_, select
@@ -198,10 +197,3 @@ def history(subscriber_id: int) -> History | None:
         mails=mails,
         suppressed=suppression.is_suppressed(subscriber.email),
     )
-
-
-def stream_csv(chunks: Iterator[str]) -> Iterator[bytes]:
-    """CSV for a spreadsheet: UTF-8 with a BOM (so Excel reads æøå right)."""
-    yield "\ufeff".encode()
-    for chunk in chunks:
-        yield chunk.encode("utf-8")

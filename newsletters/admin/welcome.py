@@ -168,7 +168,6 @@ def send(slug: str, *, by_staff_id: int | None, ip: str | None = None) -> int:
         mail = render_mail(
             "welcome_letter",
             locale=subscriber.locale,
-            subscriber=subscriber,
             newsletter=newsletter,
             subject=current.subject,
             body_html=body_html,

@@ -26,6 +26,7 @@ from newsletters.extensions import db
 from newsletters.mailing import outbox
 from newsletters.mailing.compose import RenderedMail
 from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
+from newsletters.urls import public_url
 
 # The newsletter written after each board meeting: it has a meeting date and items.
 BOARD_NEWSLETTER = "bestyrelse"
@@ -166,7 +167,7 @@ def update_draft(
 def sample_links() -> tuple[str, str]:
     """Manage and unsubscribe links for a preview or a test: the public page where a
     reader asks for their own link (a test must not carry anyone's personal token)."""
-    manage = f"{current_app.config['PUBLIC_BASE_URL']}/manage"
+    manage = public_url("subscriptions.manage_request")
     return manage, manage
 
 

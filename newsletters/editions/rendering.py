@@ -23,6 +23,7 @@ from flask_babel import force_locale
 
 from newsletters.editions.models import Edition
 from newsletters.mailing.compose import HEADER_POLICY, envelope_sender, inline_css
+from newsletters.urls import public_url
 
 ALLOWED_TAGS = {
     "p", "br", "strong", "b", "em", "i", "a", "ul", "ol", "li", "h2", "h3", "h4",
@@ -65,8 +66,9 @@ def markdown_to_text(source: str) -> str:
 
 def web_version_url(edition: Edition, locale: str = "da") -> str:
     """The public web version, in the reader's language (?lang= for all but the default)."""
-    url = f"{current_app.config['PUBLIC_BASE_URL']}/editions/{edition.id}"
-    return url if locale == current_app.config["BABEL_DEFAULT_LOCALE"] else f"{url}?lang={locale}"
+    if locale == current_app.config["BABEL_DEFAULT_LOCALE"]:
+        return public_url("editions.web_version", edition_id=edition.id)
+    return public_url("editions.web_version", edition_id=edition.id, lang=locale)
 
 
 @dataclass(frozen=True)

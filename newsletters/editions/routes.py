@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, url_for
+from flask import Blueprint, Response, abort
 
 from newsletters.editions.models import Edition, EditionStatus
 from newsletters.editions.rendering import render_edition
 from newsletters.extensions import db
 from newsletters.i18n import current_locale
+from newsletters.urls import public_url
 
 bp = Blueprint("editions", __name__)
 
@@ -20,7 +21,8 @@ def web_version(edition_id: int):
     if edition is None or edition.status not in PUBLISHED:
         abort(404)
     # Not personal: the links lead to the pages where a reader asks for their own link.
-    manage = url_for("subscriptions.manage_request", _external=True)
+    # PUBLIC_BASE_URL, never the request's Host: the page is kept by shared caches.
+    manage = public_url("subscriptions.manage_request")
     rendered = render_edition(
         edition, manage_url=manage, unsubscribe_url=manage, locale=current_locale()
     )

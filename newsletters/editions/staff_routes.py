@@ -38,6 +38,7 @@ from newsletters.editions.models import Edition, EditionStatus
 from newsletters.editions.routes import PUBLISHED
 from newsletters.editions.sending import EditionError
 from newsletters.extensions import limiter
+from newsletters.inputs import page_number
 from newsletters.staff.access import editor_required
 
 bp = Blueprint("editor", __name__, url_prefix="/staff")
@@ -83,7 +84,7 @@ def _not_editable(edition: Edition):
 @bp.get("/newsletters/<slug>")
 @editor_required
 def newsletter(slug: str):
-    page = request.args.get("page", 1, type=int) or 1
+    page = page_number(request.args.get("page"))
     editions = editing.newsletter_editions(slug, page=page)
     if editions is None:
         abort(404)

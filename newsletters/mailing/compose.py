@@ -36,6 +36,8 @@ def render_mail(template: str, *, locale: str, **context) -> RenderedMail:
     """Render templates/email/<template>.{txt,html} in the subscriber's locale.
 
     The subject is the first line of the text template's output, prefixed `Subject:`.
+    Callers pass no subscriber: a mail must not print what a stranger may have typed
+    (a name given on the public form), which could pass for KL's own words.
     """
     context.setdefault("config", current_app.config)
     with force_locale(locale):

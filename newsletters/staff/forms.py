@@ -16,6 +16,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
 
 from newsletters.labels import labels_of
+from newsletters.names import name_field_check
 from newsletters.staff.models import StaffRole
 from newsletters.staff.services import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 
@@ -54,7 +55,7 @@ class NewStaffForm(FlaskForm):
     )
     name = StringField(
         _l("Name"),
-        validators=[Optional(), Length(max=200, message=_l("The name is too long."))],
+        validators=[Optional(), name_field_check],
         render_kw={"autocomplete": "off"},
     )
     role = SelectField(

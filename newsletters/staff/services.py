@@ -16,6 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
+from newsletters.names import InvalidName, clean_name
 from newsletters.staff.models import Staff, StaffRole, StaffSession
 from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
 from newsletters.subscriptions.models import Subscription, SubscriptionStatus
@@ -121,11 +122,15 @@ def create_staff(email: str, *, role: str | StaffRole, password: str, name: str 
     address = normalise_staff_email(email)
     staff_role = parse_role(role)
     check_password_policy(password, email=address)
+    try:
+        clean = clean_name(name)
+    except InvalidName as exc:
+        raise StaffError(str(exc)) from exc
     if staff_by_email(address) is not None:
         raise EmailTaken(f"a staff account for {address} exists already")
     staff = Staff(
         email=address,
-        name=(name or "").strip(),
+        name=clean,
         role=staff_role,
         password_hash=generate_password_hash(password),
         is_active=True,

@@ -8,6 +8,7 @@ from wtforms import BooleanField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from newsletters.names import MAX_NAME_LENGTH, name_field_check
 from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
 from newsletters.subscriptions.municipalities import MUNICIPALITIES, is_municipality
 
@@ -56,8 +57,8 @@ class EmailForm(FlaskForm):
 class SubscribeForm(EmailForm):
     name = StringField(
         _l("Name (optional)"),
-        validators=[Optional(), Length(max=200, message=_l("The name is too long."))],
-        render_kw={"autocomplete": "name"},
+        validators=[Optional(), name_field_check],
+        render_kw={"autocomplete": "name", "maxlength": MAX_NAME_LENGTH},
     )
     municipality = SelectField(
         _l("Municipality (optional)"),
@@ -83,8 +84,8 @@ class PreferencesForm(FlaskForm):
     newsletters = MultiCheckboxField(_l("Your newsletters"), choices=[])
     name = StringField(
         _l("Name"),
-        validators=[Optional(), Length(max=200, message=_l("The name is too long."))],
-        render_kw={"autocomplete": "name"},
+        validators=[Optional(), name_field_check],
+        render_kw={"autocomplete": "name", "maxlength": MAX_NAME_LENGTH},
     )
     municipality = SelectField(
         _l("Municipality"), choices=[], validate_choice=False, validators=[_known_municipality]

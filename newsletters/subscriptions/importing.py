@@ -19,6 +19,8 @@ from newsletters.bounces import suppression
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
+from newsletters.names import InvalidName, clean_name
+from newsletters.spreadsheet import csv_lines
 from newsletters.subscriptions import services
 from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
@@ -261,6 +263,12 @@ def parse(text: str) -> tuple[list[ImportRow], list[Reason]]:
                     )
                 )
                 row_ok = False
+        try:
+            name = clean_name(values.get("name", ""))
+        except InvalidName as exc:
+            problems.append((line, Reason(exc.message, **exc.params)))
+            row_ok = False
+            name = ""
         municipality = values.get("municipality", "")
         if municipality:
             official = normalise_municipality(municipality)
@@ -282,7 +290,7 @@ def parse(text: str) -> tuple[list[ImportRow], list[Reason]]:
                 ImportRow(
                     line=line,
                     email=address,
-                    name=values.get("name", ""),
+                    name=name,
                     municipality=municipality,
                     role=values.get("role", ""),
                 )
@@ -441,14 +449,6 @@ def _import_row(
     report.invited += 1
 
 
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _safe_cell(value: str) -> str:
-    """Neutralise spreadsheet formulas (CSV injection) in exported cells."""
-    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
-
-
 def export_confirmed(newsletter_slug: str) -> Iterator[str]:
     """CSV lines (header first) of the newsletter's confirmed subscribers, streamed."""
     newsletter = newsletter_by_slug(newsletter_slug)
@@ -456,17 +456,6 @@ def export_confirmed(newsletter_slug: str) -> Iterator[str]:
         raise ImportRefused(
             [(0, Reason(N_("there is no newsletter '%(slug)s'"), slug=newsletter_slug))]
         )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-
-    def flush() -> str:
-        value = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return value
-
-    writer.writerow(["email", "name", "municipality", "role", "confirmed_at"])
-    yield flush()
     result = db.session.execute(
         select(
             Subscriber.email,
@@ -483,14 +472,8 @@ def export_confirmed(newsletter_slug: str) -> Iterator[str]:
         .order_by(Subscriber.email)
         .execution_options(yield_per=1000)
     )
-    for email, name, municipality, role, confirmed_at in result:
-        writer.writerow(
-            [
-                _safe_cell(email),
-                _safe_cell(name),
-                _safe_cell(municipality),
-                _safe_cell(role),
-                confirmed_at.isoformat() if confirmed_at else "",
-            ]
-        )
-        yield flush()
+    rows = (
+        (email, name, municipality, role, confirmed_at.isoformat() if confirmed_at else "")
+        for email, name, municipality, role, confirmed_at in result
+    )
+    yield from csv_lines(("email", "name", "municipality", "role", "confirmed_at"), rows)

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flask import current_app
-
 from newsletters.subscriptions.models import Subscriber
 from newsletters.tokens import BulkSigner, Purpose, SubscriberLink, sign
+from newsletters.urls import public_base, public_link
 
 
 def _url(path: str, locale: str) -> str:
-    base = current_app.config["PUBLIC_BASE_URL"]
     suffix = "?lang=en" if locale == "en" else ""
-    return f"{base}{path}{suffix}"
+    return public_link(f"{path}{suffix}")
 
 
 def confirm_url(subscriber: Subscriber, newsletter_ids: Iterable[int]) -> str:
@@ -69,7 +67,7 @@ class BulkLinks:
     with a `BulkSigner` (a send to 100 000 people signs 200 000 of them)."""
 
     def __init__(self) -> None:
-        self._base = current_app.config["PUBLIC_BASE_URL"]
+        self._base = public_base()
         self._manage = BulkSigner(Purpose.MANAGE)
         self._unsubscribe = BulkSigner(Purpose.UNSUBSCRIBE)
 

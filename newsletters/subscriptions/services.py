@@ -25,6 +25,7 @@ from newsletters.extensions import db
 from newsletters.mailing import mailbox, outbox
 from newsletters.mailing.compose import render_mail
 from newsletters.mailing.models import OutboxMessage
+from newsletters.names import clean_name
 from newsletters.subscriptions import links
 from newsletters.subscriptions.addresses import ascii_address, normalise_email
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
@@ -36,6 +37,7 @@ from newsletters.subscriptions.models import (
     Subscription,
     SubscriptionStatus,
 )
+from newsletters.subscriptions.municipalities import is_municipality
 from newsletters.timeutil import utcnow
 from newsletters.tokens import Purpose, SubscriberLink, TokenError, verify_timed
 
@@ -98,6 +100,15 @@ def record_event(
     )
 
 
+def known_municipality(value: str) -> str:
+    """The empty string or one of the 98 municipalities: the forms offer only those, and every
+    other caller (the API) is held to the same."""
+    value = value.strip()
+    if value and not is_municipality(value):
+        raise ValueError(f"not one of the 98 municipalities: {value[:100]!r}")
+    return value
+
+
 def _newsletters_by_slug(slugs: Iterable[str]) -> list[Newsletter]:
     wanted = list(dict.fromkeys(slugs))
     found = {
@@ -150,7 +161,6 @@ def queue_confirmation(subscriber: Subscriber, newsletters: Sequence[Newsletter]
     mail = render_mail(
         "confirm",
         locale=subscriber.locale,
-        subscriber=subscriber,
         newsletters=newsletters,
         confirm_url=links.confirm_url(subscriber, [n.id for n in newsletters]),
         manage_url=links.manage_url(subscriber),
@@ -175,7 +185,6 @@ def _queue_manage_link(subscriber: Subscriber, kind: str = "manage_link") -> boo
     mail = render_mail(
         kind,
         locale=subscriber.locale,
-        subscriber=subscriber,
         newsletters=confirmed,
         manage_url=links.manage_url(subscriber),
         max_age_days=current_app.config["MANAGE_MAX_AGE_DAYS"],
@@ -218,8 +227,8 @@ def accept_subscribe_request(
         _INSERT_REQUEST,
         {
             "email": normalise_email(email),
-            "name": name.strip()[:200],
-            "municipality": municipality.strip()[:100],
+            "name": clean_name(name),
+            "municipality": known_municipality(municipality),
             "newsletters": ",".join(dict.fromkeys(slugs)),
             "requested_at": now,
             "next_attempt_at": now,
@@ -538,8 +547,8 @@ def update_preferences(
             continue
         _withdraw(subscription, ctx, method="preference_centre", now=now)
         removed.append(subscription.newsletter)
-    subscriber.name = name.strip()[:200]
-    subscriber.municipality = municipality.strip()[:100]
+    subscriber.name = clean_name(name)
+    subscriber.municipality = known_municipality(municipality)
     db.session.commit()
     return added, removed
 
@@ -821,7 +830,6 @@ def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str)
     mail = render_mail(
         "welcome",
         locale=subscriber.locale,
-        subscriber=subscriber,
         newsletter=newsletter,
         basis=basis,
         manage_url=links.manage_url(subscriber),
