@@ -83,6 +83,10 @@ class DefaultConfig:
     CONFIRM_MAX_AGE_DAYS = 7
     MANAGE_MAX_AGE_DAYS = 30
 
+    # Rows an import writes per chunk: each chunk is a few short transactions, so a large
+    # import never holds the database's write lock for more than a moment.
+    IMPORT_CHUNK_ROWS = 1000
+
     # Abuse limits. The per-address limit counts confirmation and link mails.
     ADDRESS_MAILS_PER_HOUR = 3
     RATELIMIT_SUBSCRIBE = "30 per hour; 200 per day"

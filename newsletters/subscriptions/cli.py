@@ -23,14 +23,16 @@ def import_command(
 ) -> None:
     """Import subscribers from CSV (columns: email, name, municipality, role)."""
     try:
-        report = import_subscribers(
-            csv_file.read_bytes(),
-            newsletter_slug=slug,
-            basis=basis,
-            welcome=welcome,
-            dry_run=dry_run,
-            file_name=csv_file.name,
-        )
+        # Streamed: the import reads the file twice (check, then write) in bounded memory.
+        with csv_file.open("rb") as stream:
+            report = import_subscribers(
+                stream,
+                newsletter_slug=slug,
+                basis=basis,
+                welcome=welcome,
+                dry_run=dry_run,
+                file_name=csv_file.name,
+            )
     except ImportRefused as refused:
         click.echo(f"{csv_file}: refused, nothing was imported:", err=True)
         for line, reason in refused.problems:
