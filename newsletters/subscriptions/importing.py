@@ -26,8 +26,8 @@ from newsletters.bounces import suppression
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
-from newsletters.subscriptions import services
 from newsletters.mailing import outbox
+from newsletters.subscriptions import services
 from newsletters.subscriptions.addresses import InvalidAddress, ascii_address, normalise_email
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
 from newsletters.subscriptions.models import (
@@ -273,9 +273,8 @@ def name_problem(name: str) -> Reason | None:
 
 def _check_rows(text: TextIO, staging: _Staging) -> tuple[list[tuple[int, str]], list[Reason]]:
     first = text.readline()
-    if not first.strip():
-        if not any(line.strip() for line in text):
-            raise ImportRefused([(0, Reason(N_("the file is empty")))])
+    if not first.strip() and not any(line.strip() for line in text):
+        raise ImportRefused([(0, Reason(N_("the file is empty")))])
     delimiter = ";" if first.count(";") > first.count(",") else ","
     reader = csv.reader(itertools.chain([first], text), delimiter=delimiter)
     header = [h.strip().lower() for h in next(reader, [])]
