@@ -502,7 +502,7 @@ class _Plan:
     def run(self, rows: list[ImportRow]) -> None:
         report = self.report
         newsletter_id = self.newsletter.id
-        blocked = suppression.suppressed_among(row.email for row in rows)
+        blocked = suppression.suppressed_among((row.email for row in rows), normalised=True)
         if blocked:
             report.suppressed.extend(row.email for row in rows if row.email in blocked)
             rows = [row for row in rows if row.email not in blocked]
