@@ -16,10 +16,11 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import BinaryIO, TextIO
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import String, Text, bindparam, insert, literal, select, update
 
 from newsletters.audit import services as audit
 from newsletters.bounces import suppression
@@ -38,7 +39,7 @@ from newsletters.subscriptions.models import (
     SubscriptionStatus,
 )
 from newsletters.subscriptions.municipalities import MUNICIPALITIES
-from newsletters.timeutil import utcnow
+from newsletters.timeutil import UTCDateTime, utcnow
 
 COLUMNS = ("email", "name", "municipality", "role")
 MAX_LENGTHS = {"name": 200, "municipality": 100, "role": 100}
@@ -602,6 +603,7 @@ class _Plan:
 
     def _subscribe(self, to_create: list[str], to_confirm: list[int]) -> None:
         newsletter = self.newsletter
+        newsletter_id = newsletter.id
         now = utcnow()
         mails: dict[int, dict] = {}
         if self.basis is None or self.welcome:
@@ -612,7 +614,6 @@ class _Plan:
                     )
                 )
             )
-            subscriber_ids = {person.email: person.id for person in people}
             if self.basis is None:
                 limit = int(current_app.config["ADDRESS_MAILS_PER_HOUR"])
                 sent = services.mails_this_hour(ascii_address(p.email) for p in people)
@@ -624,41 +625,23 @@ class _Plan:
                     mails[person.id] = services.welcome_mail_row(
                         person, newsletter, basis=self.basis
                     )
-        else:
-            subscriber_ids = dict(
-                iter(
-                    db.session.execute(
-                        select(_subscribers.c.email, _subscribers.c.id).where(
-                            _subscribers.c.email.in_(to_create)
-                        )
-                    )
-                )
-            )
         db.session.rollback()  # end the reads: the write transaction starts now
 
-        # Transaction 2: subscriptions, consent records and mails, all or nothing.
+        # Transaction 2: subscriptions, consent records and mails, all or nothing; each
+        # table one set-based statement (INSERT ... SELECT), the mails one executemany.
         confirmed = self.basis is not None
         created = _insert_subscriptions(
-            [
-                {
-                    "subscriber_id": subscriber_ids[email],
-                    "newsletter_id": newsletter.id,
-                    "status": (
-                        SubscriptionStatus.CONFIRMED if confirmed else SubscriptionStatus.PENDING
-                    ),
-                    "requested_at": now,
-                    "confirmed_at": now if confirmed else None,
-                }
-                for email in to_create
-                if email in subscriber_ids
-            ]
+            newsletter_id,
+            to_create,
+            SubscriptionStatus.CONFIRMED if confirmed else SubscriptionStatus.PENDING,
+            now,
         )
         if to_confirm:
             created += list(
                 db.session.connection().execute(
                     update(_subscriptions)
                     .where(
-                        _subscriptions.c.newsletter_id == newsletter.id,
+                        _subscriptions.c.newsletter_id == newsletter_id,
                         _subscriptions.c.subscriber_id.in_(to_confirm),
                         # Not withdrawn meanwhile: a withdrawal is never overridden.
                         _subscriptions.c.status == SubscriptionStatus.PENDING,
@@ -667,24 +650,14 @@ class _Plan:
                     .returning(_subscriptions.c.id, _subscriptions.c.subscriber_id)
                 )
             )
-        ctx = self.ctx
         if created:
-            db.session.connection().execute(
-                insert(_consent_events),
-                [
-                    {
-                        "subscription_id": subscription_id,
-                        "action": ConsentAction.ENROLLED if confirmed else ConsentAction.REQUESTED,
-                        "method": ctx.method,
-                        "at": now,
-                        "ip": (ctx.ip or None) and ctx.ip[:64],
-                        "user_agent": (ctx.user_agent or None) and ctx.user_agent[:512],
-                        "consent_text_version": None if confirmed else CURRENT_CONSENT_VERSION,
-                        "locale": ctx.locale,
-                        "basis": self.basis,
-                    }
-                    for subscription_id, _subscriber_id in created
-                ],
+            _record_consent(
+                [subscription_id for subscription_id, _ in created],
+                ConsentAction.ENROLLED if confirmed else ConsentAction.REQUESTED,
+                self.ctx,
+                at=now,
+                basis=self.basis,
+                consent_version=None if confirmed else CURRENT_CONSENT_VERSION,
             )
             outbox.enqueue_rows(
                 [mails[subscriber_id] for _id, subscriber_id in created if subscriber_id in mails]
@@ -696,23 +669,69 @@ class _Plan:
         self._count(len(created))
 
 
-def _insert_subscriptions(rows: list[dict]) -> list[tuple[int, int]]:
-    """Insert subscriptions, skipping any that exist by now; (id, subscriber_id) of those
-    inserted."""
-    if not rows:
-        return []
+def _dialect_insert(table):
     if db.engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table)
+
+
+def _insert_subscriptions(
+    newsletter_id: int, emails: list[str], status: SubscriptionStatus, now: datetime
+) -> list[tuple[int, int]]:
+    """Subscribe these addresses' subscribers (one INSERT ... SELECT), skipping any
+    subscription that exists by now; (id, subscriber_id) of those inserted."""
+    if not emails:
+        return []
+    columns = ["subscriber_id", "newsletter_id", "status", "requested_at"]
+    values = [
+        _subscribers.c.id,
+        literal(newsletter_id),
+        literal(status.value),
+        literal(now, UTCDateTime),
+    ]
+    if status == SubscriptionStatus.CONFIRMED:
+        columns.append("confirmed_at")
+        values.append(literal(now, UTCDateTime))
     statement = (
-        dialect_insert(_subscriptions)
+        _dialect_insert(_subscriptions)
+        .from_select(columns, select(*values).where(_subscribers.c.email.in_(emails)))
         .on_conflict_do_nothing(
             index_elements=[_subscriptions.c.subscriber_id, _subscriptions.c.newsletter_id]
         )
         .returning(_subscriptions.c.id, _subscriptions.c.subscriber_id)
     )
-    return [tuple(row) for row in db.session.connection().execute(statement, rows)]
+    return [tuple(row) for row in db.session.connection().execute(statement)]
+
+
+def _record_consent(
+    subscription_ids: list[int],
+    action: ConsentAction,
+    ctx: services.RequestContext,
+    *,
+    at: datetime,
+    basis: str | None,
+    consent_version: str | None,
+) -> None:
+    """One consent record per subscription (one INSERT ... SELECT)."""
+    values = {
+        "subscription_id": _subscriptions.c.id,
+        "action": literal(action.value),
+        "method": literal(ctx.method),
+        "at": literal(at, UTCDateTime),
+        "ip": literal((ctx.ip or None) and ctx.ip[:64], String),
+        "user_agent": literal((ctx.user_agent or None) and ctx.user_agent[:512], String),
+        "consent_text_version": literal(consent_version, String),
+        "locale": literal(ctx.locale),
+        "basis": literal(basis, Text),
+    }
+    db.session.connection().execute(
+        insert(_consent_events).from_select(
+            list(values),
+            select(*values.values()).where(_subscriptions.c.id.in_(subscription_ids)),
+        )
+    )
 
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
