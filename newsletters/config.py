@@ -83,6 +83,12 @@ class DefaultConfig:
     CONFIRM_MAX_AGE_DAYS = 7
     MANAGE_MAX_AGE_DAYS = 30
 
+    # How long a transaction waits for a lock held by another (SQLite's busy timeout,
+    # PostgreSQL's lock_timeout) before the database is "busy" (newsletters/busy.py).
+    DATABASE_LOCK_TIMEOUT_SECONDS = 5
+    # A web request whose work is one transaction is run again this many times when the
+    # database is busy; after that it gets a 503 with Retry-After, never a 500.
+    BUSY_RETRIES = 2
     # Rows an import writes per chunk: each chunk is a few short transactions, so a large
     # import never holds the database's write lock for more than a moment.
     IMPORT_CHUNK_ROWS = 1000

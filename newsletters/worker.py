@@ -20,7 +20,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from newsletters import jobs
+from newsletters import busy, jobs
 from newsletters.editions import sending
 from newsletters.extensions import db
 from newsletters.feeds import digests
@@ -53,7 +53,14 @@ class Worker:
                 for job in JOBS:
                     did_work = job(self.worker_id) or did_work
                 self._failures_in_a_row = 0
-            except Exception:
+            except Exception as error:
+                if busy.is_busy(error):
+                    # Another transaction held a lock too long (a large import, say):
+                    # not a failure. What the job claimed stays leased or is retried,
+                    # and the next tick carries on.
+                    db.session.rollback()
+                    log.warning("worker %s: database busy, next tick retries", self.worker_id)
+                    return False
                 # A database or programming error must not kill the worker; it is logged
                 # and retried after a pause that grows while it keeps failing.
                 db.session.rollback()

@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
 
-from newsletters import jobs
+from newsletters import busy, jobs
 from newsletters.audit import services as audit
 from newsletters.bounces import suppression
 from newsletters.bounces.models import Bounce, Suppression, SuppressionReason
@@ -311,17 +311,22 @@ def _process_subscribe_request(request_id: int, worker_id: str) -> bool:
         # E.g. two first requests for one new address raced in two workers: the retry
         # finds the subscriber the other one created.
         db.session.rollback()
-        log.warning("subscribe request %s failed, will retry: %r", request_id, exc)
+        if busy.is_busy(exc):
+            # Not the request's fault: give it back, due at once, without counting an
+            # attempt. (If even that is busy, the worker's next tick finds the lease.)
+            log.info("subscribe request %s: database busy, will retry", request_id)
+            values: dict[str, Any] = {"next_attempt_at": utcnow()}
+        else:
+            log.warning("subscribe request %s failed, will retry: %r", request_id, exc)
+            values = {
+                "attempts": attempts_before + 1,
+                "last_error": repr(exc)[:2000],
+                "next_attempt_at": utcnow() + jobs.backoff(attempts_before + 1),
+            }
         db.session.execute(
             update(SubscribeRequest)
             .where(SubscribeRequest.id == request_id)
-            .values(
-                attempts=attempts_before + 1,
-                last_error=repr(exc)[:2000],
-                leased_until=None,
-                leased_by=None,
-                next_attempt_at=utcnow() + jobs.backoff(attempts_before + 1),
-            )
+            .values(leased_until=None, leased_by=None, **values)
         )
         db.session.commit()
         return False
