@@ -386,7 +386,10 @@ def _check_rows(text: TextIO, staging: _Staging) -> tuple[list[tuple[int, str]],
 
 
 def _records(reader) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of each record; the line where it starts (a quoted cell may hold
+    line breaks, so a record can span several lines)."""
     while True:
+        start = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
@@ -395,7 +398,7 @@ def _records(reader) -> Iterator[tuple[int, list[str]]]:
             raise ImportRefused(
                 [(reader.line_num, Reason(N_("unreadable CSV: %(error)s"), error=str(exc)))]
             ) from exc
-        yield reader.line_num, cells
+        yield start, cells
 
 
 def import_subscribers(
