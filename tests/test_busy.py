@@ -53,7 +53,7 @@ def database_locked(app: Flask) -> Iterator[None]:
         import psycopg
 
         with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
-            connection.execute("LOCK TABLE subscribe_requests IN EXCLUSIVE MODE")
+            connection.execute("LOCK TABLE subscribe_requests, subscribers IN EXCLUSIVE MODE")
             try:
                 yield
             finally:
@@ -210,3 +210,20 @@ def test_public_subscribes_and_the_worker_keep_working_during_a_large_import(
     assert count(app, Subscriber, Subscriber.email.like("web%")) == posted
     assert count(app, Subscriber, Subscriber.email.like("import%")) == rows
     assert count(app, OutboxMessage, OutboxMessage.kind == "confirm") == rows + posted
+
+
+def test_an_import_stopped_by_a_busy_database_says_so_and_completes_when_run_again(
+    make_app, tmp_path: Path
+):
+    app = make_app(**SHORT_WAIT, IMPORT_CHUNK_ROWS=2)
+    path = tmp_path / "people.csv"
+    path.write_text("email\n" + "".join(f"p{n}@kommune.dk\n" for n in range(5)))
+    args = ["subscribers", "import", str(path), "--newsletter", "bestyrelse", "--basis", "B"]
+    with database_locked(app):
+        stopped = app.test_cli_runner().invoke(args=args)
+    assert stopped.exit_code == 1
+    assert "database was busy" in stopped.output and "run the same command again" in stopped.output
+    assert "Traceback" not in stopped.output
+    done = app.test_cli_runner().invoke(args=args)
+    assert done.exit_code == 0, done.output
+    assert count(app, Subscription, Subscription.status == SubscriptionStatus.CONFIRMED) == 5
