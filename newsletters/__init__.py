@@ -104,11 +104,18 @@ def _resolve_defaults(app: Flask) -> None:
         cfg["SQLALCHEMY_DATABASE_URI"] = cfg["SQLALCHEMY_DATABASE_URI"].replace(
             "postgresql://", "postgresql+psycopg://", 1
         )
+    # Wait this long for a lock another transaction holds, then the database is "busy"
+    # (newsletters/busy.py): retried or answered 503, never a request hanging for good.
+    lock_timeout = float(cfg["DATABASE_LOCK_TIMEOUT_SECONDS"])
+    opts = dict(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        # Several threads (web + in-process worker) share the file: wait for the lock.
-        opts = dict(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-        opts.setdefault("connect_args", {"timeout": 30})
-        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = opts
+        # Several threads (web + in-process worker) and processes share the file.
+        opts.setdefault("connect_args", {"timeout": lock_timeout})
+    elif cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        opts.setdefault(
+            "connect_args", {"options": f"-c lock_timeout={max(1, int(lock_timeout * 1000))}"}
+        )
+    cfg["SQLALCHEMY_ENGINE_OPTIONS"] = opts
     cfg["PUBLIC_BASE_URL"] = str(cfg["PUBLIC_BASE_URL"]).rstrip("/")
     if cfg.get("SESSION_COOKIE_SECURE") is None:
         cfg["SESSION_COOKIE_SECURE"] = cfg["PUBLIC_BASE_URL"].startswith("https://")

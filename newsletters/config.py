@@ -89,6 +89,20 @@ class DefaultConfig:
     CONFIRM_MAX_AGE_DAYS = 7
     MANAGE_MAX_AGE_DAYS = 30
 
+    # How long a transaction waits for a lock held by another (SQLite's busy timeout,
+    # PostgreSQL's lock_timeout) before the database is "busy" (newsletters/busy.py).
+    # Long enough that the worker's sending lanes ride out contention on a loaded
+    # machine; with BUSY_RETRIES a request still ends well within gunicorn's 30 s.
+    DATABASE_LOCK_TIMEOUT_SECONDS = 10
+    # The same for `flask worker` processes, which nobody waits on.
+    WORKER_LOCK_TIMEOUT_SECONDS = 30
+    # A web request whose work is one transaction is run again this many times when the
+    # database is busy; after that it gets a 503 with Retry-After, never a 500.
+    BUSY_RETRIES = 1
+    # Rows an import writes per chunk: each chunk is a few short transactions, so a large
+    # import never holds the database's write lock for more than a moment.
+    IMPORT_CHUNK_ROWS = 1000
+
     # Abuse limits. The per-address limit counts confirmation and link mails.
     ADDRESS_MAILS_PER_HOUR = 3
     RATELIMIT_SUBSCRIBE = "30 per hour; 200 per day"

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy import event
 
-from newsletters import jobs
+from newsletters import busy, jobs
 from newsletters.editions import sending
 from newsletters.extensions import db
 from newsletters.feeds import digests
@@ -70,7 +71,14 @@ class Worker:
                 for job in jobs_:
                     did_work = job(self.worker_id) or did_work
                 self._failures_in_a_row[name] = 0
-            except Exception:
+            except Exception as error:
+                if busy.is_busy(error):
+                    # Another transaction held a lock too long (a large import, say):
+                    # not a failure. What the job claimed stays leased or is retried,
+                    # and the next tick carries on.
+                    db.session.rollback()
+                    log.warning("worker %s: database busy, next tick retries", self.worker_id)
+                    return False
                 # A database or programming error must not kill the worker; it is logged
                 # and retried after a pause that grows while it keeps failing.
                 db.session.rollback()
@@ -232,12 +240,34 @@ def start_in_process_worker(app: Flask) -> Worker:
         return worker
 
 
+def _wait_longer_for_locks(seconds: float) -> None:
+    """This process's connections wait `seconds` for a lock, not the web's shorter
+    DATABASE_LOCK_TIMEOUT_SECONDS: nobody is waiting on a worker, and a sending lane
+    whose commit gave up would leave its in-flight message to be counted as a possible
+    duplicate."""
+    engine = db.engine
+
+    @event.listens_for(engine, "connect")
+    def _lock_timeout(dbapi_connection, connection_record) -> None:
+        cursor = dbapi_connection.cursor()
+        if engine.dialect.name == "sqlite":
+            cursor.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        else:
+            cursor.execute(f"SET lock_timeout = {int(seconds * 1000)}")
+        cursor.close()
+        if engine.dialect.name != "sqlite":
+            dbapi_connection.commit()
+
+    engine.dispose()  # connections made before this (none, normally) are not reused
+
+
 @click.command("worker")
 @click.option("--once", is_flag=True, help="Do the work that is due now, then exit.")
 @with_appcontext
 def worker_command(once: bool) -> None:
     """Run the worker (delivery, feeds, digests, scheduled sends) until SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _wait_longer_for_locks(float(current_app.config["WORKER_LOCK_TIMEOUT_SECONDS"]))
     worker = Worker(current_app._get_current_object())
     if once:
         while worker.run_once():

@@ -196,7 +196,7 @@ def subscribers_import():
     staff_id, _ip = actor()
     try:
         report = import_subscribers(
-            upload.read(),
+            upload.stream,
             newsletter_slug=form.newsletter.data,
             basis=form.basis.data.strip() if enrol else None,
             welcome=bool(form.welcome.data) and enrol,

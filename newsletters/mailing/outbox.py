@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from newsletters import jobs
 from newsletters.extensions import db
@@ -35,6 +36,32 @@ def enqueue(
     unsubscribe_url: str | None = None,
 ) -> OutboxMessage:
     """Add a mail to the current transaction; it is sent only if that transaction commits."""
+    message = OutboxMessage(
+        **message_row(
+            kind=kind,
+            to=to,
+            mail=mail,
+            subscriber_id=subscriber_id,
+            list_id=list_id,
+            unsubscribe_url=unsubscribe_url,
+        )
+    )
+    db.session.add(message)
+    jobs.queued_work()
+    return message
+
+
+def message_row(
+    *,
+    kind: str,
+    to: str,
+    mail: RenderedMail,
+    subscriber_id: int | None = None,
+    list_id: str | None = None,
+    unsubscribe_url: str | None = None,
+) -> dict[str, Any]:
+    """The outbox row of one mail, built (the slow part) without touching the database:
+    a bulk caller builds its rows first and writes them with `enqueue_rows`."""
     to = ascii_address(to)
     raw = build_message(
         to=to,
@@ -44,19 +71,23 @@ def enqueue(
         list_id=list_id,
         unsubscribe_url=unsubscribe_url,
     )
-    message = OutboxMessage(
-        kind=kind,
-        subscriber_id=subscriber_id,
-        to_address=to,
-        envelope_from=envelope_sender(),
-        subject=mail.subject,
-        raw=raw.decode("ascii"),
-        status=OutboxStatus.QUEUED,
-        next_attempt_at=utcnow(),
-    )
-    db.session.add(message)
-    jobs.queued_work()
-    return message
+    return {
+        "kind": kind,
+        "subscriber_id": subscriber_id,
+        "to_address": to,
+        "envelope_from": envelope_sender(),
+        "subject": mail.subject,
+        "raw": raw.decode("ascii"),
+        "status": OutboxStatus.QUEUED,
+        "next_attempt_at": utcnow(),
+    }
+
+
+def enqueue_rows(rows: list[dict[str, Any]]) -> None:
+    """Add prepared mails (`message_row`) to the current transaction in one executemany."""
+    if rows:
+        db.session.connection().execute(insert(OutboxMessage.__table__), rows)
+        jobs.queued_work()
 
 
 def claim_due(worker_id: str, limit: int) -> list[int]:

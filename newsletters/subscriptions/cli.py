@@ -3,7 +3,9 @@ from pathlib import Path
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import DBAPIError
 
+from newsletters.busy import is_busy
 from newsletters.subscriptions import services
 from newsletters.subscriptions.importing import ImportRefused, export_confirmed, import_subscribers
 
@@ -23,19 +25,32 @@ def import_command(
 ) -> None:
     """Import subscribers from CSV (columns: email, name, municipality, role)."""
     try:
-        report = import_subscribers(
-            csv_file.read_bytes(),
-            newsletter_slug=slug,
-            basis=basis,
-            welcome=welcome,
-            dry_run=dry_run,
-            file_name=csv_file.name,
-        )
+        # Streamed: the import reads the file twice (check, then write) in bounded memory.
+        with csv_file.open("rb") as stream:
+            report = import_subscribers(
+                stream,
+                newsletter_slug=slug,
+                basis=basis,
+                welcome=welcome,
+                dry_run=dry_run,
+                file_name=csv_file.name,
+            )
     except ImportRefused as refused:
         click.echo(f"{csv_file}: refused, nothing was imported:", err=True)
         for line, reason in refused.problems:
             where = f"line {line}" if line else "file"
             click.echo(f"  {where}: {reason}", err=True)
+        sys.exit(1)
+    except DBAPIError as error:
+        if not is_busy(error):
+            raise
+        # Every chunk is written whole or not at all, and is idempotent.
+        click.echo(
+            f"{csv_file}: stopped, the database was busy for too long "
+            f"({getattr(error, 'orig', error)}). What was imported so far is complete; "
+            "run the same command again to import the rest.",
+            err=True,
+        )
         sys.exit(1)
     prefix = "dry run, nothing changed: would have " if dry_run else ""
     for note in report.notes:

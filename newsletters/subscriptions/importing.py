@@ -1,37 +1,47 @@
 """CSV import and export of subscribers.
 
-An import is all or nothing: every row is checked first, and a file with any bad row
-is refused whole, each bad line listed with its reason. Importing the same file again
-changes nothing.
+An import is all or nothing as far as the file goes: every row is checked first, and a
+file with any bad row is refused whole, each bad line listed with its reason, before
+anything is written. The rows are then written in chunks, each in short transactions
+of its own (a large file never holds the database's write lock for long). Importing
+the same file again changes nothing, and re-running an interrupted import completes it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
+import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, TextIO
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import String, Text, bindparam, insert, literal, select, text, update
 
 from newsletters.audit import services as audit
 from newsletters.bounces import suppression
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
+from newsletters.mailing import outbox
 from newsletters.names import InvalidName, clean_name
 from newsletters.spreadsheet import csv_lines
 from newsletters.subscriptions import services
-from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
+from newsletters.subscriptions.addresses import InvalidAddress, ascii_address, normalise_email
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
 from newsletters.subscriptions.models import (
     ConsentAction,
+    ConsentEvent,
     Subscriber,
     Subscription,
     SubscriptionStatus,
 )
 from newsletters.subscriptions.municipalities import MUNICIPALITIES
-from newsletters.timeutil import utcnow
+from newsletters.timeutil import UTCDateTime, utcnow
 
 COLUMNS = ("email", "name", "municipality", "role")
 MAX_LENGTHS = {"name": 200, "municipality": 100, "role": 100}
@@ -118,51 +128,163 @@ def normalise_municipality(value: str) -> str | None:
     return None
 
 
-def decode(data: bytes) -> tuple[str, Reason | None]:
-    """The file's text; UTF-8 (with or without BOM), else Windows-1252 as Danish Excel
-    saves it. Returns (text, note about the encoding or None)."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+class _Staging:
+    """The file's valid rows, in a private temporary SQLite database on disk.
+
+    The first pass checks every row and writes the good ones here; duplicates are found
+    here (an index, not a set in memory), and the second pass reads the rows back in
+    chunks. So an import's memory does not grow with the file: SQLite keeps about 2 MB
+    of it in memory and the rest on disk, and deletes the file when it is closed.
+    """
+
+    def __init__(self) -> None:
+        # "" = a private temporary database, deleted on close.
+        self._db = sqlite3.connect("")
+        self._db.execute(
+            "CREATE TABLE rows (line INTEGER PRIMARY KEY, email TEXT NOT NULL,"
+            " name TEXT NOT NULL, municipality TEXT NOT NULL, role TEXT NOT NULL)"
+        )
+        self._pending: list[tuple[int, str, str, str, str]] = []
+
+    def __enter__(self) -> _Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._db.close()
+
+    def clear(self) -> None:
+        self._pending.clear()
+        self._db.execute("DELETE FROM rows")
+
+    def add(self, row: ImportRow) -> None:
+        self._pending.append((row.line, row.email, row.name, row.municipality, row.role))
+        if len(self._pending) >= 5000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?)", self._pending)
+        self._pending.clear()
+
+    def finish(self) -> int:
+        """Write what is left, index the addresses; the number of rows."""
+        self._flush()
+        self._db.execute("CREATE INDEX rows_email ON rows (email)")
+        self._db.commit()
+        return self._db.execute("SELECT count(*) FROM rows").fetchone()[0]
+
+    def duplicates(self) -> Iterator[tuple[int, str]]:
+        """(line, reason) for every row whose address is on an earlier line too."""
+        for line, address, first in self._db.execute(
+            "SELECT r.line, r.email, f.first FROM rows r JOIN"
+            " (SELECT email, min(line) AS first FROM rows GROUP BY email HAVING count(*) > 1) f"
+            " ON f.email = r.email WHERE r.line > f.first ORDER BY r.line"
+        ):
+            yield (
+                line,
+                Reason(N_("%(address)s is already on line %(line)d"), address=address, line=first),
+            )
+
+    def chunks(self, size: int) -> Iterator[list[ImportRow]]:
+        after = 0
+        while True:
+            rows = [
+                ImportRow(*values)
+                for values in self._db.execute(
+                    "SELECT line, email, name, municipality, role FROM rows"
+                    " WHERE line > ? ORDER BY line LIMIT ?",
+                    (after, size),
+                )
+            ]
+            if not rows:
+                return
+            yield rows
+            after = rows[-1].line
+
+
+# Enough of the file's start to see a byte-order mark, a binary file and the header.
+_HEAD_BYTES = 64 * 1024
+
+
+def _load(stream: BinaryIO, staging: _Staging) -> tuple[list[tuple[int, str]], list[Reason]]:
+    """First pass: read the file (UTF-8 with or without BOM, else Windows-1252 as Danish
+    Excel saves it, or UTF-16 with a BOM), check every row, stage the good ones.
+
+    Returns (problems, notes). Streams: a file that turns out not to be UTF-8 halfway
+    is read again from the start as Windows-1252.
+    """
+    head = stream.read(_HEAD_BYTES)
+    stream.seek(0)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         # Excel's "Unicode text" and some other tools write UTF-16 with a BOM.
-        try:
-            return data.decode("utf-16"), None
-        except UnicodeDecodeError as exc:
-            raise ImportRefused(
-                [(0, Reason(N_("the file is damaged UTF-16 (%(reason)s)"), reason=exc.reason))]
-            ) from exc
-    if b"\x00" in data:
+        encodings = ["utf-16"]
+    elif b"\x00" in head:
         raise ImportRefused(
             [(0, Reason(N_("the file is not a text file; save it from Excel as CSV")))]
         )
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252"), Reason(
-            N_("the file is not UTF-8; it was read as Windows-1252")
-        )
-    except UnicodeDecodeError as exc:
-        raise ImportRefused(
-            [
-                (
-                    0,
-                    Reason(
-                        N_("the file is neither UTF-8 nor Windows-1252 (%(reason)s)"),
-                        reason=exc.reason,
-                    ),
+    else:
+        encodings = ["utf-8-sig", "cp1252"]
+    for attempt, encoding in enumerate(encodings):
+        stream.seek(0)
+        staging.clear()
+        text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+        try:
+            problems, notes = _check_rows(text, staging)
+        except UnicodeDecodeError as exc:
+            if attempt + 1 < len(encodings):
+                continue
+            if encoding == "utf-16":
+                reason = Reason(N_("the file is damaged UTF-16 (%(reason)s)"), reason=exc.reason)
+            else:
+                reason = Reason(
+                    N_("the file is neither UTF-8 nor Windows-1252 (%(reason)s)"),
+                    reason=exc.reason,
                 )
-            ]
-        ) from exc
+            raise ImportRefused([(0, reason)]) from exc
+        finally:
+            # The wrapper would close the caller's stream when it is collected.
+            text.detach()
+        if encoding == "cp1252":
+            notes.insert(0, Reason(N_("the file is not UTF-8; it was read as Windows-1252")))
+        return problems, notes
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def parse(text: str) -> tuple[list[ImportRow], list[Reason]]:
-    """Rows of a CSV text with an `email` column; raises ImportRefused listing bad lines."""
-    if not text.strip():
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def cell_problem(column: str, value: str) -> Reason | None:
+    """What is wrong with a name, municipality or role cell (already stripped), if anything."""
+    if len(value) > MAX_LENGTHS[column]:
+        return Reason(
+            N_("%(column)s is longer than %(limit)d characters"),
+            column=column,
+            limit=MAX_LENGTHS[column],
+        )
+    if _CONTROL_CHARACTERS.search(value):
+        return Reason(
+            N_("%(column)s contains a control character (a line break, tab or NUL)"),
+            column=column,
+        )
+    return None
+
+
+def name_problem(name: str) -> Reason | None:
+    """What is wrong with a row's name, if anything: the shared rule for names
+    (newsletters/names.py), as the form and the preference centre apply it."""
+    try:
+        clean_name(name)
+    except InvalidName as exc:
+        return Reason(exc.message, **exc.params)
+    return None
+
+
+def _check_rows(text: TextIO, staging: _Staging) -> tuple[list[tuple[int, str]], list[Reason]]:
+    first = text.readline()
+    if not first.strip() and not any(line.strip() for line in text):
         raise ImportRefused([(0, Reason(N_("the file is empty")))])
-    first_line = text.splitlines()[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [h.strip().lower() for h in next(reader)]
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(itertools.chain([first], text), delimiter=delimiter)
+    header = [h.strip().lower() for h in next(reader, [])]
     notes: list[Reason] = []
     if "email" not in header:
         raise ImportRefused(
@@ -198,11 +320,8 @@ def parse(text: str) -> tuple[list[ImportRow], list[Reason]]:
         )
     index = {h: i for i, h in enumerate(header) if h in COLUMNS}
 
-    rows: list[ImportRow] = []
     problems: list[tuple[int, str]] = []
-    seen: dict[str, int] = {}
-    for record in _records(reader):
-        line, cells = record
+    for line, cells in _records(reader):
         if not any(c.strip() for c in cells):
             continue  # blank line
         if len(cells) > len(header):
@@ -230,80 +349,53 @@ def parse(text: str) -> tuple[list[ImportRow], list[Reason]]:
                     line,
                     Reason(
                         N_("'%(value)s' is not a valid email address (%(why)s)"),
-                        value=raw_email,
+                        value=raw_email[:320],
                         why=str(exc),
                     ),
                 )
             )
             continue
-        if address in seen:
-            problems.append(
-                (
-                    line,
-                    Reason(
-                        N_("%(address)s is already on line %(line)d"),
-                        address=address,
-                        line=seen[address],
-                    ),
-                )
+        row_problems = [
+            problem
+            for problem in (
+                name_problem(values.get("name", "")),
+                cell_problem("municipality", values.get("municipality", "")),
+                cell_problem("role", values.get("role", "")),
             )
-            continue
-        seen[address] = line
-        row_ok = True
-        for col, limit in MAX_LENGTHS.items():
-            if len(values.get(col, "")) > limit:
-                problems.append(
-                    (
-                        line,
-                        Reason(
-                            N_("%(column)s is longer than %(limit)d characters"),
-                            column=col,
-                            limit=limit,
-                        ),
-                    )
-                )
-                row_ok = False
-        try:
-            name = clean_name(values.get("name", ""))
-        except InvalidName as exc:
-            problems.append((line, Reason(exc.message, **exc.params)))
-            row_ok = False
-            name = ""
+            if problem is not None
+        ]
         municipality = values.get("municipality", "")
-        if municipality:
+        if municipality and not row_problems:
             official = normalise_municipality(municipality)
             if official is None:
-                problems.append(
-                    (
-                        line,
-                        Reason(
-                            N_("'%(value)s' is not one of the 98 municipalities"),
-                            value=municipality,
-                        ),
+                row_problems.append(
+                    Reason(
+                        N_("'%(value)s' is not one of the 98 municipalities"),
+                        value=municipality,
                     )
                 )
-                row_ok = False
             else:
                 municipality = official
-        if row_ok:
-            rows.append(
-                ImportRow(
-                    line=line,
-                    email=address,
-                    name=name,
-                    municipality=municipality,
-                    role=values.get("role", ""),
-                )
+        if row_problems:
+            problems.extend((line, problem) for problem in row_problems)
+            continue
+        staging.add(
+            ImportRow(
+                line=line,
+                email=address,
+                name=clean_name(values.get("name", "")),
+                municipality=municipality,
+                role=values.get("role", ""),
             )
-    if problems:
-        raise ImportRefused(problems)
-    if not rows:
-        raise ImportRefused([(0, Reason(N_("the file has no rows below its header")))])
-    return rows, notes
+        )
+    return problems, notes
 
 
 def _records(reader) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of each record; the line where it starts (a quoted cell may hold
+    line breaks, so a record can span several lines)."""
     while True:
+        start = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
@@ -312,11 +404,11 @@ def _records(reader) -> Iterator[tuple[int, list[str]]]:
             raise ImportRefused(
                 [(reader.line_num, Reason(N_("unreadable CSV: %(error)s"), error=str(exc)))]
             ) from exc
-        yield reader.line_num, cells
+        yield start, cells
 
 
 def import_subscribers(
-    data: bytes,
+    source: bytes | BinaryIO,
     *,
     newsletter_slug: str,
     basis: str | None = None,
@@ -326,9 +418,15 @@ def import_subscribers(
     actor_id: int | None = None,
     file_name: str = "",
 ) -> ImportReport:
-    """Import a CSV file into one newsletter: invite (double opt-in) or enrol with a basis.
+    """Import a CSV file (bytes, or a seekable binary stream) into one newsletter: invite
+    (double opt-in) or enrol with a basis.
 
-    One transaction for the whole file; `dry_run` reports the changes and rolls back.
+    Two passes. The first checks every row and refuses the whole file, every bad line
+    listed, before anything is written. The second writes in chunks of
+    IMPORT_CHUNK_ROWS rows, set-based, each chunk in short transactions of its own, so
+    no transaction holds the database's write lock for more than a moment. Every chunk
+    is idempotent: an import that was interrupted is completed by running it again.
+    `dry_run` reads what each chunk would change and writes nothing.
     """
     newsletter = newsletter_by_slug(newsletter_slug)
     if newsletter is None:
@@ -341,112 +439,326 @@ def import_subscribers(
         raise ImportRefused(
             [(0, Reason(N_("--welcome needs --basis (invitations are mailed anyway)")))]
         )
-    text, encoding_note = decode(data)
-    rows, notes = parse(text)
-    report = ImportReport(rows=len(rows), dry_run=dry_run, notes=notes)
-    if encoding_note:
-        report.notes.insert(0, encoding_note)
-    ctx = ctx or services.RequestContext(method="import_basis" if basis else "import_invite")
-    blocked = suppression.suppressed_among(row.email for row in rows)
-    try:
-        for row in rows:
-            if row.email in blocked:
-                report.suppressed.append(row.email)
-                continue
-            _import_row(row, newsletter, basis=basis, welcome=welcome, ctx=ctx, report=report)
-        if dry_run:
-            db.session.rollback()
-        else:
-            # In the import's own transaction: the entry exists exactly when it happened.
-            # Counts only: the audit log never names a subscriber.
-            audit.record(
-                actor_id,
-                "subscribers.import",
-                f"newsletter:{newsletter.slug}",
-                {
-                    "file": file_name[:200],
-                    "mode": "enrol" if basis is not None else "invite",
-                    "basis": basis,
-                    "welcome": welcome,
-                    "rows": report.rows,
-                    "new_subscribers": report.new_subscribers,
-                    "enrolled": report.enrolled,
-                    "invited": report.invited,
-                    "welcomed": report.welcomed,
-                    "unchanged": report.unchanged,
-                    "skipped": report.skipped,
-                    "from": "web" if actor_id is not None else "cli",
-                },
-                ctx.ip,
-            )
-            db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    # Nothing of the database is held while the file is read.
+    db.session.rollback()
+    with _Staging() as staging:
+        problems, notes = _load(stream, staging)
+        rows = staging.finish()
+        problems.extend(staging.duplicates())
+        if problems:
+            raise ImportRefused(sorted(problems, key=lambda problem: problem[0]))
+        if not rows:
+            raise ImportRefused([(0, Reason(N_("the file has no rows below its header")))])
+        report = ImportReport(rows=rows, dry_run=dry_run, notes=notes)
+        ctx = ctx or services.RequestContext(method="import_basis" if basis else "import_invite")
+        plan = _Plan(
+            newsletter=newsletter,
+            basis=basis.strip() if basis is not None else None,
+            welcome=welcome,
+            dry_run=dry_run,
+            ctx=ctx,
+            report=report,
+        )
+        chunk_rows = max(1, int(current_app.config["IMPORT_CHUNK_ROWS"]))
+        _refresh_statistics()
+        analysed_at = 0
+        for chunk in staging.chunks(chunk_rows):
+            if report.new_subscribers - analysed_at >= _ANALYSE_EVERY:
+                _refresh_statistics()
+                analysed_at = report.new_subscribers
+            try:
+                plan.run(chunk)
+            except BaseException:
+                db.session.rollback()
+                raise
+    if not dry_run:
+        # Counts only: the audit log never names a subscriber.
+        audit.record_now(
+            actor_id,
+            "subscribers.import",
+            f"newsletter:{newsletter_slug}",
+            {
+                "file": file_name[:200],
+                "mode": "enrol" if basis is not None else "invite",
+                "basis": basis,
+                "welcome": welcome,
+                "rows": report.rows,
+                "new_subscribers": report.new_subscribers,
+                "enrolled": report.enrolled,
+                "invited": report.invited,
+                "welcomed": report.welcomed,
+                "unchanged": report.unchanged,
+                "skipped": report.skipped,
+                "from": "web" if actor_id is not None else "cli",
+            },
+            ctx.ip,
+        )
     return report
 
 
-def _import_row(
-    row: ImportRow,
-    newsletter: Newsletter,
-    *,
-    basis: str | None,
-    welcome: bool,
-    ctx: services.RequestContext,
-    report: ImportReport,
-) -> None:
-    subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == row.email))
-    if subscriber is None:
-        subscriber = Subscriber(
-            email=row.email, name=row.name, municipality=row.municipality, role=row.role
-        )
-        db.session.add(subscriber)
-        db.session.flush()
-        report.new_subscribers += 1
-    else:
-        changed = False
-        for col in ("name", "municipality", "role"):
-            value = getattr(row, col)
-            if value and getattr(subscriber, col) != value:
-                setattr(subscriber, col, value)
-                changed = True
-        report.updated_subscribers += changed
+# On PostgreSQL the planner's statistics of a table that an import is filling go stale
+# at once (a fresh table looks empty, and each chunk's lookups by address then scan
+# it): measured, the unchanged re-import of 100 000 rows took 16 s instead of 8. So
+# the tables are analysed before the chunks and after every this many new subscribers.
+_ANALYSE_EVERY = 10_000
 
-    subscription = db.session.scalar(
-        select(Subscription).where(
-            Subscription.subscriber_id == subscriber.id,
-            Subscription.newsletter_id == newsletter.id,
+
+def _refresh_statistics() -> None:
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("ANALYZE subscribers, subscriptions"))
+        db.session.commit()
+
+
+_DETAILS = ("name", "municipality", "role")
+_subscribers = Subscriber.__table__
+_subscriptions = Subscription.__table__
+_consent_events = ConsentEvent.__table__
+
+
+@dataclass
+class _Plan:
+    """What an import does to each chunk of rows, set-based."""
+
+    newsletter: Newsletter
+    basis: str | None
+    welcome: bool
+    dry_run: bool
+    ctx: services.RequestContext
+    report: ImportReport
+
+    def run(self, rows: list[ImportRow]) -> None:
+        report = self.report
+        newsletter_id = self.newsletter.id
+        blocked = suppression.suppressed_among((row.email for row in rows), normalised=True)
+        if blocked:
+            report.suppressed.extend(row.email for row in rows if row.email in blocked)
+            rows = [row for row in rows if row.email not in blocked]
+        known = {
+            found.email: found
+            for found in db.session.execute(
+                select(
+                    _subscribers.c.id,
+                    _subscribers.c.email,
+                    _subscribers.c.name,
+                    _subscribers.c.municipality,
+                    _subscribers.c.role,
+                ).where(_subscribers.c.email.in_([row.email for row in rows]))
+            )
+        }
+        status_of = dict(
+            iter(
+                db.session.execute(
+                    select(_subscriptions.c.subscriber_id, _subscriptions.c.status).where(
+                        _subscriptions.c.newsletter_id == newsletter_id,
+                        _subscriptions.c.subscriber_id.in_([found.id for found in known.values()]),
+                    )
+                )
+            )
+        )
+        new_rows = [row for row in rows if row.email not in known]
+        updates = []
+        to_create: list[str] = [row.email for row in new_rows]  # subscription to insert
+        to_confirm: list[int] = []  # pending subscriber ids to enrol
+        for row in rows:
+            found = known.get(row.email)
+            if found is None:
+                continue
+            if any(
+                getattr(row, col) and getattr(row, col) != getattr(found, col) for col in _DETAILS
+            ):
+                updates.append(
+                    {
+                        "b_id": found.id,
+                        **{
+                            f"b_{col}": getattr(row, col) or getattr(found, col) for col in _DETAILS
+                        },
+                    }
+                )
+            status = status_of.get(found.id)
+            if status is None:
+                to_create.append(row.email)
+            elif status == SubscriptionStatus.UNSUBSCRIBED:
+                # A withdrawal is never overridden by an import.
+                report.withdrawn.append(row.email)
+            elif status == SubscriptionStatus.PENDING and self.basis is not None:
+                to_confirm.append(found.id)
+            else:
+                report.unchanged += 1
+        report.new_subscribers += len(new_rows)
+        report.updated_subscribers += len(updates)
+        if self.dry_run:
+            self._count(len(to_create) + len(to_confirm))
+            db.session.rollback()
+            return
+
+        # Transaction 1: the people. Committed on its own, so the mails below are built
+        # with their ids before the second, short transaction writes the rest. An import
+        # interrupted in between finds them here and carries on.
+        if new_rows or updates:
+            services.insert_subscribers(
+                [
+                    {
+                        "email": row.email,
+                        "name": row.name,
+                        "municipality": row.municipality,
+                        "role": row.role,
+                    }
+                    for row in new_rows
+                ]
+            )
+            if updates:
+                db.session.connection().execute(
+                    update(_subscribers)
+                    .where(_subscribers.c.id == bindparam("b_id"))
+                    .values({col: bindparam(f"b_{col}") for col in _DETAILS}),
+                    updates,
+                )
+            db.session.commit()
+        if not to_create and not to_confirm:
+            db.session.rollback()
+            return
+        self._subscribe(to_create, to_confirm)
+
+    def _count(self, changes: int) -> None:
+        if self.basis is not None:
+            self.report.enrolled += changes
+            if self.welcome:
+                self.report.welcomed += changes
+        else:
+            self.report.invited += changes
+
+    def _subscribe(self, to_create: list[str], to_confirm: list[int]) -> None:
+        newsletter = self.newsletter
+        newsletter_id = newsletter.id
+        now = utcnow()
+        mails: dict[int, dict] = {}
+        if self.basis is None or self.welcome:
+            people = list(
+                db.session.scalars(
+                    select(Subscriber).where(
+                        (Subscriber.email.in_(to_create)) | (Subscriber.id.in_(to_confirm))
+                    )
+                )
+            )
+            if self.basis is None:
+                limit = int(current_app.config["ADDRESS_MAILS_PER_HOUR"])
+                sent = services.mails_this_hour(ascii_address(p.email) for p in people)
+                for person in people:
+                    if sent.get(ascii_address(person.email), 0) < limit:
+                        mails[person.id] = services.confirmation_mail_row(person, [newsletter])
+            else:
+                for person in people:
+                    mails[person.id] = services.welcome_mail_row(
+                        person, newsletter, basis=self.basis
+                    )
+        db.session.rollback()  # end the reads: the write transaction starts now
+
+        # Transaction 2: subscriptions, consent records and mails, all or nothing; each
+        # table one set-based statement (INSERT ... SELECT), the mails one executemany.
+        confirmed = self.basis is not None
+        created = _insert_subscriptions(
+            newsletter_id,
+            to_create,
+            SubscriptionStatus.CONFIRMED if confirmed else SubscriptionStatus.PENDING,
+            now,
+        )
+        if to_confirm:
+            created += list(
+                db.session.connection().execute(
+                    update(_subscriptions)
+                    .where(
+                        _subscriptions.c.newsletter_id == newsletter_id,
+                        _subscriptions.c.subscriber_id.in_(to_confirm),
+                        # Not withdrawn meanwhile: a withdrawal is never overridden.
+                        _subscriptions.c.status == SubscriptionStatus.PENDING,
+                    )
+                    .values(status=SubscriptionStatus.CONFIRMED, confirmed_at=now)
+                    .returning(_subscriptions.c.id, _subscriptions.c.subscriber_id)
+                )
+            )
+        if created:
+            _record_consent(
+                [subscription_id for subscription_id, _ in created],
+                ConsentAction.ENROLLED if confirmed else ConsentAction.REQUESTED,
+                self.ctx,
+                at=now,
+                basis=self.basis,
+                consent_version=None if confirmed else CURRENT_CONSENT_VERSION,
+            )
+            outbox.enqueue_rows(
+                [mails[subscriber_id] for _id, subscriber_id in created if subscriber_id in mails]
+            )
+        db.session.commit()
+        # Subscribed meanwhile by someone else (a form carried out between the two
+        # transactions): nothing to do for them.
+        self.report.unchanged += len(to_create) + len(to_confirm) - len(created)
+        self._count(len(created))
+
+
+def _dialect_insert(table):
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table)
+
+
+def _insert_subscriptions(
+    newsletter_id: int, emails: list[str], status: SubscriptionStatus, now: datetime
+) -> list[tuple[int, int]]:
+    """Subscribe these addresses' subscribers (one INSERT ... SELECT), skipping any
+    subscription that exists by now; (id, subscriber_id) of those inserted."""
+    if not emails:
+        return []
+    columns = ["subscriber_id", "newsletter_id", "status", "requested_at"]
+    values = [
+        _subscribers.c.id,
+        literal(newsletter_id),
+        literal(status.value),
+        literal(now, UTCDateTime),
+    ]
+    if status == SubscriptionStatus.CONFIRMED:
+        columns.append("confirmed_at")
+        values.append(literal(now, UTCDateTime))
+    statement = (
+        _dialect_insert(_subscriptions)
+        .from_select(columns, select(*values).where(_subscribers.c.email.in_(emails)))
+        .on_conflict_do_nothing(
+            index_elements=[_subscriptions.c.subscriber_id, _subscriptions.c.newsletter_id]
+        )
+        .returning(_subscriptions.c.id, _subscriptions.c.subscriber_id)
+    )
+    return [tuple(row) for row in db.session.connection().execute(statement)]
+
+
+def _record_consent(
+    subscription_ids: list[int],
+    action: ConsentAction,
+    ctx: services.RequestContext,
+    *,
+    at: datetime,
+    basis: str | None,
+    consent_version: str | None,
+) -> None:
+    """One consent record per subscription (one INSERT ... SELECT)."""
+    values = {
+        "subscription_id": _subscriptions.c.id,
+        "action": literal(action.value),
+        "method": literal(ctx.method),
+        "at": literal(at, UTCDateTime),
+        "ip": literal((ctx.ip or None) and ctx.ip[:64], String),
+        "user_agent": literal((ctx.user_agent or None) and ctx.user_agent[:512], String),
+        "consent_text_version": literal(consent_version, String),
+        "locale": literal(ctx.locale),
+        "basis": literal(basis, Text),
+    }
+    db.session.connection().execute(
+        insert(_consent_events).from_select(
+            list(values),
+            select(*values.values()).where(_subscriptions.c.id.in_(subscription_ids)),
         )
     )
-    if subscription is not None and subscription.status == SubscriptionStatus.UNSUBSCRIBED:
-        report.withdrawn.append(row.email)
-        return
-    if basis is not None:
-        if services.enrol(subscriber, newsletter, basis=basis.strip(), ctx=ctx):
-            report.enrolled += 1
-            if welcome:
-                services.queue_welcome(subscriber, newsletter, basis=basis.strip())
-                report.welcomed += 1
-        else:
-            report.unchanged += 1
-        return
-    if subscription is not None:
-        # Already invited (pending) or confirmed: a second import sends nothing.
-        report.unchanged += 1
-        return
-    subscription = Subscription(
-        subscriber=subscriber,
-        newsletter=newsletter,
-        status=SubscriptionStatus.PENDING,
-        requested_at=utcnow(),
-    )
-    db.session.add(subscription)
-    services.record_event(
-        subscription, ConsentAction.REQUESTED, ctx, consent_version=CURRENT_CONSENT_VERSION
-    )
-    db.session.flush()
-    services.queue_confirmation(subscriber, [newsletter])
-    report.invited += 1
 
 
 def export_confirmed(newsletter_slug: str) -> Iterator[str]:

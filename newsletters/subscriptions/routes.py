@@ -16,6 +16,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
+from newsletters.busy import retry_when_busy
 from newsletters.catalog.services import public_newsletter_choices, public_newsletters
 from newsletters.extensions import csrf, limiter
 from newsletters.i18n import current_locale
@@ -97,6 +98,7 @@ def _render_index(form: SubscribeForm, newsletters, status: int = 200):
 
 @bp.post("/")
 @limiter.limit(_subscribe_limit, methods=["POST"])
+@retry_when_busy
 def subscribe():
     # The hot path under load: cached choices, one INSERT (see accept_subscribe_request).
     form = SubscribeForm(newsletter_choices=public_newsletter_choices())
@@ -140,6 +142,7 @@ def confirm_page(token: str):
 
 
 @bp.post("/confirm/<token>")
+@retry_when_busy
 def confirm(token: str):
     form = ButtonForm()
     if not form.validate():
@@ -182,6 +185,7 @@ def join_page(token: str):
 
 
 @bp.post("/join/<token>")
+@retry_when_busy
 def join(token: str):
     if not ButtonForm().validate():
         return redirect(url_for(".join_page", token=token), code=303)
@@ -261,6 +265,7 @@ def manage(token: str):
 
 
 @bp.post("/manage/<token>")
+@retry_when_busy
 def manage_save(token: str):
     try:
         subscriber = services.subscriber_for_manage(token)
@@ -292,6 +297,7 @@ def manage_save(token: str):
 
 
 @bp.post("/manage/<token>/unsubscribe-all")
+@retry_when_busy
 def manage_unsubscribe_all(token: str):
     try:
         subscriber = services.subscriber_for_manage(token)
@@ -323,6 +329,7 @@ def manage_export(token: str):
 
 
 @bp.route("/manage/<token>/delete", methods=["GET", "POST"])
+@retry_when_busy
 def manage_delete(token: str):
     try:
         subscriber = services.subscriber_for_manage(token)
@@ -375,6 +382,7 @@ def unsubscribe_page(token: str):
 
 @bp.post("/unsubscribe/<token>")
 @csrf.exempt
+@retry_when_busy
 def unsubscribe(token: str):
     """The button on the page and RFC 8058 one-click (List-Unsubscribe=One-Click).
 

@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
 
-from newsletters import jobs
+from newsletters import busy, jobs
 from newsletters.audit import services as audit
 from newsletters.bounces import suppression
 from newsletters.bounces.models import Bounce, Suppression, SuppressionReason
@@ -155,9 +155,40 @@ def may_mail(address: str) -> bool:
     return (sent or 0) < int(current_app.config["ADDRESS_MAILS_PER_HOUR"])
 
 
+def mails_this_hour(addresses: Iterable[str]) -> dict[str, int]:
+    """How many confirmation and link mails each address (as the outbox writes it) was
+    sent in the last hour: the per-address limit of `may_mail`, for many at once."""
+    since = utcnow() - timedelta(hours=1)
+    wanted = list(addresses)
+    counts: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        counts.update(
+            iter(
+                db.session.execute(
+                    select(OutboxMessage.to_address, func.count(OutboxMessage.id))
+                    .where(
+                        OutboxMessage.to_address.in_(chunk),
+                        OutboxMessage.kind.in_(LIMITED_KINDS),
+                        OutboxMessage.created_at > since,
+                    )
+                    .group_by(OutboxMessage.to_address)
+                )
+            )
+        )
+    return counts
+
+
 def queue_confirmation(subscriber: Subscriber, newsletters: Sequence[Newsletter]) -> bool:
     if not may_mail(subscriber.email):
         return False
+    db.session.add(OutboxMessage(**confirmation_mail_row(subscriber, newsletters)))
+    jobs.queued_work()
+    return True
+
+
+def confirmation_mail_row(subscriber: Subscriber, newsletters: Sequence[Newsletter]) -> dict:
+    """The double opt-in mail's outbox row (see `outbox.message_row`); no limit checked."""
     mail = render_mail(
         "confirm",
         locale=subscriber.locale,
@@ -166,14 +197,13 @@ def queue_confirmation(subscriber: Subscriber, newsletters: Sequence[Newsletter]
         manage_url=links.manage_url(subscriber),
         max_age_days=current_app.config["CONFIRM_MAX_AGE_DAYS"],
     )
-    outbox.enqueue(
+    return outbox.message_row(
         kind="confirm",
         to=subscriber.email,
         mail=mail,
         subscriber_id=subscriber.id,
         unsubscribe_url=links.unsubscribe_url(subscriber),
     )
-    return True
 
 
 def _queue_manage_link(subscriber: Subscriber, kind: str = "manage_link") -> bool:
@@ -291,17 +321,22 @@ def _process_subscribe_request(request_id: int, worker_id: str) -> bool:
         # E.g. two first requests for one new address raced in two workers: the retry
         # finds the subscriber the other one created.
         db.session.rollback()
-        log.warning("subscribe request %s failed, will retry: %r", request_id, exc)
+        if busy.is_busy(exc):
+            # Not the request's fault: give it back, due at once, without counting an
+            # attempt. (If even that is busy, the worker's next tick finds the lease.)
+            log.info("subscribe request %s: database busy, will retry", request_id)
+            values: dict[str, Any] = {"next_attempt_at": utcnow()}
+        else:
+            log.warning("subscribe request %s failed, will retry: %r", request_id, exc)
+            values = {
+                "attempts": attempts_before + 1,
+                "last_error": repr(exc)[:2000],
+                "next_attempt_at": utcnow() + jobs.backoff(attempts_before + 1),
+            }
         db.session.execute(
             update(SubscribeRequest)
             .where(SubscribeRequest.id == request_id)
-            .values(
-                attempts=attempts_before + 1,
-                last_error=repr(exc)[:2000],
-                leased_until=None,
-                leased_by=None,
-                next_attempt_at=utcnow() + jobs.backoff(attempts_before + 1),
-            )
+            .values(leased_until=None, leased_by=None, **values)
         )
         db.session.commit()
         return False
@@ -825,6 +860,12 @@ def enrol(
 
 def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str) -> None:
     """The welcome mail after an enrolment: why they get it and how to leave."""
+    db.session.add(OutboxMessage(**welcome_mail_row(subscriber, newsletter, basis=basis)))
+    jobs.queued_work()
+
+
+def welcome_mail_row(subscriber: Subscriber, newsletter: Newsletter, *, basis: str) -> dict:
+    """The welcome mail's outbox row (see `outbox.message_row`)."""
     # Signed once: the body and the List-Unsubscribe header carry the same link.
     unsubscribe_url = links.unsubscribe_url(subscriber, newsletter.id)
     mail = render_mail(
@@ -835,7 +876,7 @@ def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str)
         manage_url=links.manage_url(subscriber),
         unsubscribe_url=unsubscribe_url,
     )
-    outbox.enqueue(
+    return outbox.message_row(
         kind="welcome",
         to=subscriber.email,
         mail=mail,
@@ -843,6 +884,25 @@ def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str)
         list_id=f"{newsletter.name} <{newsletter.slug}.{current_app.config['MAIL_DOMAIN']}>",
         unsubscribe_url=unsubscribe_url,
     )
+
+
+def insert_subscribers(rows: Sequence[dict[str, str]]) -> None:
+    """Create subscribers in bulk (one executemany), skipping addresses that exist by now
+    (a subscribe request carried out meanwhile). Part of the caller's transaction.
+
+    The one path that creates subscribers in bulk: each row gives `email` and the
+    details it has; every other column takes its default (Python or server side), so a
+    column added later needs only a default to be filled here too.
+    """
+    if not rows:
+        return
+    table = Subscriber.__table__
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.email])
+    db.session.connection().execute(statement, list(rows))
 
 
 # --------------------------------------------------------------------------- join links
