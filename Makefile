@@ -42,9 +42,9 @@ translations: $(VENV)/.installed
 # After changing a translatable text: update the catalogues, then translate in the .po files.
 extract-messages: $(VENV)/.installed
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k N_ --no-location --sort-output \
-		--project newsletters -o newsletters/translations/messages.pot .
+		--project newsletters -w 100 -o newsletters/translations/messages.pot .
 	$(BIN)/pybabel update -i newsletters/translations/messages.pot -d newsletters/translations \
-		--no-fuzzy-matching
+		--no-fuzzy-matching -w 100
 
 # A laptop's own settings: a random SECRET_KEY and the dev mailbox. Never overwritten.
 instance/config.py: | $(BIN)/python
