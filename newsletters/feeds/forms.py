@@ -9,7 +9,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from newsletters.catalog.models import DigestCadence, DigestMode
-from newsletters.feeds.models import MAX_URL_LENGTH
+from newsletters.feeds.models import MAX_URL_LENGTH, SkipReason
 from newsletters.feeds.services import BadFeedURL, clean_feed_url
 from newsletters.subscriptions.forms import MultiCheckboxField
 
@@ -22,6 +22,15 @@ CADENCE_LABELS = {
     DigestCadence.DAILY: _l("Every day"),
     DigestCadence.WEEKDAYS: _l("Weekdays (Monday to Friday)"),
     DigestCadence.WEEKLY: _l("When there is news, at most once a week"),
+}
+
+SKIP_REASON_LABELS = {
+    SkipReason.MISSED: _l(
+        "No worker ran in the catch-up window (it was stopped, or started later)."
+    ),
+    SkipReason.FEEDS_NOT_FETCHED: _l(
+        "Feeds that were due for it were still not fetched when the catch-up window closed."
+    ),
 }
 
 
