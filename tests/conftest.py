@@ -142,6 +142,16 @@ def clock() -> Iterator[Clock]:
 
 
 @pytest.fixture
+def running_clock() -> Iterator[Clock]:
+    """The app's clock from Monday 30 November 2026, 10:09 in Copenhagen (after the
+    digests' hour), running with the real seconds: for a live server and its worker."""
+    clock = Clock.running_from(local(2026, 11, 30, 10, 9))
+    timeutil.set_clock(clock)
+    yield clock
+    timeutil.set_clock(None)
+
+
+@pytest.fixture
 def app(make_app: Callable[..., Flask]) -> Flask:
     return make_app()
 

@@ -2,8 +2,8 @@
 administrator attaches a feed, fetches it, puts the digest in review mode, makes the
 digest, drops an item, sends it; axe-core on each page on the way.
 
-The live server runs on the app's clock, set to a Monday morning after the digests'
-hour and running from there: the test is the same at any hour and on any day."""
+The live server runs on the app's clock (`running_clock`: a Monday morning after the
+digests' hour, running from there): the test is the same at any hour and on any day."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from newsletters import timeutil
 from newsletters.extensions import db
 from newsletters.staff import services
 from tests.browser.helpers import AxeAudit, submit
-from tests.support.clock import Clock, local
 from tests.support.editions import confirmed_audience, draft
 from tests.support.feedserver import FeedServer
 from tests.support.live import LiveServer
@@ -25,16 +23,6 @@ pytestmark = pytest.mark.browser
 
 ADMIN = "admin@kl.dk"
 PASSWORD = "rigtig-hest-batteri-hæfteklamme"
-
-
-@pytest.fixture
-def monday_morning() -> Iterator[Clock]:
-    """Monday 30 November 2026, 10:09 in Copenhagen, three hours after the hour of
-    kl-nyheder's digest (07:00), and running."""
-    clock = Clock.running_from(local(2026, 11, 30, 10, 9))
-    timeutil.set_clock(clock)
-    yield clock
-    timeutil.set_clock(None)
 
 
 @pytest.fixture
@@ -57,7 +45,7 @@ def audit(axe: AxeAudit, page, label: str) -> None:
 
 
 def test_admin_attaches_a_feed_and_an_editor_reviews_and_sends_the_digest(
-    monday_morning, axe_page, live_server, smtp_server, feed_server, axe
+    running_clock, axe_page, live_server, smtp_server, feed_server, axe
 ):
     page = axe_page
     make_admin(live_server)
