@@ -119,7 +119,8 @@ def _resolve_defaults(app: Flask) -> None:
     if cfg.get("DKFDS_DIST") is None:
         cfg["DKFDS_DIST"] = str(ROOT / "node_modules" / "dkfds" / "dist")
     catch_up = cfg.get("DIGEST_CATCH_UP_MINUTES")
-    # One window must close before the next day's slot opens (feeds/digests.py).
+    # Slots are a day apart (23 hours when the clocks go forward): one window must close
+    # well before the next slot opens (feeds/digests.py).
     if (
         isinstance(catch_up, bool)
         or not isinstance(catch_up, int | float)

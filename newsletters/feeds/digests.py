@@ -51,10 +51,6 @@ log = logging.getLogger(__name__)
 # clocks too).
 WEEKLY_GAP = timedelta(days=7) - timedelta(hours=1)
 
-# The longest catch-up window allowed: slots are a day apart (23 hours when the clocks
-# go forward), and one window must close before the next slot opens.
-MAX_CATCH_UP_MINUTES = 12 * 60
-
 # How far back a scheduler that starts late records the slots that were missed.
 SKIP_LOOKBACK = timedelta(days=7)
 
@@ -333,20 +329,21 @@ def _last_slot_key(newsletter_id: int) -> str | None:
     )
 
 
-def _weekly_allows(newsletter_id: int, slot: Slot) -> bool:
-    """A weekly digest's slot: none with news in the week before it."""
-    last = db.session.scalar(
+def _last_news_at(newsletter_id: int) -> datetime | None:
+    """When the newsletter's latest digest with news was due (made, if by hand)."""
+    return db.session.scalar(
         select(func.max(func.coalesce(DigestRun.slot_at, DigestRun.cutoff))).where(
             DigestRun.newsletter_id == newsletter_id, DigestRun.edition_id.is_not(None)
         )
     )
-    return last is None or slot.at - last >= WEEKLY_GAP
 
 
 def _slots(newsletter: Newsletter, start: datetime, end: datetime) -> list[Slot]:
     """The newsletter's slots from `start` to `end` that are not accounted for (made or
     skipped), oldest first; a weekly newsletter's only from a week after its last news."""
     last_key = _last_slot_key(newsletter.id)
+    weekly = newsletter.digest_cadence == DigestCadence.WEEKLY
+    last_news = _last_news_at(newsletter.id) if weekly else None
     zone = local_zone()
     day, last_day = start.astimezone(zone).date(), end.astimezone(zone).date()
     slots: list[Slot] = []
@@ -357,10 +354,8 @@ def _slots(newsletter: Newsletter, start: datetime, end: datetime) -> list[Slot]
             continue
         if last_key is not None and slot.key <= last_key:
             continue  # made or skipped already (or older than the last that was)
-        if newsletter.digest_cadence == DigestCadence.WEEKLY and not _weekly_allows(
-            newsletter.id, slot
-        ):
-            continue
+        if last_news is not None and slot.at - last_news < WEEKLY_GAP:
+            continue  # a weekly digest: not within a week of the last one with news
         slots.append(slot)
     return slots
 
