@@ -34,8 +34,10 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('newsletters', schema=None) as batch_op:
-        batch_op.drop_column('digest_schedule_from')
+    # Not batch mode: on SQLite that would copy and drop the table `newsletters`, and
+    # with foreign keys on, dropping it deletes every row that refers to it. A plain
+    # DROP COLUMN (SQLite 3.35+) leaves them alone.
+    op.execute('ALTER TABLE newsletters DROP COLUMN digest_schedule_from')
 
     # Skipped slots digested nothing; without the column they would read as digests.
     op.execute("DELETE FROM digest_runs WHERE skipped IS NOT NULL")
