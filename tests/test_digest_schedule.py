@@ -236,7 +236,7 @@ def test_a_worker_that_starts_after_the_window_records_the_skip_and_the_page_sho
     assert "mandag den 30. november 2026 kl. 07.00" in page
     assert "30.11.2026 09.30" in page  # when it was noticed
     assert "Ingen baggrundsproces kørte, før fristen udløb" in page
-    assert "Punkterne kommer med i det næste sammendrag." in page
+    assert "Punkterne fra et oversprunget sammendrag kommer med i det næste." in page
     assert "Næste sammendrag: tirsdag den 1. december 2026 kl. 07.00." in page
 
 
