@@ -8,7 +8,7 @@ FLASK  := $(BIN)/flask --app wsgi
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run setup test test-fast test-browser test-postgres lint format translations \
+.PHONY: run setup test test-fast test-browser test-postgres test-clock lint format translations \
         extract-messages assets browser clean
 
 run: setup
@@ -69,6 +69,12 @@ test-browser: $(VENV)/.installed assets translations browser
 test-postgres: $(VENV)/.installed assets translations browser
 	NEWSLETTERS_TEST_DATABASE_URL=$${NEWSLETTERS_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
 		$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fast suite and the schedule, feed and digest tests with every process's clock moved
+# (libfaketime) to 03:00, 07:30 and 12:00 on a Monday and noon on a Saturday, Copenhagen:
+# no test may depend on the hour or the weekday. Needs `apt-get install faketime`.
+test-clock: $(VENV)/.installed assets translations browser
+	scripts/test-at-hours
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

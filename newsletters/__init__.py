@@ -127,6 +127,17 @@ def _resolve_defaults(app: Flask) -> None:
         cfg["DEV_MAILBOX"] = app.debug
     if cfg.get("DKFDS_DIST") is None:
         cfg["DKFDS_DIST"] = str(ROOT / "node_modules" / "dkfds" / "dist")
+    catch_up = cfg.get("DIGEST_CATCH_UP_MINUTES")
+    # Slots are a day apart (23 hours when the clocks go forward): one window must close
+    # well before the next slot opens (feeds/digests.py).
+    if (
+        isinstance(catch_up, bool)
+        or not isinstance(catch_up, int | float)
+        or not (1 <= catch_up <= 720)
+    ):
+        raise ConfigurationError(
+            f"DIGEST_CATCH_UP_MINUTES must be a number of minutes from 1 to 720, not {catch_up!r}"
+        )
 
 
 def _init_worker(app: Flask) -> None:

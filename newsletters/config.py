@@ -84,6 +84,10 @@ class DefaultConfig:
     FEEDS_SUMMARY_CHARS = 400
     # Items in one digest, newest first.
     DIGEST_MAX_ITEMS = 40
+    # A scheduled digest goes at its hour or within this many minutes after it (a worker
+    # that was stopped catches up), never later: a slot missed by more is skipped and
+    # recorded, and its items go in the next digest. From 1 to 720.
+    DIGEST_CATCH_UP_MINUTES = 60
 
     # Links in mails.
     CONFIRM_MAX_AGE_DAYS = 7

@@ -21,10 +21,11 @@ for _key in list(os.environ):
         del os.environ[_key]
 os.environ["NEWSLETTERS_INSTANCE_PATH"] = tempfile.mkdtemp(prefix="newsletters-instance-")
 
-from newsletters import create_app, jobs  # noqa: E402
+from newsletters import create_app, jobs, timeutil  # noqa: E402
 from newsletters.catalog.services import seed_newsletters  # noqa: E402
 from newsletters.extensions import db, limiter  # noqa: E402
 from newsletters.mailing import outbox  # noqa: E402
+from tests.support.clock import Clock, local  # noqa: E402
 from tests.support.live import LiveServer  # noqa: E402
 from tests.support.smtp import SMTPServer, free_port  # noqa: E402
 
@@ -130,6 +131,27 @@ def make_app(migrated_database: str) -> Iterator[Callable[..., Flask]]:
             db.session.remove()
             db.engine.dispose()
     jobs.work_waiting.clear()
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    """The app's clock, standing at Monday 30 November 2026, 06:00 in Copenhagen (before
+    the digests' hour) until the test moves it. Every test that touches a schedule
+    (digests, scheduled sends, "today") sets the time through it."""
+    clock = Clock(local(2026, 11, 30, 6, 0))
+    timeutil.set_clock(clock)
+    yield clock
+    timeutil.set_clock(None)
+
+
+@pytest.fixture
+def running_clock() -> Iterator[Clock]:
+    """The app's clock from Monday 30 November 2026, 10:09 in Copenhagen (after the
+    digests' hour), running with the real seconds: for a live server and its worker."""
+    clock = Clock.running_from(local(2026, 11, 30, 10, 9))
+    timeutil.set_clock(clock)
+    yield clock
+    timeutil.set_clock(None)
 
 
 @pytest.fixture

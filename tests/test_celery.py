@@ -6,11 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
+from newsletters import timeutil
 from newsletters.editions import sending
 from tests.conftest import ROOT_DIR, TEST_SECRET
+from tests.support.clock import Clock, local
 from tests.support.editions import confirmed_audience, draft, received_counts
 from tests.support.flows import subscribe
 
@@ -28,8 +31,15 @@ def _redis_up() -> bool:
 
 
 def _start_worker(
-    database_url: str, smtp_port: int, tmp_path, *args: str, **env_extra: str
+    database_url: str,
+    smtp_port: int,
+    tmp_path,
+    *args: str,
+    clock: Clock | None = None,
+    **env_extra: str,
 ) -> subprocess.Popen:
+    """A Celery worker process; with `clock`, on the same instant as this process's
+    controlled clock (tests.support.clocked)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
     env.update(
         NEWSLETTERS_SECRET_KEY=TEST_SECRET,
@@ -42,8 +52,11 @@ def _start_worker(
         NEWSLETTERS_FEEDS_ALLOW_PRIVATE="true",
         **env_extra,
     )
+    launcher = ["-m", "celery"]
+    if clock is not None:
+        launcher = ["-m", "tests.support.clocked", str(clock.offset_seconds), "celery"]
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "wsgi.celery", "worker", "--pool=solo"]
+        [sys.executable, *launcher, "-A", "wsgi.celery", "worker", "--pool=solo"]
         + ["--loglevel=WARNING", *args],
         cwd=ROOT_DIR,
         env=env,
@@ -73,7 +86,17 @@ def redis_broker() -> None:
 
 
 @pytest.fixture
-def celery_worker(redis_broker, migrated_database, smtp_server, tmp_path):
+def celery_clock() -> Iterator[Clock]:
+    """The app's clock in this process and in the Celery worker's: Monday 30 November
+    2026, 06:59:40 in Copenhagen, running (the worker waits on real seconds)."""
+    clock = Clock.running_from(local(2026, 11, 30, 6, 59, 40))
+    timeutil.set_clock(clock)
+    yield clock
+    timeutil.set_clock(None)
+
+
+@pytest.fixture
+def celery_worker(redis_broker, migrated_database, smtp_server, tmp_path, celery_clock):
     process = _start_worker(
         migrated_database,
         smtp_server.port,
@@ -81,6 +104,7 @@ def celery_worker(redis_broker, migrated_database, smtp_server, tmp_path):
         "--beat",
         "-s",
         str(tmp_path / "beat-schedule"),
+        clock=celery_clock,
     )
     yield process
     _stop_worker(process)
@@ -109,7 +133,6 @@ def test_celery_worker_carries_out_subscriptions_and_sends_editions(
 
 
 def test_celery_beat_fetches_feeds_and_sends_the_digest(make_app, smtp_server, celery_worker):
-    from newsletters.catalog.models import DigestCadence, DigestMode
     from newsletters.feeds import services as feeds
     from tests.support.feedserver import FeedServer
 
@@ -120,13 +143,11 @@ def test_celery_beat_fetches_feeds_and_sends_the_digest(make_app, smtp_server, c
         )
         audience = confirmed_audience(app, 3, slug="danske-kommuner")
         with app.app_context():
-            # Due at any time of day (hour 0): the worker process runs on the real clock.
-            # Undated items: new whatever the date the test runs.
-            feeds.update_digest_settings(
-                "danske-kommuner", mode=DigestMode.AUTO, cadence=DigestCadence.DAILY, hour=0
-            )
+            # Danske Kommuner: daily at 07:00, twenty seconds from now on both clocks.
+            # The worker fetches the new feed at once and sends the digest at 07:00.
             feeds.add_feed("danske-kommuner", server.serve("dk.xml", "no-dates.xml"))
-        mails = smtp_server.wait_for(3, timeout=60)
+        mails = smtp_server.wait_for(3, timeout=90)
+        assert timeutil.utcnow() >= local(2026, 11, 30, 7, 0)
         assert sorted(m.rcpt_to for m in mails) == sorted(audience)
         assert "Udateret nyhed om affald" in mails[0].text
         assert len(server.seen("dk.xml")) >= 1

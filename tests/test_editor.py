@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import re
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -22,9 +21,6 @@ from tests.support.editions import confirmed_audience, draft
 from tests.support.flows import queued_mails
 from tests.support.pages import csrf_token
 from tests.test_staff import EDITOR, login, login_redirect_target, make_staff
-
-COPENHAGEN = ZoneInfo("Europe/Copenhagen")
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -546,9 +542,9 @@ def test_a_sent_edition_cannot_be_sent_again(editor_client, app):
     assert "kan ikke sendes" in page_text(page)
 
 
-def test_scheduling_in_the_past_is_refused(editor_client, app):
+def test_scheduling_in_the_past_is_refused(editor_client, app, clock):
     edition_id = draft(app)
-    past = (datetime.now(COPENHAGEN) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
+    past = (clock.local_now() - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
     response = post_form(
         editor_client,
         f"/staff/editions/{edition_id}/schedule",
@@ -560,9 +556,9 @@ def test_scheduling_in_the_past_is_refused(editor_client, app):
     assert status_of(app, edition_id) is EditionStatus.DRAFT
 
 
-def test_scheduling_takes_danish_time_and_can_be_undone(editor_client, app):
+def test_scheduling_takes_danish_time_and_can_be_undone(editor_client, app, clock):
     edition_id = draft(app)
-    local = (datetime.now(COPENHAGEN) + timedelta(days=2)).replace(
+    local = (clock.local_now() + timedelta(days=2)).replace(
         hour=9, minute=30, second=0, microsecond=0
     )
     response = post_form(
@@ -602,9 +598,9 @@ def test_unschedule_only_takes_scheduled_editions(app):
         assert db.session.get(Edition, edition_id).status is EditionStatus.DRAFT
 
 
-def test_a_time_that_does_not_exist_in_denmark_is_refused(editor_client, app):
+def test_a_time_that_does_not_exist_in_denmark_is_refused(editor_client, app, clock):
     edition_id = draft(app)
-    year = datetime.now(COPENHAGEN).year + 1
+    year = clock.local_now().year + 1
     # The last Sunday of March: the clocks go from 02:00 to 03:00.
     last_sunday = max(
         datetime(year, 3, day) for day in range(25, 32) if datetime(year, 3, day).weekday() == 6

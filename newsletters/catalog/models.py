@@ -50,6 +50,10 @@ class Newsletter(db.Model):
     )
     # The hour (0-23, Copenhagen time) at which the digest is built.
     digest_hour: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
+    # When the digest's schedule began (turned on, or its cadence or hour changed): the
+    # hours before it were never due, so they are neither made up for nor counted as
+    # skipped (feeds/digests.py).
+    digest_schedule_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def is_feed_based(self) -> bool:

@@ -7,6 +7,15 @@ Each digest records the interval it covered (`DigestRun`), so the next one start
 it ended; the database's uniqueness constraints, not a check, make sure no interval or
 scheduled day is digested twice, however many schedulers run.
 
+A scheduled digest has a slot: a day its cadence allows, at the newsletter's hour in
+Copenhagen. It goes at that hour or within DIGEST_CATCH_UP_MINUTES after it, never
+later: a slot whose window has closed is recorded as skipped (which slot, when it was
+noticed, why), and its items wait for the next one. It is never half-built: it is made
+only once every enabled feed that was due to be fetched by the hour (a feed attached a
+moment before it, say) has been fetched, or has failed. A newsletter's first slot is the
+first one after its schedule began (its first feed attached, its digest turned on, its
+hour or cadence changed): an hour that passed before is not made up for.
+
 The items are copied into the edition's items (heading, summary, link): a digest is an
 edition like any other (preview, test, review, sending, web version), and what was sent
 stays as it was sent when the publisher later edits the article.
@@ -17,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
@@ -32,14 +41,18 @@ from newsletters.editions import sending
 from newsletters.editions.models import Edition, EditionItem, EditionStatus
 from newsletters.editions.sending import EditionError
 from newsletters.extensions import db
-from newsletters.feeds.models import DigestRun, Feed, FeedItem
+from newsletters.feeds.models import DigestRun, Feed, FeedItem, SkipReason
 from newsletters.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 # A weekly digest waits this long after the last one that had news (a little less than
-# seven days, so that the same hour a week later qualifies).
+# seven days, so that the same hour a week later qualifies, across a change of the
+# clocks too).
 WEEKLY_GAP = timedelta(days=7) - timedelta(hours=1)
+
+# How far back a scheduler that starts late records the slots that were missed.
+SKIP_LOOKBACK = timedelta(days=7)
 
 
 class DigestError(ValueError):
@@ -93,8 +106,9 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
-def _new_items(newsletter: Newsletter, since: datetime | None, cutoff: datetime):
-    window_start = cutoff - cadence_window(newsletter.digest_cadence, cutoff)
+def _new_items(
+    newsletter: Newsletter, since: datetime | None, cutoff: datetime, window_start: datetime
+):
     dated = func.coalesce(FeedItem.published_at, FeedItem.first_seen_at)
     query = select(FeedItem).where(
         FeedItem.newsletter_id == newsletter.id, FeedItem.first_seen_at <= cutoff
@@ -118,33 +132,58 @@ def _subject(newsletter: Newsletter, when: datetime) -> str:
     return f"{newsletter.name} {format_date(day, format='long', locale='da')}"
 
 
+def _last_run(newsletter_id: int, *, built: bool = False) -> DigestRun | None:
+    """The newsletter's latest digest run (`built`: the latest that was not skipped)."""
+    query = select(DigestRun).where(DigestRun.newsletter_id == newsletter_id)
+    if built:
+        query = query.where(DigestRun.skipped.is_(None))
+    return db.session.scalar(query.order_by(DigestRun.number.desc()).limit(1))
+
+
+def _window_start(newsletter: Newsletter, cutoff: datetime, last_built: DigestRun | None):
+    """Where a digest made at `cutoff` reaches back to for a first digest or a new feed's
+    history: one period of the cadence, and the period of every slot skipped since the
+    last digest (their items waited for this one)."""
+    cadence = newsletter.digest_cadence
+    start = cutoff - cadence_window(cadence, cutoff)
+    query = select(func.min(DigestRun.slot_at)).where(
+        DigestRun.newsletter_id == newsletter.id, DigestRun.skipped.is_not(None)
+    )
+    if last_built is not None:
+        query = query.where(DigestRun.number > last_built.number)
+    first_skipped = db.session.scalar(query)
+    if first_skipped is not None:
+        start = min(start, first_skipped - cadence_window(cadence, first_skipped))
+    return start
+
+
 def build_digest(
-    newsletter_id: int, *, slot: str | None = None, created_by: str = "scheduler"
+    newsletter_id: int, *, slot: Slot | None = None, created_by: str = "scheduler"
 ) -> DigestOutcome:
     """Make the digest of the items first seen since the last digest, in one transaction.
 
     No new items: the run is recorded, no edition is made. Auto-send: the edition is
     made SCHEDULED for now, so the worker starts it even if this process stops here.
     Review: it waits as a draft. Raises DigestAlreadyBuilt if another builder made the
-    digest of this interval (or this scheduled `slot`) first.
+    digest of this interval (or this scheduled `slot`) first, or a scheduler recorded
+    the slot as skipped.
     """
     newsletter = db.session.get(Newsletter, newsletter_id)
     if newsletter is None:
         raise DigestError(f"there is no newsletter {newsletter_id}")
     now = utcnow()
-    previous = db.session.scalar(
-        select(DigestRun)
-        .where(DigestRun.newsletter_id == newsletter.id)
-        .order_by(DigestRun.number.desc())
-        .limit(1)
-    )
-    since = previous.cutoff if previous else None
-    items = _new_items(newsletter, since, now)
+    previous = _last_run(newsletter.id)
+    last_built = previous
+    if previous is not None and previous.skipped is not None:
+        last_built = _last_run(newsletter.id, built=True)
+    since = last_built.cutoff if last_built else None
+    items = _new_items(newsletter, since, now, _window_start(newsletter, now, last_built))
     auto = newsletter.digest_mode == DigestMode.AUTO
     run = DigestRun(
         newsletter_id=newsletter.id,
         number=(previous.number + 1) if previous else 1,
-        slot=slot or f"manual:{now.isoformat(timespec='microseconds')}",
+        slot=slot.key if slot else f"manual:{now.isoformat(timespec='microseconds')}",
+        slot_at=slot.at if slot else None,
         since=since,
         cutoff=now,
         item_count=len(items),
@@ -237,46 +276,202 @@ def run_digests(slug: str | None = None, *, created_by: str = "cli") -> list[Dig
     return outcomes
 
 
-def slot_due(newsletter: Newsletter, now: datetime) -> str | None:
-    """The scheduled slot (the local date) due now for this newsletter, or None."""
-    local = now.astimezone(local_zone())
-    if newsletter.digest_cadence == DigestCadence.WEEKDAYS and local.weekday() >= 5:
-        return None
-    if local.hour < newsletter.digest_hour:
-        return None
-    return local.date().isoformat()
+# --------------------------------------------------------------------------- schedule
 
 
-def scheduled_digests(worker_id: str = "") -> int:
-    """The scheduler's job: make each feed-based newsletter's digest once its hour has
-    come (Copenhagen time) on a day its cadence allows; the number made."""
-    now = utcnow()
-    made = 0
-    for newsletter in feed_based_newsletters():
-        slot = slot_due(newsletter, now)
-        if slot is None:
-            continue
-        done = db.session.scalar(
-            select(DigestRun.id).where(
-                DigestRun.newsletter_id == newsletter.id, DigestRun.slot == slot
-            )
+@dataclass(frozen=True)
+class Slot:
+    """A scheduled digest: a day (Copenhagen) its cadence allows, and the instant of the
+    newsletter's hour on it; it may be made until `closes_at`."""
+
+    key: str  # the day, "2026-11-30": at most one scheduled digest a day
+    at: datetime
+    closes_at: datetime
+
+
+def catch_up_window() -> timedelta:
+    return timedelta(minutes=float(current_app.config["DIGEST_CATCH_UP_MINUTES"]))
+
+
+def slot_on(newsletter: Newsletter, day: date) -> Slot | None:
+    """The newsletter's slot on `day`, or None on a day its cadence leaves out.
+
+    The hour is Copenhagen's wall clock: 07:00 is 06:00 UTC in winter and 05:00 UTC in
+    summer. An hour the clocks skip (02:00 when they go forward) is the instant they
+    jump to (03:00 summer time); an hour they repeat (02:00 when they go back) is its
+    first occurrence: one slot a day either way.
+    """
+    if newsletter.digest_cadence == DigestCadence.WEEKDAYS and day.weekday() >= 5:
+        return None
+    at = datetime.combine(day, time(newsletter.digest_hour), tzinfo=local_zone()).astimezone(UTC)
+    return Slot(key=day.isoformat(), at=at, closes_at=at + catch_up_window())
+
+
+def schedule_start(newsletter: Newsletter) -> datetime | None:
+    """When the newsletter's digest schedule began: its first feed attached, or its
+    digest turned on or its hour or cadence changed, whichever came last; None without
+    feeds. No slot before it is due."""
+    first_feed = db.session.scalar(
+        select(func.min(Feed.created_at)).where(Feed.newsletter_id == newsletter.id)
+    )
+    if first_feed is None:
+        return None
+    changed = newsletter.digest_schedule_from
+    return max(first_feed, changed) if changed is not None else first_feed
+
+
+def _last_slot_key(newsletter_id: int) -> str | None:
+    """The latest scheduled day accounted for (made or skipped)."""
+    return db.session.scalar(
+        select(func.max(DigestRun.slot)).where(
+            DigestRun.newsletter_id == newsletter_id, ~DigestRun.slot.startswith("manual:")
         )
-        if done is not None:
+    )
+
+
+def _last_news_at(newsletter_id: int) -> datetime | None:
+    """When the newsletter's latest digest with news was due (made, if by hand)."""
+    return db.session.scalar(
+        select(func.max(func.coalesce(DigestRun.slot_at, DigestRun.cutoff))).where(
+            DigestRun.newsletter_id == newsletter_id, DigestRun.edition_id.is_not(None)
+        )
+    )
+
+
+def _slots(newsletter: Newsletter, start: datetime, end: datetime) -> list[Slot]:
+    """The newsletter's slots from `start` to `end` that are not accounted for (made or
+    skipped), oldest first; a weekly newsletter's only from a week after its last news."""
+    last_key = _last_slot_key(newsletter.id)
+    weekly = newsletter.digest_cadence == DigestCadence.WEEKLY
+    last_news = _last_news_at(newsletter.id) if weekly else None
+    zone = local_zone()
+    day, last_day = start.astimezone(zone).date(), end.astimezone(zone).date()
+    slots: list[Slot] = []
+    while day <= last_day:
+        slot = slot_on(newsletter, day)
+        day += timedelta(days=1)
+        if slot is None or not start <= slot.at <= end:
             continue
-        if newsletter.digest_cadence == DigestCadence.WEEKLY:
-            recent = db.session.scalar(
-                select(DigestRun.id).where(
-                    DigestRun.newsletter_id == newsletter.id,
-                    DigestRun.edition_id.is_not(None),
-                    DigestRun.cutoff > now - WEEKLY_GAP,
-                )
+        if last_key is not None and slot.key <= last_key:
+            continue  # made or skipped already (or older than the last that was)
+        if last_news is not None and slot.at - last_news < WEEKLY_GAP:
+            continue  # a weekly digest: not within a week of the last one with news
+        slots.append(slot)
+    return slots
+
+
+def feeds_awaited(newsletter_id: int, slot: Slot) -> int:
+    """The enabled feeds of the newsletter that were due to be fetched by the slot's
+    hour and have not been since (a feed attached just before it, say): while there are
+    any, the digest would be half-built. A fetch that failed counts as done (the next
+    attempt is then later)."""
+    return db.session.scalar(
+        select(func.count(Feed.id)).where(
+            Feed.newsletter_id == newsletter_id,
+            Feed.enabled.is_(True),
+            Feed.next_attempt_at <= slot.at,
+        )
+    )
+
+
+def next_slot(newsletter: Newsletter, now: datetime | None = None) -> Slot | None:
+    """The newsletter's next scheduled digest not yet made: one whose hour has come and
+    whose window is still open, else the next to come. None when its digest is off or it
+    has no feeds. (A digest with no new items makes no edition.)"""
+    if newsletter.digest_mode == DigestMode.OFF:
+        return None
+    start = schedule_start(newsletter)
+    if start is None:
+        return None
+    now = now or utcnow()
+    slots = _slots(newsletter, max(start, now - catch_up_window()), now + timedelta(days=9))
+    return next((slot for slot in slots if slot.closes_at >= now), None)
+
+
+def skipped_slots(newsletter_id: int, limit: int = 10) -> list[DigestRun]:
+    """The newsletter's latest skipped slots, newest first."""
+    return list(
+        db.session.scalars(
+            select(DigestRun)
+            .where(DigestRun.newsletter_id == newsletter_id, DigestRun.skipped.is_not(None))
+            .order_by(DigestRun.number.desc())
+            .limit(limit)
+        )
+    )
+
+
+def _record_skip(newsletter: Newsletter, slot: Slot, reason: SkipReason, now: datetime) -> bool:
+    """Record the slot as skipped; False if another scheduler accounted for it first."""
+    previous = _last_run(newsletter.id)
+    last_built = _last_run(newsletter.id, built=True)
+    db.session.add(
+        DigestRun(
+            newsletter_id=newsletter.id,
+            number=(previous.number + 1) if previous else 1,
+            slot=slot.key,
+            slot_at=slot.at,
+            since=last_built.cutoff if last_built else None,
+            cutoff=None,
+            item_count=0,
+            auto_send=newsletter.digest_mode == DigestMode.AUTO,
+            skipped=reason,
+            created_at=now,
+            created_by="scheduler",
+        )
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    log.warning(
+        "digest of %s for %s (%s) skipped: %s",
+        newsletter.slug,
+        slot.key,
+        slot.at.isoformat(),
+        reason.value,
+    )
+    return True
+
+
+def _run_schedule(newsletter: Newsletter, now: datetime) -> int:
+    """Make the newsletter's slot that is due, and record the missed ones; 1 if made."""
+    start = schedule_start(newsletter)
+    if start is None:
+        return 0
+    for slot in _slots(newsletter, max(start, now - SKIP_LOOKBACK), now):
+        awaited = feeds_awaited(newsletter.id, slot)
+        if now > slot.closes_at:
+            reason = SkipReason.FEEDS_NOT_FETCHED if awaited else SkipReason.MISSED
+            if not _record_skip(newsletter, slot, reason, now):
+                return 0
+            continue
+        if awaited:
+            log.info(
+                "digest of %s for %s waits for %s feed(s) to be fetched",
+                newsletter.slug,
+                slot.key,
+                awaited,
             )
-            if recent is not None:
-                continue
+            return 0
         try:
             build_digest(newsletter.id, slot=slot, created_by="scheduler")
         except DigestAlreadyBuilt:
-            continue
-        made += 1
+            return 0
+        return 1
+    return 0
+
+
+def scheduled_digests(worker_id: str = "") -> int:
+    """The scheduler's job: make each feed-based newsletter's digest that is due (its
+    hour has come, Copenhagen time, on a day its cadence allows, and not more than
+    DIGEST_CATCH_UP_MINUTES ago) once its feeds are fetched, and record the slots whose
+    window closed unmade as skipped; the number of digests made."""
+    now = utcnow()
+    made = 0
+    for newsletter_id in [n.id for n in feed_based_newsletters()]:
+        newsletter = db.session.get(Newsletter, newsletter_id)
+        if newsletter is not None:
+            made += _run_schedule(newsletter, now)
     db.session.commit()
     return made

@@ -9,7 +9,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from newsletters.catalog.models import DigestCadence, DigestMode
-from newsletters.feeds.models import MAX_URL_LENGTH
+from newsletters.feeds.models import MAX_URL_LENGTH, SkipReason
 from newsletters.feeds.services import BadFeedURL, clean_feed_url
 from newsletters.labels import labels_of
 from newsletters.subscriptions.forms import MultiCheckboxField
@@ -22,6 +22,15 @@ REFUSED_ADDRESS_MESSAGE = _l(
     "This address leads to an internal network (such as localhost, a private or a "
     "reserved address). Feeds can only be fetched from the public internet."
 )
+
+SKIP_REASON_LABELS = {
+    SkipReason.MISSED: _l(
+        "No worker ran in the catch-up window (it was stopped, or started later)."
+    ),
+    SkipReason.FEEDS_NOT_FETCHED: _l(
+        "Feeds that were due for it were still not fetched when the catch-up window closed."
+    ),
+}
 
 
 def _strip(value):

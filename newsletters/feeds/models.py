@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import (
@@ -14,6 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletters.catalog.models import Newsletter
+from newsletters.columns import value_enum
 from newsletters.extensions import db
 from newsletters.timeutil import UTCDateTime, utcnow
 
@@ -102,13 +104,26 @@ class FeedItem(db.Model):
     feed: Mapped[Feed] = relationship()
 
 
+class SkipReason(enum.StrEnum):
+    """Why a scheduled digest was not made (shown on the feeds page)."""
+
+    # No scheduler ran between the hour and the end of its catch-up window (the worker
+    # was stopped, or started only later).
+    MISSED = "missed"
+    # Feeds due for it were still not fetched when the catch-up window closed: a digest
+    # without them would have been half-built.
+    FEEDS_NOT_FETCHED = "feeds_not_fetched"
+
+
 class DigestRun(db.Model):
-    """One digest of a newsletter: the items first seen in (since, cutoff].
+    """One digest of a newsletter: the items first seen in (since, cutoff]; or one
+    scheduled slot that was skipped (`skipped` says why), whose items wait for the next.
 
     Two uniqueness constraints make "never built twice for the same window" a property
     of the database, whatever number of schedulers run: `number` follows the previous
-    run's (two builders that saw the same previous run collide), and `slot` names the
-    scheduled day (two schedulers at the same hour collide).
+    run's (two builders that saw the same previous run collide, and so do a builder and
+    a scheduler that records the slot as skipped), and `slot` names the scheduled day
+    (two schedulers at the same hour collide).
     """
 
     __tablename__ = "digest_runs"
@@ -122,13 +137,18 @@ class DigestRun(db.Model):
     number: Mapped[int] = mapped_column(Integer)
     # "2026-11-30" for the scheduled digest of that day (Copenhagen); "manual:..." else.
     slot: Mapped[str] = mapped_column(String(60))
+    # The instant of a scheduled slot (its hour in Copenhagen); None for a manual digest.
+    slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     since: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    cutoff: Mapped[datetime] = mapped_column(UTCDateTime)
+    # None for a skipped slot: it digested nothing.
+    cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime)
     item_count: Mapped[int] = mapped_column(Integer, default=0)
     # None when there was nothing new: no new items, no edition.
     edition_id: Mapped[int | None] = mapped_column(
         ForeignKey("editions.id", ondelete="SET NULL"), index=True
     )
     auto_send: Mapped[bool] = mapped_column(Boolean, default=False)
+    skipped: Mapped[SkipReason | None] = mapped_column(value_enum(SkipReason, "skip_reason"))
+    # For a skipped slot: when a scheduler noticed that it was too late.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(320), default="")

@@ -19,12 +19,14 @@ from newsletters.feeds.forms import (
     CADENCE_LABELS,
     MODE_LABELS,
     REFUSED_ADDRESS_MESSAGE,
+    SKIP_REASON_LABELS,
     DigestSettingsForm,
     FeedForm,
     PickItemsForm,
 )
 from newsletters.feeds.services import FeedError
 from newsletters.staff.access import admin_required, editor_required
+from newsletters.timeutil import utcnow
 
 bp = Blueprint("feeds", __name__, url_prefix="/staff")
 
@@ -61,12 +63,20 @@ def _feeds_page(
                 "hour": newsletter.digest_hour,
             },
         )
+    now = utcnow()
+    next_slot = digests.next_slot(newsletter, now)
     return render_template(
         "feeds/feeds.html",
         newsletter=newsletter,
         health=services.feed_health(newsletter.id),
         feed_form=feed_form or FeedForm(formdata=None),
         settings_form=settings_form,
+        next_slot=next_slot,
+        slot_open=next_slot is not None and next_slot.at <= now,
+        awaited=digests.feeds_awaited(newsletter.id, next_slot) if next_slot else 0,
+        skipped=digests.skipped_slots(newsletter.id),
+        skip_reasons=SKIP_REASON_LABELS,
+        catch_up_minutes=int(digests.catch_up_window().total_seconds() // 60),
     ), status
 
 

@@ -250,12 +250,23 @@ def update_digest_settings(
     hour: int,
     by_staff_id: int | None = None,
 ) -> Newsletter:
-    """Change how a newsletter's digest is made: auto-send, review or off; when."""
+    """Change how a newsletter's digest is made: auto-send, review or off; when.
+
+    Turning it on, or changing its cadence or hour, starts its schedule anew: the next
+    slot is the first one from now (an hour that passed today is not made up for, nor
+    counted as skipped). Between auto-send and review the schedule goes on.
+    """
     newsletter = newsletter_by_slug(slug)
     if newsletter is None:
         raise UnknownNewsletter(f"there is no newsletter '{slug}'")
     if not 0 <= hour <= 23:
         raise FeedError("the hour must be from 0 to 23")
+    if (
+        (newsletter.digest_mode == DigestMode.OFF) != (DigestMode(mode) == DigestMode.OFF)
+        or newsletter.digest_cadence != DigestCadence(cadence)
+        or newsletter.digest_hour != hour
+    ):
+        newsletter.digest_schedule_from = utcnow()
     newsletter.digest_mode = DigestMode(mode)
     newsletter.digest_cadence = DigestCadence(cadence)
     newsletter.digest_hour = hour

@@ -7,6 +7,7 @@ installs it; $CHROMIUM_PATH picks another one).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,17 @@ from tests.browser.validity import HtmlChecker, VisitedDocuments
 from tests.support.live import LiveServer
 
 
+def _browser_env() -> dict[str, str]:
+    """Chromium's environment: this one, without libfaketime (scripts/test-at-hours moves
+    the clock of the test processes; Chromium's network service crashes under it). The
+    browser's own clock is not what the tests check: the app's is."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FAKETIME")}
+    preload = [lib for lib in env.pop("LD_PRELOAD", "").split(":") if lib and "faketime" not in lib]
+    if preload:
+        env["LD_PRELOAD"] = ":".join(preload)
+    return env
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     executable, why_not = chromium_path()
@@ -31,7 +43,7 @@ def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS, env=_browser_env()
         )
         try:
             yield browser

@@ -1,6 +1,9 @@
 """The feeds' staff pages and the review of a digest in headless Chromium: an
 administrator attaches a feed, fetches it, puts the digest in review mode, makes the
-digest, drops an item, sends it; axe-core on each page on the way."""
+digest, drops an item, sends it; axe-core on each page on the way.
+
+The live server runs on the app's clock (`running_clock`: a Monday morning after the
+digests' hour, running from there): the test is the same at any hour and on any day."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from newsletters.extensions import db
 from newsletters.staff import services
 from tests.browser.helpers import AxeAudit, submit
 from tests.support.editions import confirmed_audience, draft
-from tests.support.feedserver import FeedServer, undated
+from tests.support.feedserver import FeedServer
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -42,13 +45,13 @@ def audit(axe: AxeAudit, page, label: str) -> None:
 
 
 def test_admin_attaches_a_feed_and_an_editor_reviews_and_sends_the_digest(
-    axe_page, live_server, smtp_server, feed_server, axe
+    running_clock, axe_page, live_server, smtp_server, feed_server, axe
 ):
     page = axe_page
     make_admin(live_server)
     audience = confirmed_audience(live_server.app, 3, slug="kl-nyheder")
-    # Undated items: the live server runs on the real clock, and they are new any day.
-    url = feed_server.serve("kl.xml", body=undated("rss20.xml"))
+    # Items of Sunday 29 November: news on Monday.
+    url = feed_server.serve("kl.xml", "rss20.xml")
 
     page.goto("/staff/")
     page.fill("#email", ADMIN)
@@ -77,6 +80,11 @@ def test_admin_attaches_a_feed_and_an_editor_reviews_and_sends_the_digest(
     expect(page.locator("main .alert-success")).to_contain_text("Feedet er")
     expect(row.locator(".badge")).to_have_text("OK")
     expect(row.locator("td.numeric")).to_have_text("3")
+    # Attached after today's hour (07:00): the first digest is tomorrow's, not one
+    # made up for this morning at once (kl-nyheder sends automatically).
+    expect(page.locator("main [data-field=next-slot]")).to_have_text(
+        "Næste sammendrag: tirsdag den 1. december 2026 kl. 07.00."
+    )
     audit(axe, page, "feeds, one fetched")
 
     # Review mode: the digest waits as a draft.

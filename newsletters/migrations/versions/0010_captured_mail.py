@@ -1,7 +1,7 @@
 """captured_mail: every message of the embedded default, for the dev mailbox
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02 14:00:00
 
 Without a mail server the capture transport kept nothing, so an edition "sent" from
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
