@@ -36,7 +36,10 @@ def add_command(slug: str, url: str, title: str) -> None:
     except FeedError as error:
         _fail(f"feed not added: {error}")
     click.echo(f"feed {feed.id} added to {slug}: {feed.url}")
-    click.echo("it is fetched by the worker within a minute, or now with `feeds fetch`")
+    click.echo(
+        "the worker fetches it at once (a separate `flask worker` within WORKER_POLL_SECONDS), "
+        "or fetch it here with `feeds fetch`"
+    )
 
 
 @feeds_cli.command("fetch")

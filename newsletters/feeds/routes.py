@@ -108,7 +108,11 @@ def add_feed(slug: str):
         return _feeds_page(newsletter, feed_form=form, status=422)
     audit("feed.add", f"feed:{feed.id}", newsletter=newsletter.slug, url=feed.url)
     flash(
-        _("The feed %(url)s has been added. It is fetched within a few minutes.", url=feed.url),
+        _(
+            "The feed %(url)s has been added and is being fetched now. Reload the page in a "
+            "moment to see its items.",
+            url=feed.url,
+        ),
         "success",
     )
     return redirect(url_for(".feeds", slug=newsletter.slug), code=303)
