@@ -61,7 +61,9 @@ def test_processing_carries_out_the_request_and_removes_it(client, app):
     assert process_intake(app) == 0  # nothing is carried out twice
 
 
-def test_a_failing_request_leaves_nothing_half_done_and_is_retried(client, app, monkeypatch):
+def test_a_failing_request_leaves_nothing_half_done_and_is_retried(client, app, monkeypatch, clock):
+    # The standing clock: the retry's backoff (50 ms in tests) must not run out before
+    # the assertion on a loaded machine.
     from newsletters.subscriptions import services
 
     subscribe(client, "a@example.dk", ["momentum"], process=False)
