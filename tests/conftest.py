@@ -96,6 +96,12 @@ def _empty_tables() -> None:
     else:
         for table in tables:
             db.session.execute(table.delete())
+        # Like RESTART IDENTITY: each test's ids start at 1 again (AUTOINCREMENT tables
+        # keep their high-water mark in sqlite_sequence).
+        if db.session.execute(
+            text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'")
+        ).first():
+            db.session.execute(text("DELETE FROM sqlite_sequence"))
     db.session.commit()
 
 

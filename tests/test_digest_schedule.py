@@ -533,11 +533,14 @@ def test_the_feeds_page_says_when_the_next_digest_is_made(app, feed_server, cloc
     assert "Næste sammendrag: mandag den 30. november 2026 kl. 07.00." in text()
     assert "senest 60 minutter efter" in text()
     clock.set_local(2026, 11, 30, 7, 0, 30)  # its hour has come; the feed is unfetched
+    # An hour without a request ends a staff session (STAFF_IDLE_MINUTES): log in again.
+    assert login(client, ADMIN).status_code == 303
     assert "Det laves, så snart 1 feed er hentet." in text()
     run_worker(app)
     assert "Næste sammendrag: tirsdag den 1. december 2026 kl. 07.00." in text()
     clock.set_local(2026, 12, 4, 8, 0)  # Friday, after the hour
     run_worker(app)
+    assert login(client, ADMIN).status_code == 303
     assert "Næste sammendrag: mandag den 7. december 2026 kl. 07.00." in text()
     response = post_form(
         client,

@@ -243,8 +243,8 @@ def test_the_import_refuses_a_file_with_a_bad_name_line_by_line(runner, app, tmp
         args=["subscribers", "import", str(csv_file), "--newsletter", "bestyrelse", "--basis", "B"]
     )
     assert result.exit_code == 1
-    # (The quoted name spans lines 3 and 4; the reader names the line it ends on.)
-    assert "line 4: The name must be on one line." in result.output
+    # (The quoted name spans lines 3 and 4; a record is named by the line it starts on.)
+    assert "line 3: The name must be on one line." in result.output
     assert "line 5: The name must not contain links" in result.output
     assert _count(app, Subscriber) == 0
 
@@ -723,6 +723,7 @@ def _public_get_paths(app: Flask, client: FlaskClient) -> list[str]:
         "token": token,
         "edition_id": str(edition_id),
         "message_id": "1",
+        "mail_id": "1",
         "filename": "css/dkfds.min.css",
     }
     paths = []
