@@ -6,6 +6,7 @@ the per-address limit, and an interrupted import completed by running it again."
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -253,3 +254,19 @@ def test_a_dry_run_in_chunks_reports_what_the_import_then_does(chunked, tmp_path
     assert "1 updated" in figures and "1 unchanged" in figures
     assert before[0] == 1  # the dry run wrote nothing
     assert count(chunked, OutboxMessage, OutboxMessage.kind == "welcome") == 7
+
+
+def test_a_file_read_from_a_pipe_is_imported(chunked):
+    # `flask subscribers import /dev/stdin ...`: a stream that cannot seek back for the
+    # second pass.
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as writer:
+        writer.write((HEADER + rows(3)).encode())
+    with os.fdopen(read_end, "rb") as pipe, chunked.app_context():
+        assert not pipe.seekable()
+        report = importing.import_subscribers(
+            pipe, newsletter_slug="bestyrelse", basis="B", file_name="stdin"
+        )
+        db.session.remove()
+    assert report.enrolled == 3
+    assert count(chunked, Subscriber) == 3

@@ -13,7 +13,9 @@ import csv
 import io
 import itertools
 import re
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -418,8 +420,8 @@ def import_subscribers(
     actor_id: int | None = None,
     file_name: str = "",
 ) -> ImportReport:
-    """Import a CSV file (bytes, or a seekable binary stream) into one newsletter: invite
-    (double opt-in) or enrol with a basis.
+    """Import a CSV file (bytes, or a binary stream; a pipe is spooled to disk) into one
+    newsletter: invite (double opt-in) or enrol with a basis.
 
     Two passes. The first checks every row and refuses the whole file, every bad line
     listed, before anything is written. The second writes in chunks of
@@ -440,6 +442,22 @@ def import_subscribers(
             [(0, Reason(N_("--welcome needs --basis (invitations are mailed anyway)")))]
         )
     stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    if not stream.seekable():
+        # A pipe (`subscribers import /dev/stdin`): both passes read the file from the
+        # start, so it is spooled to a temporary file first (disk, not memory).
+        with tempfile.TemporaryFile() as spooled:
+            shutil.copyfileobj(stream, spooled)
+            spooled.seek(0)
+            return import_subscribers(
+                spooled,
+                newsletter_slug=newsletter_slug,
+                basis=basis,
+                welcome=welcome,
+                dry_run=dry_run,
+                ctx=ctx,
+                actor_id=actor_id,
+                file_name=file_name,
+            )
     # Nothing of the database is held while the file is read.
     db.session.rollback()
     with _Staging() as staging:
