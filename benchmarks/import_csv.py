@@ -119,7 +119,7 @@ def flask(url: str, tmp: Path, *args: str) -> tuple[float, float, float, str]:
 
 def baseline_read_and_validate(path: Path) -> float:
     """Python's csv module reading the file and validating every address."""
-    from newsletters.subscriptions.addresses import normalise_email
+    from newsletters.mailing.addresses import normalise_email
 
     normalise_email.cache_clear()
     started = time.perf_counter()

@@ -600,7 +600,7 @@ def prebuilt_messages(app, edition_id: int, count: int) -> tuple[str, list[tuple
     from newsletters.editions.models import Delivery
     from newsletters.editions.rendering import edition_template
     from newsletters.extensions import db
-    from newsletters.subscriptions.addresses import ascii_address
+    from newsletters.mailing.addresses import ascii_address
     from newsletters.subscriptions.links import manage_url_for, unsubscribe_url_for
     from newsletters.subscriptions.models import Subscriber
 

@@ -74,8 +74,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(feeds_bp)
     cli.init_app(app)
+    _listen(app)
     _init_worker(app)
     return app
+
+
+def _listen(app: Flask) -> None:
+    """Features that react to what lower layers announce (newsletters/events.py)."""
+    from newsletters.audit import services as audit
+
+    audit.init_app(app)
 
 
 def _default_instance_path() -> str | None:

@@ -1,5 +1,8 @@
 """Plumbing shared by background jobs: leasing due rows, and waking the worker.
 
+Waking a worker that runs elsewhere (Celery) is a callback registered at start-up with
+`on_work_queued`: this module sits in the foundation and knows no worker.
+
 A job's table has `id`, `next_attempt_at`, `leased_until` and `leased_by`. Workers claim
 due rows under a lease; a worker that dies leaves its lease to run out, after which
 another worker takes the rows over. On PostgreSQL, SKIP LOCKED lets concurrent workers
@@ -9,10 +12,11 @@ claim disjoint rows; SQLite serialises writers.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app, has_app_context
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import ColumnElement, event, or_, update
 from sqlalchemy.orm import Session
 
@@ -45,14 +49,19 @@ def queued_work() -> None:
     db.session.info["work_queued"] = True
 
 
+def on_work_queued(app: Flask, callback: Callable[[Flask], None]) -> None:
+    """Call `callback(app)` after each commit of `app` that queued work (set at start-up)."""
+    app.extensions.setdefault("jobs.on_work_queued", []).append(callback)
+
+
 @event.listens_for(Session, "after_commit")
 def _wake_worker(session: Session) -> None:
     if session.info.pop("work_queued", False):
         wake_all()
-        if has_app_context() and "celery_tick" in current_app.extensions:
-            from newsletters.tasks import wake
-
-            wake(current_app._get_current_object())
+        if has_app_context():
+            app = current_app._get_current_object()
+            for callback in app.extensions.get("jobs.on_work_queued", ()):
+                callback(app)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -25,11 +25,13 @@ from celery import Celery, Task
 from flask import Flask, current_app
 from kombu import Queue
 
+from newsletters import jobs
+from newsletters.worker import LANES, Worker
+
 log = logging.getLogger(__name__)
 
-# The lanes of newsletters.worker, each a queue (kept literal: this module is imported
-# by create_app, before the worker's imports are wanted).
-LANE_QUEUES = ("mail", "editions", "feeds")
+# The lanes of newsletters.worker, each a queue.
+LANE_QUEUES = tuple(lane.name for lane in LANES)
 
 
 def tick_name(lane: str) -> str:
@@ -72,8 +74,7 @@ def celery_init_app(app: Flask) -> Celery:
     app.extensions["celery"] = celery
     ticks = {lane: _register_tick(celery, lane) for lane in LANE_QUEUES}
     app.extensions["celery_ticks"] = ticks
-    # jobs.py wakes Celery when this key is present.
-    app.extensions["celery_tick"] = ticks["mail"]
+    jobs.on_work_queued(app, wake)
     return celery
 
 
@@ -81,10 +82,8 @@ def _register_tick(celery: Celery, lane: str):
     @celery.task(name=tick_name(lane), ignore_result=True)
     def tick() -> bool:
         """Run this lane's jobs once, as the lane of the in-process worker does."""
-        from newsletters.worker import LANES
-
-        [jobs] = [lane_.jobs for lane_ in LANES if lane_.name == lane]
-        did_work = _celery_worker(current_app._get_current_object()).run_jobs(jobs, lane)
+        [lane_jobs] = [lane_.jobs for lane_ in LANES if lane_.name == lane]
+        did_work = _celery_worker(current_app._get_current_object()).run_jobs(lane_jobs, lane)
         if did_work:
             # More may be due (a large send): keep going without waiting for beat.
             tick.apply_async(countdown=0)
@@ -93,9 +92,7 @@ def _register_tick(celery: Celery, lane: str):
     return tick
 
 
-def _celery_worker(app: Flask):
-    from newsletters.worker import Worker
-
+def _celery_worker(app: Flask) -> Worker:
     worker = app.extensions.get("celery_worker")
     if worker is None:
         worker = Worker(app)

@@ -36,10 +36,10 @@ from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db, limiter
 from newsletters.inputs import clamp_day, larger_body, page_number
+from newsletters.mailing.addresses import InvalidAddress
 from newsletters.spreadsheet import for_excel
 from newsletters.staff.access import admin_required
 from newsletters.subscriptions import services as subscriber_services
-from newsletters.subscriptions.addresses import InvalidAddress
 from newsletters.subscriptions.forms import ButtonForm
 from newsletters.subscriptions.importing import (
     ImportRefused,

@@ -1,5 +1,8 @@
-"""Writing and reading the audit log. `record` joins the caller's transaction, so an
-entry exists exactly when the action it describes committed."""
+"""Writing and reading the audit log.
+
+Features do not call this module: they announce their changes (`newsletters.events`), and
+`init_app` makes every audited event an entry in the same transaction, so an entry exists
+exactly when the action it describes committed."""
 
 from __future__ import annotations
 
@@ -8,11 +11,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import func, select
 
+from newsletters import events
 from newsletters.audit.models import AuditEntry
 from newsletters.extensions import db
 from newsletters.staff.models import Staff
+
+
+def init_app(app: Flask) -> None:
+    """Write an audit entry for every audited event announced in `app`."""
+    events.listen(app, _record_event)
+
+
+def _record_event(event: events.Event) -> None:
+    if not event.audited:
+        return
+    actor = event.actor or events.Actor()
+    record(actor.staff_id, event.name, event.target, event.data, actor.ip)
 
 
 def record(

@@ -21,7 +21,7 @@ from newsletters.bounces import parsing, suppression
 from newsletters.bounces.models import Bounce, BounceKind, SuppressionReason
 from newsletters.editions.models import Delivery
 from newsletters.extensions import db
-from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
+from newsletters.mailing.addresses import InvalidAddress, normalise_email
 from newsletters.subscriptions.models import Subscriber
 from newsletters.timeutil import utcnow
 

@@ -19,7 +19,7 @@ from sqlalchemy import exists, func, select, update
 from newsletters.audit import services as audit
 from newsletters.bounces.models import Suppression, SuppressionReason
 from newsletters.extensions import db
-from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
+from newsletters.mailing.addresses import InvalidAddress, normalise_email
 from newsletters.subscriptions.models import Subscriber
 
 

@@ -24,8 +24,8 @@ from newsletters.editions.rendering import RenderedEdition, render_edition
 from newsletters.editions.sending import EditionError, ItemInput
 from newsletters.extensions import db
 from newsletters.mailing import outbox
+from newsletters.mailing.addresses import InvalidAddress, normalise_email
 from newsletters.mailing.compose import RenderedMail
-from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
 from newsletters.urls import public_url
 
 # The newsletter written after each board meeting: it has a meeting date and items.

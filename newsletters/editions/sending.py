@@ -51,6 +51,7 @@ from newsletters.editions.models import (
 )
 from newsletters.editions.rendering import EditionTemplate, edition_template
 from newsletters.extensions import db
+from newsletters.mailing.addresses import ascii_address
 from newsletters.mailing.throttle import TokenBucket
 from newsletters.mailing.transport import (
     DeliveryFailure,
@@ -58,7 +59,6 @@ from newsletters.mailing.transport import (
     Transport,
     open_transport,
 )
-from newsletters.subscriptions.addresses import ascii_address
 from newsletters.subscriptions.links import BulkLinks
 from newsletters.subscriptions.models import Subscriber, Subscription, SubscriptionStatus
 from newsletters.timeutil import UTCDateTime, utcnow

@@ -17,10 +17,10 @@ from sqlalchemy import insert, update
 
 from newsletters import jobs
 from newsletters.extensions import db
+from newsletters.mailing.addresses import ascii_address
 from newsletters.mailing.compose import RenderedMail, build_message, envelope_sender
 from newsletters.mailing.models import OutboxMessage, OutboxStatus
 from newsletters.mailing.transport import DeliveryFailure, Transport, open_transport
-from newsletters.subscriptions.addresses import ascii_address
 from newsletters.timeutil import utcnow
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
+from newsletters.mailing.addresses import InvalidAddress, normalise_email
 from newsletters.names import InvalidName, clean_name
 from newsletters.staff.models import Staff, StaffRole, StaffSession
-from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
 from newsletters.subscriptions.models import Subscription, SubscriptionStatus
 from newsletters.timeutil import utcnow
 

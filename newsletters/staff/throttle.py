@@ -35,9 +35,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from newsletters.extensions import db
+from newsletters.mailing.addresses import InvalidAddress, normalise_email
 from newsletters.staff import services
 from newsletters.staff.models import LoginThrottle, Staff
-from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
 from newsletters.timeutil import utcnow
 from newsletters.tokens import Purpose, TokenError, sign, verify
 

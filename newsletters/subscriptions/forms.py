@@ -8,8 +8,8 @@ from wtforms import BooleanField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from newsletters.mailing.addresses import InvalidAddress, normalise_email
 from newsletters.names import MAX_NAME_LENGTH, name_field_check
-from newsletters.subscriptions.addresses import InvalidAddress, normalise_email
 from newsletters.subscriptions.municipalities import MUNICIPALITIES, is_municipality
 
 

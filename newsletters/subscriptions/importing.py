@@ -30,10 +30,10 @@ from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
 from newsletters.mailing import outbox
+from newsletters.mailing.addresses import InvalidAddress, ascii_address, normalise_email
 from newsletters.names import InvalidName, clean_name
 from newsletters.spreadsheet import csv_lines
 from newsletters.subscriptions import services
-from newsletters.subscriptions.addresses import InvalidAddress, ascii_address, normalise_email
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
 from newsletters.subscriptions.models import (
     ConsentAction,

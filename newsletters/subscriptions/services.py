@@ -23,11 +23,11 @@ from newsletters.catalog.models import Newsletter
 from newsletters.editions.models import Delivery, Edition
 from newsletters.extensions import db
 from newsletters.mailing import mailbox, outbox
+from newsletters.mailing.addresses import ascii_address, normalise_email
 from newsletters.mailing.compose import render_mail
 from newsletters.mailing.models import OutboxMessage
 from newsletters.names import clean_name
 from newsletters.subscriptions import links
-from newsletters.subscriptions.addresses import ascii_address, normalise_email
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
 from newsletters.subscriptions.models import (
     ConsentAction,
