@@ -67,6 +67,7 @@ def listen(app: Flask, listener: Listener, names: Iterable[str] | None = None) -
 def announce(
     name: str,
     target: str = "",
+    /,
     *,
     actor: Actor | None = None,
     audited: bool = True,
@@ -75,7 +76,8 @@ def announce(
     """Tell every listener that `name` happened to `target`, inside the current transaction.
 
     Call it before the commit of the change: a listener that fails rolls the change back
-    with it, which is the point (no change without its audit entry).
+    with it, which is the point (no change without its audit entry). `name` and `target`
+    are positional only, so the data may have keys of those names (a subscriber's name).
     """
     event = Event(name=name, target=target, actor=actor, data=data, audited=audited)
     if has_app_context():
