@@ -54,14 +54,19 @@ def main() -> None:
     from sqlalchemy import insert, select
 
     from newsletters import create_app
-    from newsletters.bounces.models import Suppression, SuppressionReason
-    from newsletters.bounces.suppression import address_hash
     from newsletters.catalog.services import newsletter_by_slug, seed_newsletters
     from newsletters.editions import sending
     from newsletters.extensions import db
     from newsletters.staff import services as staff
-    from newsletters.subscriptions.models import Subscriber, Subscription, SubscriptionStatus
+    from newsletters.subscriptions.models import (
+        Subscriber,
+        Subscription,
+        SubscriptionStatus,
+        Suppression,
+        SuppressionReason,
+    )
     from newsletters.subscriptions.municipalities import MUNICIPALITIES
+    from newsletters.subscriptions.suppression import address_hash
     from newsletters.timeutil import utcnow
 
     app = create_app(

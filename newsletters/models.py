@@ -2,7 +2,7 @@
 
 from newsletters.admin.models import WelcomeLetter
 from newsletters.audit.models import AuditEntry
-from newsletters.bounces.models import Bounce, BounceKind, Suppression, SuppressionReason
+from newsletters.bounces.models import Bounce, BounceKind
 from newsletters.catalog.models import Newsletter
 from newsletters.editions.models import (
     Delivery,
@@ -21,6 +21,8 @@ from newsletters.subscriptions.models import (
     SubscribeRequest,
     Subscription,
     SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
 )
 
 __all__ = [

@@ -16,19 +16,20 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, text, update
 
 from newsletters.audit.models import AuditEntry
-from newsletters.bounces import suppression
-from newsletters.bounces.models import BounceKind, Suppression, SuppressionReason
+from newsletters.bounces.models import BounceKind
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions import sending
 from newsletters.editions.models import Delivery
 from newsletters.extensions import db
 from newsletters.mailing.models import OutboxMessage
-from newsletters.subscriptions import services
+from newsletters.subscriptions import services, suppression
 from newsletters.subscriptions.models import (
     ConsentEvent,
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
 )
 from newsletters.timeutil import utcnow
 from tests.support.editions import confirmed_audience, draft

@@ -12,13 +12,13 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from newsletters.bounces import suppression
-from newsletters.bounces.models import Bounce, BounceKind, Suppression, SuppressionReason
+from newsletters.bounces.models import Bounce, BounceKind
 from newsletters.bounces.parsing import parse
 from newsletters.editions import sending
 from newsletters.editions.models import Delivery
 from newsletters.extensions import db
-from newsletters.subscriptions.models import Subscriber
+from newsletters.subscriptions import suppression
+from newsletters.subscriptions.models import Subscriber, Suppression, SuppressionReason
 from tests.support.editions import confirmed_audience, draft
 from tests.support.imap import IMAPServer
 

@@ -263,7 +263,8 @@ def test_a_5xx_fails_the_delivery_and_is_a_hard_bounce(mail_app, smtp_server):
             is not None
         )
     # Recorded as a bounce against the delivery, and the address is suppressed.
-    from newsletters.bounces.models import Bounce, Suppression
+    from newsletters.bounces.models import Bounce
+    from newsletters.subscriptions.models import Suppression
 
     with mail_app.app_context():
         bounce = db.session.scalar(select(Bounce))

@@ -14,14 +14,17 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from newsletters.bounces import suppression
-from newsletters.bounces.models import SuppressionReason
 from newsletters.extensions import db
 from newsletters.mailing import outbox
 from newsletters.mailing.compose import RenderedMail
 from newsletters.mailing.models import OutboxMessage
-from newsletters.subscriptions import importing
-from newsletters.subscriptions.models import ConsentAction, ConsentEvent, Subscriber
+from newsletters.subscriptions import importing, suppression
+from newsletters.subscriptions.models import (
+    ConsentAction,
+    ConsentEvent,
+    Subscriber,
+    SuppressionReason,
+)
 from newsletters.timeutil import utcnow
 from tests.support.flows import confirmed_subscriber, subscriptions_of
 

@@ -13,12 +13,12 @@ from flask.testing import FlaskClient
 from flask_babel import force_locale
 
 from newsletters import labels
-from newsletters.bounces.models import BounceKind, SuppressionReason
+from newsletters.bounces.models import BounceKind
 from newsletters.catalog.models import DigestCadence, DigestMode
 from newsletters.editions.models import DeliveryStatus, EditionStatus
 from newsletters.mailing.models import OutboxStatus
 from newsletters.staff.models import StaffRole
-from newsletters.subscriptions.models import ConsentAction, SubscriptionStatus
+from newsletters.subscriptions.models import ConsentAction, SubscriptionStatus, SuppressionReason
 from tests.test_admin import _person_with_everything, admin  # noqa: F401 (fixture)
 
 PACKAGE = Path(labels.__file__).resolve().parent

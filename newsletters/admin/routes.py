@@ -31,7 +31,6 @@ from newsletters.admin import services, welcome
 from newsletters.admin.forms import EraseForm, ImportForm, SuppressForm, WelcomeLetterForm
 from newsletters.audit import services as audit
 from newsletters.audit.web import actor
-from newsletters.bounces import suppression
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db, limiter
@@ -40,6 +39,7 @@ from newsletters.mailing.addresses import InvalidAddress
 from newsletters.spreadsheet import for_excel
 from newsletters.staff.access import admin_required
 from newsletters.subscriptions import services as subscriber_services
+from newsletters.subscriptions import suppression
 from newsletters.subscriptions.forms import ButtonForm
 from newsletters.subscriptions.importing import (
     ImportRefused,

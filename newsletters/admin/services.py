@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import exists, func, or_, select
 
-from newsletters.bounces import suppression
 from newsletters.bounces.models import Bounce
 from newsletters.catalog.models import Newsletter
 from newsletters.editions.models import Delivery, Edition
 from newsletters.extensions import db
 from newsletters.mailing.models import OutboxMessage
+from newsletters.subscriptions import suppression
 from newsletters.subscriptions.models import (
     ConsentEvent,
     Subscriber,

@@ -16,7 +16,6 @@ from sqlalchemy import exists, func, select, update
 
 from newsletters.admin.models import WelcomeLetter
 from newsletters.audit import services as audit
-from newsletters.bounces.models import Suppression
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions.rendering import markdown_to_html, markdown_to_text
@@ -30,6 +29,7 @@ from newsletters.subscriptions.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    Suppression,
 )
 from newsletters.timeutil import utcnow
 

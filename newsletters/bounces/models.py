@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from newsletters.columns import value_enum
@@ -42,35 +42,3 @@ class Bounce(db.Model):
     # SHA-256 of the bounce message and the recipient: reading a mailbox twice records
     # each bounce once.
     fingerprint: Mapped[str | None] = mapped_column(String(64), unique=True)
-
-
-class SuppressionReason(enum.StrEnum):
-    HARD_BOUNCE = "hard_bounce"
-    SOFT_BOUNCES = "soft_bounces"
-    ERASURE = "erasure"  # erased, and asked never to be mailed again
-    MANUAL = "manual"  # added by staff
-
-
-class Suppression(db.Model):
-    """An address that must not be mailed: checked at subscribe, import, confirm and when
-    an edition's send starts.
-
-    `address_hash` is an HMAC of the normalised address (key: SUPPRESSION_HASH_KEY), so an
-    erased person stays suppressed without their address being stored. `email` is kept
-    for the other reasons, so staff can see whom an entry concerns, and is what the send
-    query joins on.
-    """
-
-    __tablename__ = "suppressions"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    email: Mapped[str | None] = mapped_column(String(320), unique=True)
-    reason: Mapped[SuppressionReason] = mapped_column(
-        value_enum(SuppressionReason, "suppression_reason")
-    )
-    note: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
-    # How many soft bounces led to it, for SOFT_BOUNCES.
-    bounce_count: Mapped[int] = mapped_column(Integer, default=0)

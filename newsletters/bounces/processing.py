@@ -17,12 +17,13 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from newsletters.bounces import parsing, suppression
-from newsletters.bounces.models import Bounce, BounceKind, SuppressionReason
+from newsletters.bounces import parsing
+from newsletters.bounces.models import Bounce, BounceKind
 from newsletters.editions.models import Delivery
 from newsletters.extensions import db
 from newsletters.mailing.addresses import InvalidAddress, normalise_email
-from newsletters.subscriptions.models import Subscriber
+from newsletters.subscriptions import suppression
+from newsletters.subscriptions.models import Subscriber, SuppressionReason
 from newsletters.timeutil import utcnow
 
 

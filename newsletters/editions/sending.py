@@ -38,7 +38,6 @@ from sqlalchemy import (
 )
 
 from newsletters import jobs
-from newsletters.bounces import suppression
 from newsletters.bounces.models import BounceKind
 from newsletters.bounces.processing import record_bounce
 from newsletters.catalog.services import newsletter_by_slug
@@ -59,6 +58,7 @@ from newsletters.mailing.transport import (
     Transport,
     open_transport,
 )
+from newsletters.subscriptions import suppression
 from newsletters.subscriptions.links import BulkLinks
 from newsletters.subscriptions.models import Subscriber, Subscription, SubscriptionStatus
 from newsletters.timeutil import UTCDateTime, utcnow

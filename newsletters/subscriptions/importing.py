@@ -25,7 +25,6 @@ from flask import current_app
 from sqlalchemy import String, Text, bindparam, insert, literal, select, text, update
 
 from newsletters.audit import services as audit
-from newsletters.bounces import suppression
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
@@ -33,7 +32,7 @@ from newsletters.mailing import outbox
 from newsletters.mailing.addresses import InvalidAddress, ascii_address, normalise_email
 from newsletters.names import InvalidName, clean_name
 from newsletters.spreadsheet import csv_lines
-from newsletters.subscriptions import services
+from newsletters.subscriptions import services, suppression
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
 from newsletters.subscriptions.models import (
     ConsentAction,

@@ -150,3 +150,35 @@ class SubscribeRequest(db.Model):
     leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     leased_by: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class SuppressionReason(enum.StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCES = "soft_bounces"
+    ERASURE = "erasure"  # erased, and asked never to be mailed again
+    MANUAL = "manual"  # added by staff
+
+
+class Suppression(db.Model):
+    """An address that must not be mailed: checked at subscribe, import, confirm and when
+    an edition's send starts.
+
+    `address_hash` is an HMAC of the normalised address (key: SUPPRESSION_HASH_KEY), so an
+    erased person stays suppressed without their address being stored. `email` is kept
+    for the other reasons, so staff can see whom an entry concerns, and is what the send
+    query joins on.
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    reason: Mapped[SuppressionReason] = mapped_column(
+        value_enum(SuppressionReason, "suppression_reason")
+    )
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    # How many soft bounces led to it, for SOFT_BOUNCES.
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0)

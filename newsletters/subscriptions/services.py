@@ -17,8 +17,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from newsletters import busy, jobs
 from newsletters.audit import services as audit
-from newsletters.bounces import suppression
-from newsletters.bounces.models import Bounce, Suppression, SuppressionReason
+from newsletters.bounces.models import Bounce
 from newsletters.catalog.models import Newsletter
 from newsletters.editions.models import Delivery, Edition
 from newsletters.extensions import db
@@ -27,7 +26,7 @@ from newsletters.mailing.addresses import ascii_address, normalise_email
 from newsletters.mailing.compose import render_mail
 from newsletters.mailing.models import OutboxMessage
 from newsletters.names import clean_name
-from newsletters.subscriptions import links
+from newsletters.subscriptions import links, suppression
 from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
 from newsletters.subscriptions.models import (
     ConsentAction,
@@ -36,6 +35,8 @@ from newsletters.subscriptions.models import (
     SubscribeRequest,
     Subscription,
     SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
 )
 from newsletters.subscriptions.municipalities import is_municipality
 from newsletters.timeutil import utcnow

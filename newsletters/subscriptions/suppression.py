@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import exists, func, select, update
 
-from newsletters.audit import services as audit
-from newsletters.bounces.models import Suppression, SuppressionReason
+from newsletters import events
 from newsletters.extensions import db
 from newsletters.mailing.addresses import InvalidAddress, normalise_email
-from newsletters.subscriptions.models import Subscriber
+from newsletters.subscriptions.models import Subscriber, Suppression, SuppressionReason
 
 
 class SuppressionNotFound(LookupError):
@@ -168,7 +167,9 @@ def add_manual(
     entry = suppress(
         normalised, SuppressionReason.MANUAL, note=note.strip(), by_staff_id=by_staff_id
     )
-    audit.record(by_staff_id, "suppression.add", f"suppression:{entry.id}", {}, ip)
+    events.announce(
+        "suppression.add", f"suppression:{entry.id}", actor=events.Actor(by_staff_id, ip, "web")
+    )
     db.session.commit()
     return entry
 
@@ -193,15 +194,12 @@ def lift(suppression_id: int, *, by_staff_id: int | None, ip: str | None = None)
                 .where(Subscriber.id == subscriber_id)
                 .values(hard_bounced_at=None)
             )
-    audit.record(
-        by_staff_id,
+    events.announce(
         "suppression.lift",
         f"suppression:{entry.id}",
-        {
-            "reason": entry.reason.value,
-            "subscriber_id": subscriber_id,
-        },
-        ip,
+        actor=events.Actor(by_staff_id, ip, "web"),
+        reason=entry.reason.value,
+        subscriber_id=subscriber_id,
     )
     db.session.delete(entry)
     db.session.commit()
