@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app, has_app_context, has_request_context
+from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask_login import current_user
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,6 @@ class Actor:
         """The signed-in staff member (if any) and client address of the current request."""
         if not has_request_context():
             return cls(via="cli")
-        from flask import request
-        from flask_login import current_user
-
         staff_id = current_user.id if current_user.is_authenticated else None
         return cls(staff_id=staff_id, ip=request.remote_addr, via="web")
 
