@@ -1,7 +1,7 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from newsletters.columns import value_enum
@@ -38,6 +38,13 @@ class Newsletter(db.Model):
     # but anyone may still ask for it by double opt-in.
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # Whether its sent editions are listed on a public archive page and Atom feed
+    # (editions/archive.py). New newsletters follow is_public unless it is set.
+    archive_public: Mapped[bool] = mapped_column(
+        Boolean,
+        default=lambda ctx: ctx.get_current_parameters().get("is_public", True),
+        server_default=true(),
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The digest of new feed items (newsletters/feeds/digests.py).
     digest_mode: Mapped[DigestMode] = mapped_column(

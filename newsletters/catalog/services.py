@@ -147,8 +147,11 @@ def update_newsletter(
     cadence_en: str,
     is_public: bool,
     position: int,
+    archive_public: bool | None = None,
 ) -> Newsletter:
-    """Change a newsletter's texts, visibility and place; the slug never changes.
+    """Change a newsletter's texts, visibility, archive and place; the slug never changes.
+
+    `archive_public` None leaves the public archive as it is.
 
     LookupError if there is no such newsletter.
     """
@@ -161,6 +164,8 @@ def update_newsletter(
     newsletter.cadence_da = cadence_da.strip()
     newsletter.cadence_en = cadence_en.strip()
     newsletter.is_public = is_public
+    if archive_public is not None:
+        newsletter.archive_public = archive_public
     newsletter.position = position
     db.session.commit()
     # This process's public form shows the change at once; others within CHOICES_TTL_SECONDS.

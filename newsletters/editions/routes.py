@@ -1,13 +1,15 @@
-"""The public web version of an edition ("read in your browser")."""
+"""The public web version of an edition ("read in your browser") and the public archive."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort
+from flask import Blueprint, Response, abort, render_template, request
 
+from newsletters.editions import archive
 from newsletters.editions.models import Edition, EditionStatus
 from newsletters.editions.rendering import render_edition
 from newsletters.extensions import db
 from newsletters.i18n import current_locale
+from newsletters.inputs import page_number
 from newsletters.urls import public_url
 
 bp = Blueprint("editions", __name__)
@@ -34,4 +36,35 @@ def web_version(edition_id: int):
     response.headers["Cache-Control"] = "public, max-age=300"
     # The language comes from ?lang= or the reader's language cookie.
     response.vary.add("Cookie")
+    return response
+
+
+@bp.get("/newsletters/<slug>/archive")
+def archive_page(slug: str):
+    newsletter = archive.public_archive(slug)
+    if newsletter is None:
+        abort(404)
+    page = archive.archive_page(newsletter, page_number(request.args.get("page")))
+    response = Response(render_template("editions/archive.html", archive=page))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.vary.add("Cookie")
+    return response
+
+
+@bp.get("/newsletters/<slug>/archive.atom")
+def archive_feed(slug: str):
+    newsletter = archive.public_archive(slug)
+    if newsletter is None:
+        abort(404)
+    entries = archive.feed_entries(newsletter)
+    body = render_template(
+        "editions/archive.atom.xml",
+        newsletter=newsletter,
+        entries=[(e, public_url("editions.web_version", edition_id=e.id)) for e in entries],
+        feed_url=public_url("editions.archive_feed", slug=slug),
+        archive_url=public_url("editions.archive_page", slug=slug),
+        updated=entries[0].sent_at if entries else newsletter.created_at,
+    )
+    response = Response(body, mimetype="application/atom+xml")
+    response.headers["Cache-Control"] = "public, max-age=300"
     return response

@@ -113,6 +113,7 @@ class NewsletterSettingsForm(FlaskForm):
         validators=[Optional(), Length(max=200, message=_l("The text is too long."))],
     )
     is_public = BooleanField(_l("Offered on the public subscribe form"))
+    archive_public = BooleanField(_l("Sent editions on a public archive page"))
     position = IntegerField(
         _l("Position"),
         validators=[

@@ -202,12 +202,14 @@ def newsletter_settings(slug: str):
                 cadence_en=form.cadence_en.data or "",
                 is_public=bool(form.is_public.data),
                 position=form.position.data,
+                archive_public=bool(form.archive_public.data),
             )
             audit(
                 "newsletter.settings",
                 f"newsletter:{slug}",
                 name=form.name.data,
                 is_public=bool(form.is_public.data),
+                archive_public=bool(form.archive_public.data),
                 position=form.position.data,
             )
             flash(_("The settings of %(name)s have been saved.", name=form.name.data), "success")

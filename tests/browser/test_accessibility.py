@@ -43,6 +43,7 @@ def test_public_pages_in_danish_are_axe_clean(axe_page, live_server, axe):
         ("/", "front page", 200),
         ("/subscribed", "check your inbox", 200),
         ("/manage", "ask for a manage link", 200),
+        ("/newsletters/bestyrelse/archive", "public archive", 200),
         # Bad confirm, manage and unsubscribe links all show this one page.
         ("/confirm/garbage", "bad link", 400),
         ("/no-such-page", "404 page", 404),
