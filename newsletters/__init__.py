@@ -62,6 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from newsletters.editions.staff_routes import bp as editor_bp
     from newsletters.feeds.routes import bp as feeds_bp
     from newsletters.mailing.routes import bp as mailing_bp
+    from newsletters.reports.staff_routes import bp as reports_bp
     from newsletters.staff.routes import bp as staff_bp
     from newsletters.subscriptions.routes import bp as subscriptions_bp
 
@@ -73,6 +74,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(editor_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(feeds_bp)
+    app.register_blueprint(reports_bp)
     cli.init_app(app)
     _listen(app)
     _init_worker(app)
@@ -82,8 +84,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def _listen(app: Flask) -> None:
     """Features that react to what lower layers announce (newsletters/events.py)."""
     from newsletters.audit import services as audit
+    from newsletters.reports import erasures
 
     audit.init_app(app)
+    erasures.init_app(app)
 
 
 def _default_instance_path() -> str | None:

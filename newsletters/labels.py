@@ -111,6 +111,7 @@ AUDIT_ACTION = {
     "edition.save": _l("Edition saved"),
     "edition.test_send": _l("Test sent"),
     "edition.send": _l("Edition sent"),
+    "edition.report_export": _l("Recipients' outcomes downloaded"),
     "edition.schedule": _l("Sending scheduled"),
     "edition.unschedule": _l("Scheduled sending withdrawn"),
     "edition.pause": _l("Sending paused"),

@@ -13,6 +13,7 @@ from newsletters.editions.models import (
 )
 from newsletters.feeds.models import DigestRun, Feed, FeedItem
 from newsletters.mailing.models import CapturedMail, OutboxMessage, OutboxStatus
+from newsletters.reports.models import ErasureCount
 from newsletters.staff.models import Staff, StaffRole
 from newsletters.subscriptions.models import (
     ConsentAction,
@@ -30,6 +31,7 @@ __all__ = [
     "Bounce",
     "BounceKind",
     "CapturedMail",
+    "ErasureCount",
     "Suppression",
     "SuppressionReason",
     "WelcomeLetter",

@@ -117,6 +117,9 @@ class ConsentEvent(db.Model):
     locale: Mapped[str | None] = mapped_column(String(8))
     # For enrolments: the recorded basis, as the administrator stated it.
     basis: Mapped[str | None] = mapped_column(Text)
+    # The edition whose unsubscribe link was used (a withdrawal from a mail), when known:
+    # counted on the edition's report. An id only: an edition may be deleted later.
+    edition_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     subscription: Mapped[Subscription] = relationship()
 
