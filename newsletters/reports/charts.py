@@ -7,10 +7,16 @@ styles and nothing from outside (no tooltip script from pygal's site).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import pygal
 from pygal.style import Style
+
+# pygal puts an import hook for its map plugins (unused here) on sys.meta_path; it has no
+# find_spec, so every later import that passes it warns (ImportWarning), and the import
+# system of newer Pythons no longer falls back to it. Taken off again.
+sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
 
 # KL-ish colours with enough contrast on white (WCAG 1.4.11: 3:1 for graphics).
 STYLE = Style(
