@@ -1,7 +1,7 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, Text, true
+from sqlalchemy import Boolean, Integer, String, Text, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from newsletters.columns import value_enum
@@ -46,6 +46,11 @@ class Newsletter(db.Model):
         server_default=true(),
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Counting opens and clicks per edition and per link (editions/engagement.py): off
+    # unless an administrator turns it on; never anything per person.
+    engagement_counting: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     # The digest of new feed items (newsletters/feeds/digests.py).
     digest_mode: Mapped[DigestMode] = mapped_column(
         value_enum(DigestMode, "digest_mode"), default=DigestMode.OFF, server_default="off"

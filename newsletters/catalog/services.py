@@ -148,10 +148,11 @@ def update_newsletter(
     is_public: bool,
     position: int,
     archive_public: bool | None = None,
+    engagement_counting: bool | None = None,
 ) -> Newsletter:
     """Change a newsletter's texts, visibility, archive and place; the slug never changes.
 
-    `archive_public` None leaves the public archive as it is.
+    `archive_public` or `engagement_counting` None leaves that setting as it is.
 
     LookupError if there is no such newsletter.
     """
@@ -166,6 +167,8 @@ def update_newsletter(
     newsletter.is_public = is_public
     if archive_public is not None:
         newsletter.archive_public = archive_public
+    if engagement_counting is not None:
+        newsletter.engagement_counting = engagement_counting
     newsletter.position = position
     db.session.commit()
     # This process's public form shows the change at once; others within CHOICES_TTL_SECONDS.

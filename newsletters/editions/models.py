@@ -130,3 +130,28 @@ class Delivery(db.Model):
     # Times it was taken over from a worker that died while sending it: each may have
     # arrived once more.
     possible_duplicates: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EditionLink(db.Model):
+    """A link address an edition contains, counted as a whole (editions/engagement.py):
+    the counted link names this row's id, so it can lead nowhere else."""
+
+    __tablename__ = "edition_links"
+    __table_args__ = (UniqueConstraint("edition_id", "url_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    url_hash: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EditionOpens(db.Model):
+    """How many times an edition's picture was fetched: a count, nothing per person."""
+
+    __tablename__ = "edition_opens"
+
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True
+    )
+    opens: Mapped[int] = mapped_column(Integer, default=0)

@@ -21,6 +21,7 @@ import nh3
 from flask import current_app, render_template
 from flask_babel import force_locale
 
+from newsletters.editions import engagement
 from newsletters.editions.models import Edition
 from newsletters.mailing.compose import HEADER_POLICY, envelope_sender, inline_css
 from newsletters.urls import public_url
@@ -79,9 +80,18 @@ class RenderedEdition:
 
 
 def render_edition(
-    edition: Edition, *, manage_url: str, unsubscribe_url: str, locale: str = "da"
+    edition: Edition,
+    *,
+    manage_url: str,
+    unsubscribe_url: str,
+    locale: str = "da",
+    counted: bool = False,
 ) -> RenderedEdition:
-    """The edition's text and HTML parts, as a subscriber gets them (preview uses this)."""
+    """The edition's text and HTML parts, as a subscriber gets them (preview uses this).
+
+    `counted`: the HTML's links pass through the counting redirect and it carries the open
+    picture (a send of a newsletter that counts; editions/engagement.py).
+    """
     context = {
         "edition": edition,
         "newsletter": edition.newsletter,
@@ -105,6 +115,10 @@ def render_edition(
     with force_locale(locale):
         text = render_template("email/edition.txt", **context)
         html = render_template("email/edition.html", **context)
+    if counted:
+        html = engagement.counted_html(
+            edition, html, keep={context["web_url"], manage_url, unsubscribe_url}
+        )
     return RenderedEdition(subject=edition.subject, text=text.strip() + "\n", html=inline_css(html))
 
 
@@ -219,7 +233,11 @@ def edition_template(edition: Edition, locale: str = "da") -> EditionTemplate:
     """Render the edition once per language, with stand-ins where each recipient's links
     go: its frame (headings, links, footer) is in the reader's language."""
     rendered = render_edition(
-        edition, manage_url=MANAGE_MARK, unsubscribe_url=UNSUBSCRIBE_MARK, locale=locale
+        edition,
+        manage_url=MANAGE_MARK,
+        unsubscribe_url=UNSUBSCRIBE_MARK,
+        locale=locale,
+        counted=engagement.counting(edition),
     )
     cfg = current_app.config
     domain = cfg["MAIL_DOMAIN"]

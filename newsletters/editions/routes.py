@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, redirect, render_template, request
 
-from newsletters.editions import archive
+from newsletters.editions import archive, engagement
 from newsletters.editions.models import Edition, EditionStatus
 from newsletters.editions.rendering import render_edition
 from newsletters.extensions import db
@@ -67,4 +67,26 @@ def archive_feed(slug: str):
     )
     response = Response(body, mimetype="application/atom+xml")
     response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/l/<int:link_id>")
+def counted_link(link_id: int):
+    """A link of an edition whose newsletter counts clicks: counted, then on to the
+    address the edition contains (and only that: the id names it)."""
+    url = engagement.click(link_id)
+    if url is None:
+        abort(404)
+    response = redirect(url, code=302)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/o/<int:edition_id>.gif")
+def open_pixel(edition_id: int):
+    """The picture that counts an edition's opens (a total, nothing per person)."""
+    engagement.opened(edition_id)
+    response = Response(engagement.PIXEL, mimetype="image/gif")
+    response.headers["Cache-Control"] = "no-store, private"
     return response

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from newsletters.bounces.models import Bounce, BounceKind
+from newsletters.editions import engagement
 from newsletters.editions.models import Delivery, DeliveryStatus, Edition
 from newsletters.extensions import db
 from newsletters.reports import series
@@ -31,6 +32,10 @@ class EditionReport:
     # (start of the bucket, messages sent in it), oldest first.
     per_minute: list[tuple[datetime, int]] = field(default_factory=list)
     bucket_minutes: int = 1
+    # Where the newsletter counts them (editions/engagement.py): totals only.
+    counting: bool = False
+    opens: int = 0
+    clicks: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def delivered(self) -> int:
@@ -92,6 +97,7 @@ def edition_report(edition_id: int) -> EditionReport | None:
         )
     )
     per_minute, bucket = _per_minute(edition_id)
+    opens, clicks = engagement.edition_counts(edition_id)
     return EditionReport(
         edition=edition,
         recipients=sum(counts.values()),
@@ -102,6 +108,9 @@ def edition_report(edition_id: int) -> EditionReport | None:
         possible_duplicates=duplicates or 0,
         per_minute=per_minute,
         bucket_minutes=bucket,
+        counting=bool(edition.newsletter.engagement_counting),
+        opens=opens,
+        clicks=clicks,
     )
 
 

@@ -114,6 +114,7 @@ class NewsletterSettingsForm(FlaskForm):
     )
     is_public = BooleanField(_l("Offered on the public subscribe form"))
     archive_public = BooleanField(_l("Sent editions on a public archive page"))
+    engagement_counting = BooleanField(_l("Count opens and clicks (totals only)"))
     position = IntegerField(
         _l("Position"),
         validators=[

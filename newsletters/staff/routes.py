@@ -203,6 +203,7 @@ def newsletter_settings(slug: str):
                 is_public=bool(form.is_public.data),
                 position=form.position.data,
                 archive_public=bool(form.archive_public.data),
+                engagement_counting=bool(form.engagement_counting.data),
             )
             audit(
                 "newsletter.settings",
@@ -210,6 +211,7 @@ def newsletter_settings(slug: str):
                 name=form.name.data,
                 is_public=bool(form.is_public.data),
                 archive_public=bool(form.archive_public.data),
+                engagement_counting=bool(form.engagement_counting.data),
                 position=form.position.data,
             )
             flash(_("The settings of %(name)s have been saved.", name=form.name.data), "success")
