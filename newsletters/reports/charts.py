@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import lru_cache
 
 import pygal
 from pygal.style import Style
@@ -51,26 +52,34 @@ def _every(labels: Sequence[str], most: int = 12) -> list[str]:
     return list(labels[::step])
 
 
-def line(title: str, labels: Sequence[str], series: dict[str, Sequence[int]]) -> bytes:
-    chart = pygal.Line(title=title, x_label_rotation=0, show_dots=len(labels) <= 60, **CONFIG)
+# Drawing is the slow part (pygal: tens of milliseconds for a few hundred bars), and a
+# finished send's or a past week's numbers do not change: each picture is kept per
+# process by what it shows, so asking again for the same numbers costs nothing.
+@lru_cache(maxsize=128)
+def _draw(kind: str, title: str, labels: tuple[str, ...], series: tuple) -> bytes:
+    if kind == "hbar":
+        chart = pygal.HorizontalBar(title=title, **{**CONFIG, "print_values": True})
+        for name, value in series:
+            chart.add(name, value)
+        return chart.render()
+    if kind == "line":
+        chart = pygal.Line(title=title, show_dots=len(labels) <= 60, **CONFIG)
+    else:
+        chart = pygal.Bar(title=title, **CONFIG)
     chart.x_labels = list(labels)
     chart.x_labels_major = _every(labels)
-    for name, values in series.items():
+    for name, values in series:
         chart.add(name, list(values))
     return chart.render()
+
+
+def line(title: str, labels: Sequence[str], series: dict[str, Sequence[int]]) -> bytes:
+    return _draw("line", title, tuple(labels), tuple((k, tuple(v)) for k, v in series.items()))
 
 
 def bars(title: str, labels: Sequence[str], series: dict[str, Sequence[int]]) -> bytes:
-    chart = pygal.Bar(title=title, **CONFIG)
-    chart.x_labels = list(labels)
-    chart.x_labels_major = _every(labels)
-    for name, values in series.items():
-        chart.add(name, list(values))
-    return chart.render()
+    return _draw("bar", title, tuple(labels), tuple((k, tuple(v)) for k, v in series.items()))
 
 
 def horizontal_bars(title: str, values: dict[str, int]) -> bytes:
-    chart = pygal.HorizontalBar(title=title, **{**CONFIG, "print_values": True})
-    for name, value in values.items():
-        chart.add(name, value)
-    return chart.render()
+    return _draw("hbar", title, (), tuple(values.items()))
