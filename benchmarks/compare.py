@@ -10,8 +10,10 @@ DIR/benchmarks/...`, from DIR), so the figures are those of its code. A round ru
 benchmark once per checkout, one after the other; the order flips every round (before
 first, then after first, ...) so a drift in the machine's load favours neither side. The
 table shows the median of the rounds for each side and after / before; a figure where
-lower is better is marked (lower). Sizes are passed as options both checkouts know
-(--recipients, --feeds, --duration, ...), so a checkout older than --quick works too.
+lower is better is marked (lower). After every round the table so far goes to stderr,
+so a comparison stopped early still leaves its figures. Sizes are passed as options both
+checkouts know (--recipients, --feeds, --duration, ...), so a checkout older than --quick
+works too.
 
 The figures: send (send_edition.py): throughput ratio, app and baseline msg/s, enqueue s;
 feeds (feeds.py): first pass s, feedparser alone s, their ratio, second pass share;
@@ -223,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 for name, value in figures.items():
                     results[side].setdefault(name, []).append(value)
+        # The table so far, on stderr: an interrupted comparison still leaves its figures.
+        so_far = "\n".join(table(results, round_))
+        log(f"after round {round_}:\n{so_far}")
     print()
     print(f"before: {sides['before']}")
     print(f"after:  {sides['after']}")
