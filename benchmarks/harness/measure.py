@@ -6,7 +6,6 @@ import os
 import resource
 import subprocess
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,17 +139,3 @@ def run_child(cmd: list[str], env: dict[str, str]) -> ChildRun:
         stderr=err,
     )
 
-
-class Stopwatch:
-    seconds: float = 0.0
-
-
-@contextmanager
-def timed():
-    """`with timed() as t: ...` then t.seconds: the block's wall time (perf_counter)."""
-    watch = Stopwatch()
-    started = time.perf_counter()
-    try:
-        yield watch
-    finally:
-        watch.seconds = time.perf_counter() - started
