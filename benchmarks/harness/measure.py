@@ -138,4 +138,3 @@ def run_child(cmd: list[str], env: dict[str, str]) -> ChildRun:
         stdout=out,
         stderr=err,
     )
-
