@@ -6,7 +6,7 @@ documents (rss2email, measured the same way: 9.8x); an unchanged second pass (30
 < 10 % of the first.*
 
     .venv/bin/python benchmarks/feeds.py [--database sqlite|postgresql] [--feeds 200]
-                                         [--items 50] [--repeat 3]
+                                         [--items 50] [--repeat 3] [--json FILE] [--quick]
 
 Both sides are measured the same way: --repeat rounds, each the baseline then the app on
 a fresh database, the best of each side taken (the machine is shared; the best round is
@@ -37,8 +37,8 @@ bar; exit status 0 PASS, 1 FAIL, 2 could not run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,11 +48,15 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness.app import in_process_app
+from harness.common import ROOT, add_quick_argument, apply_quick, free_port, quick_note
+from harness.databases import add_database_arguments, drop_databases, fresh_database
+from harness.report import Table
+
 sys.path.insert(0, str(ROOT))
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-PG_DATABASE = "bench_feeds"
+BAR_FIRST = 1.5  # first pass / feedparser alone
+BAR_SECOND = 0.10  # second pass / first pass
 
 WORDS = [
     "kommunerne",
@@ -136,12 +140,6 @@ def write_documents(directory: Path, feeds: int, items: int) -> list[Path]:
     return paths
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_server(directory: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
@@ -166,43 +164,21 @@ def baseline_once(documents: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def _pg(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(sql)
-
-
-def fresh_database(args, tmp_path: Path, round_: int) -> str:
-    if args.database == "postgresql":
-        _pg(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
-        _pg(f"CREATE DATABASE {PG_DATABASE}")
-        return f"{PG_SERVER}/{PG_DATABASE}"
-    return f"sqlite:///{tmp_path / f'bench{round_}.db'}"
-
-
 def app_once(args, paths: list[Path], port: int, url: str) -> dict:
     """One round of the app on a fresh database: the first pass, then the second."""
-    from flask_migrate import upgrade
-
-    from newsletters import create_app
-    from newsletters.catalog.services import seed_newsletters
     from newsletters.extensions import db
     from newsletters.feeds import services
     from newsletters.feeds.models import FeedItem
 
-    app = create_app(
+    app = in_process_app(
         {
             "SECRET_KEY": "benchmark-secret-key-0123456789",
             "SQLALCHEMY_DATABASE_URI": url,
-            "WORKER_IN_PROCESS": False,
             # The feeds are served on loopback, which the fetcher refuses by default.
             "FEEDS_ALLOW_PRIVATE": True,
         }
     )
     with app.app_context():
-        upgrade()
-        seed_newsletters()
         for path in paths:
             services.add_feed("kl-nyheder", f"http://127.0.0.1:{port}/{path.name}")
         if app.config["FEEDS_PARSE_PROCESSES"]:
@@ -241,13 +217,16 @@ def app_once(args, paths: list[Path], port: int, url: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    add_database_arguments(parser, pg_database="bench_feeds")
     parser.add_argument("--feeds", type=int, default=200)
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of baseline + app (best of each taken)"
     )
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    add_quick_argument(parser, "--feeds 4 --items 5 --repeat 1")
     args = parser.parse_args()
+    apply_quick(args, parser, feeds=4, items=5, repeat=1)
 
     with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp:
         tmp_path = Path(tmp)
@@ -266,8 +245,8 @@ def main() -> int:
             bases, rounds = [], []
             for round_ in range(args.repeat):
                 bases.append(baseline_once(documents))
-                url = fresh_database(args, tmp_path, round_)
-                rounds.append(app_once(args, paths, port, url))
+                database = fresh_database(args, tmp_path, args.pg_database, f"bench{round_}.db")
+                rounds.append(app_once(args, paths, port, database.url))
                 print(
                     f"round {round_ + 1}: feedparser alone {bases[-1]:.2f} s, the app: first "
                     f"pass {rounds[-1]['first']:.2f} s, second pass {rounds[-1]['second']:.3f} s"
@@ -275,8 +254,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=10)
-            if args.database == "postgresql":
-                _pg(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
+            drop_databases(args, [args.pg_database])
     return report(args, bases, rounds)
 
 
@@ -286,25 +264,61 @@ def report(args, bases: list[float], rounds: list[dict]) -> int:
     second = min(r["second"] for r in rounds)
     expected = args.feeds * args.items
     setup = rounds[0]
-    print(f"baseline, feedparser.parse alone (best of {len(bases)}): {base:.2f} s")
-    print(
-        f"first pass, the app ({args.database}, {setup['threads']} fetch threads, "
-        f"{setup['processes']} parse processes; best of {len(rounds)}): {first:.2f} s "
-        f"({expected / first:,.0f} items/s)"
-    )
-    print(f"second pass, unchanged (all 304; best of {len(rounds)}): {second:.3f} s")
     ratio = first / base
     share = second / first
-    ok_first = ratio <= 1.5
-    ok_second = share < 0.10
-    print(f"first pass / feedparser alone: {ratio:.2f}x (bar <= 1.5x)  "
-          f"{'PASS' if ok_first else 'FAIL'}")  # fmt: skip
-    print(f"second pass / first pass: {share * 100:.1f} % (bar < 10 %)  "
-          f"{'PASS' if ok_second else 'FAIL'}")  # fmt: skip
+    table = Table(
+        f"Feeds, {args.feeds} x {args.items} items ({args.database}): best of {len(rounds)}",
+        judged=not args.quick,
+    )
+    table.add(
+        "first pass, the app",
+        f"{first:.2f} s ({expected / first:,.0f} items/s; {setup['threads']} fetch threads, "
+        f"{setup['processes']} parse processes)",
+        f"feedparser.parse alone {base:.2f} s",
+    )
+    table.add(
+        "first pass / feedparser alone",
+        f"{ratio:.2f}x",
+        "",
+        f"<= {BAR_FIRST}x",
+        ratio <= BAR_FIRST,
+    )
+    table.add("second pass, unchanged (all 304)", f"{second:.3f} s", f"first pass {first:.2f} s")
+    table.add(
+        "second pass / first pass",
+        f"{share * 100:.1f} %",
+        "",
+        f"< {BAR_SECOND * 100:.0f} %",
+        share < BAR_SECOND,
+    )
+    table.print()
     problems = [p for r in rounds for p in r["problems"]]
     for problem in problems:
         print(f"CHECK FAILED: {problem}")
-    return 0 if ok_first and ok_second and not problems else 1
+    ok = not table.failed and not problems
+    print(("PASS" if ok else "FAIL") + quick_note(args))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "database": args.database,
+                    "quick": args.quick,
+                    "pass": ok,
+                    "baseline_seconds": base,
+                    "first_seconds": first,
+                    "second_seconds": second,
+                    "ratio": ratio,
+                    "second_share": share,
+                    "problems": problems,
+                    "rounds": [
+                        {"baseline": b, "first": r["first"], "second": r["second"]}
+                        for b, r in zip(bases, rounds, strict=True)
+                    ],
+                },
+                indent=2,
+            )
+        )
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -17,10 +17,13 @@ fixed start-up (importing Flask and the app) is printed too.
 
     .venv/bin/python benchmarks/import_csv.py                          # SQLite
     .venv/bin/python benchmarks/import_csv.py --rows 20000             # memory is flat
+    .venv/bin/python benchmarks/import_csv.py --database postgresql  # bench_import
     .venv/bin/python benchmarks/import_csv.py \\
         --database-url postgresql://postgres@127.0.0.1:5432/test_f     # PostgreSQL
 
-With --database-url every table in that database is DROPPED before each run.
+With --database postgresql the database bench_import (--pg-database) is re-created for
+each run and dropped at the end; with --database-url every table in that database is
+DROPPED before each run.
 """
 
 from __future__ import annotations
@@ -28,13 +31,22 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness.app import newsletters_env
+from harness.common import ROOT, add_quick_argument, apply_quick
+from harness.databases import (
+    add_database_arguments,
+    drop_all_tables,
+    drop_databases,
+    fresh_database,
+)
+from harness.measure import run_child
+from harness.report import Table
+
 sys.path.insert(0, str(ROOT))
 
 BAR_SECONDS = 10.0
@@ -56,65 +68,47 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 class Database:
-    """A fresh, migrated and seeded database for each run (SQLite file or the given URL)."""
+    """A fresh, migrated and seeded database for each run: an SQLite file, the bench_*
+    database re-created (--database postgresql), or the given URL with its tables dropped."""
 
-    def __init__(self, url: str | None, tmp: Path) -> None:
-        self.url = url
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args = args
+        self.url = args.database_url
         self.tmp = tmp
         self.runs = 0
 
     def fresh(self) -> str:
         self.runs += 1
         if self.url is None:
-            url = f"sqlite:///{self.tmp / f'bench{self.runs}.db'}"
+            url = fresh_database(
+                self.args, self.tmp, self.args.pg_database, f"bench{self.runs}.db"
+            ).url
         else:
-            from sqlalchemy import MetaData, create_engine
-
             url = self.url
-            engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-            with engine.begin() as connection:
-                existing = MetaData()
-                existing.reflect(connection)
-                existing.drop_all(connection)
-            engine.dispose()
+            drop_all_tables(url)
         for command in (["db", "upgrade"], ["seed"]):
             flask(url, self.tmp, *command)
         return url
 
 
 def environment(url: str, tmp: Path) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")},
-        "NEWSLETTERS_SECRET_KEY": SECRET,
-        "NEWSLETTERS_INSTANCE_PATH": str(tmp / "instance"),
-        "NEWSLETTERS_SQLALCHEMY_DATABASE_URI": url,
-        "NEWSLETTERS_WORKER_IN_PROCESS": "false",
+    settings = {
+        "SECRET_KEY": SECRET,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "WORKER_IN_PROCESS": "false",
     }
+    return newsletters_env(settings, tmp)
 
 
 def flask(url: str, tmp: Path, *args: str) -> tuple[float, float, float, str]:
     """Run `flask --app wsgi ARGS`; (seconds, CPU seconds, peak RSS in MB, last line of
     its output). CPU time is the process's own (user + system): on a shared machine the
     wall time also holds the time other processes had the cores."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
-        cwd=ROOT,
-        env=environment(url, tmp),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    # wait4 gives this child's own rusage (RUSAGE_CHILDREN would be the maximum of all).
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    out = process.stdout.read().decode()
-    err = process.stderr.read().decode()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"flask {' '.join(args)} failed:\n{out}\n{err}")
-    lines = out.strip().splitlines()
-    cpu = usage.ru_utime + usage.ru_stime
-    return seconds, cpu, usage.ru_maxrss / 1024, lines[-1] if lines else ""
+    run = run_child([sys.executable, "-m", "flask", "--app", "wsgi", *args], environment(url, tmp))
+    if run.returncode != 0:
+        raise SystemExit(f"flask {' '.join(args)} failed:\n{run.stdout}\n{run.stderr}")
+    lines = run.stdout.strip().splitlines()
+    return run.seconds, run.cpu, run.maxrss_mb, lines[-1] if lines else ""
 
 
 def baseline_read_and_validate(path: Path) -> float:
@@ -178,6 +172,7 @@ def baseline_bare_insert(path: Path, url: str | None, tmp: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    add_database_arguments(parser, pg_database="bench_import")
     parser.add_argument(
         "--database-url", help="PostgreSQL URL (its tables are dropped); default SQLite"
     )
@@ -186,14 +181,23 @@ def main() -> None:
         type=int,
         help="rows of the invite run (default --rows; each row renders a whole mail)",
     )
+    add_quick_argument(parser, "--rows 50 --invite-rows 10")
     args = parser.parse_args()
+    apply_quick(args, parser, rows=50, invite_rows=10)
+    try:
+        run(args)
+    finally:
+        drop_databases(args, [args.pg_database])
 
+
+def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-import-"))
     os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp / "instance")
-    database = Database(args.database_url, tmp)
+    database = Database(args, tmp)
     path = tmp / "subscribers.csv"
     write_csv(path, args.rows)
-    label = "PostgreSQL" if args.database_url else "SQLite"
+    postgres = args.database_url or args.database == "postgresql"
+    label = "PostgreSQL" if postgres else "SQLite"
     print(f"{args.rows} rows ({path.stat().st_size / 1e6:.1f} MB), {label}, bar {BAR_SECONDS} s")
 
     start_seconds, start_cpu, start_rss, _ = flask(database.fresh(), tmp, "--help")
@@ -203,7 +207,10 @@ def main() -> None:
     )
     read = baseline_read_and_validate(path)
     print(f"  baseline: csv module + address validation: {read:.2f} s")
-    bare = baseline_bare_insert(path, args.database_url, tmp)
+    bare_url = args.database_url
+    if bare_url is None and args.database == "postgresql":
+        bare_url = fresh_database(args, tmp, args.pg_database, "").url
+    bare = baseline_bare_insert(path, bare_url, tmp)
     print(f"  baseline: bare executemany INSERT of the rows: {bare:.2f} s")
 
     results = []
@@ -221,14 +228,23 @@ def main() -> None:
     invite = ["subscribers", "import", str(invite_path), "--newsletter", "momentum"]
     results.append(("invite (a mail per row)", invite_rows, *flask(url, tmp, *invite)))
 
-    print(f"  {'run':<26}{'rows':>8}{'seconds':>9}{'CPU s':>7}{'rows/s':>9}{'peak RSS':>10}  bar")
-    for name, rows, seconds, cpu, rss, last in results:
-        verdict = "ok" if seconds < BAR_SECONDS else "over"
-        print(
-            f"  {name:<26}{rows:>8}{seconds:>9.2f}{cpu:>7.2f}{rows / seconds:>9.0f}"
-            f"{rss:>8.0f} MB  {verdict}"
+    table = Table(
+        f"  CSV import ({label}): wall s, the process's CPU s, rows/s, peak RSS",
+        judged=not args.quick,
+    )
+    baselines = [f"csv + validation {read:.2f} s", f"bare INSERT {bare:.2f} s"]
+    baselines += [f"bare INSERT {bare:.2f} s", f"CLI start-up {start_seconds:.2f} s"]
+    for (name, rows, seconds, cpu, rss, _last), baseline in zip(results, baselines, strict=True):
+        table.add(
+            f"{name}, {rows} rows",
+            f"{seconds:.2f} s, CPU {cpu:.2f} s, {rows / seconds:.0f} rows/s, {rss:.0f} MB",
+            baseline,
+            f"< {BAR_SECONDS:g} s",
+            seconds < BAR_SECONDS,
         )
-        print(f"      {last}")
+    table.print()
+    for name, _rows, _seconds, _cpu, _rss, last in results:
+        print(f"  {name}: {last}")
 
 
 if __name__ == "__main__":

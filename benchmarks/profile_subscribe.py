@@ -29,6 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import subscribe_load as sl  # noqa: E402
+from harness.common import add_quick_argument, apply_quick  # noqa: E402
+from harness.databases import add_database_arguments, drop_databases, fresh_database  # noqa: E402
 
 CPU = time.thread_time
 WALL = time.perf_counter
@@ -161,24 +163,20 @@ def post_many(client, token: str, tag: str, n: int, args) -> tuple[float, float]
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--requests", type=int, default=500)
-    p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--newsletters", default="momentum")
     p.add_argument("--municipality", default="Aarhus")
     p.add_argument("--name", default="Bench Bruger")
-    p.add_argument("--pg-server", default=sl.PG_DEFAULT_SERVER)
-    p.add_argument("--pg-database", default="bench_subscribe_profile")
+    add_database_arguments(p, pg_database="bench_subscribe_profile")
     p.add_argument("--tree", action="store_true", help="also print a pyinstrument call tree")
+    add_quick_argument(p, "--requests 20, warm-ups of 10")
     args = p.parse_args()
+    apply_quick(args, p, requests=20)
 
     tmp = Path(tempfile.mkdtemp(prefix="subscribe-profile-"))
     names = [args.pg_database, f"{args.pg_database}_bare"]
     try:
-        if args.database == "sqlite":
-            app_db = sl.Database("sqlite", f"sqlite:///{tmp / 'app.db'}", "app.db")
-            bare_db = sl.Database("sqlite", f"sqlite:///{tmp / 'bare.db'}", "bare.db")
-        else:
-            app_db = sl.fresh_postgres_database(args.pg_server, names[0])
-            bare_db = sl.fresh_postgres_database(args.pg_server, names[1])
+        app_db = fresh_database(args, tmp, names[0], "app.db")
+        bare_db = fresh_database(args, tmp, names[1], "bare.db")
         target = sl.prepare_app(app_db, tmp, 5000)
         bare = sl.prepare_baseline(bare_db, tmp)
         os.environ.update({k: v for k, v in target.env.items() if k.startswith("NEWSLETTERS_")})
@@ -186,9 +184,7 @@ def main() -> int:
         return profile(args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if args.database == "postgresql":
-            for name in names:
-                sl.drop_postgres_database(args.pg_server, name)
+        drop_databases(args, names)
 
 
 def profile(args) -> int:
@@ -199,7 +195,7 @@ def profile(args) -> int:
     app = create_app()
     client = app.test_client()
     token = csrf_of(client)
-    post_many(client, token, "warm", 100, args)
+    post_many(client, token, "warm", 10 if args.quick else 100, args)
     parts.reset()
     n = args.requests
     cpu, wall = post_many(client, token, "measure", n, args)
@@ -215,7 +211,7 @@ def profile(args) -> int:
     bare = {}
     for mode in bare_app.MODES:
         bare_client = bare_app.create_app(mode).test_client()
-        post_many(bare_client, "x", f"bare-{mode}-warm", 200, args)
+        post_many(bare_client, "x", f"bare-{mode}-warm", 10 if args.quick else 200, args)
         bare[mode] = post_many(bare_client, "x", f"bare-{mode}-measure", n, args)
     print(
         f"\nOne subscribe POST, in process (Flask test client, one thread, {args.database}, "

@@ -41,17 +41,12 @@ See benchmarks/README.md ("Sending an edition").
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import mmap
 import os
-import re
 import shutil
 import signal
 import smtplib
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -61,16 +56,33 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
-FLASK = [str(VENV_BIN / "flask"), "--app", "wsgi"]
+from harness.app import make_app, migrate_and_seed, newsletters_env
+from harness.common import (
+    FLASK,
+    ROOT,
+    VENV_BIN,
+    BenchmarkError,
+    add_quick_argument,
+    apply_quick,
+    log,
+    quick_note,
+)
+from harness.databases import Database, add_database_arguments, drop_databases, fresh_database
+from harness.measure import (
+    cpu_seconds,
+    loadavg,
+    machine_busy_seconds,
+    mb,
+    postgres_pids,
+    status_kb,
+)
+from harness.report import Table
+from harness.seeding import analyze, confirmed_audience
+from harness.smtp import PySink, Sink, pick_sink
 
 BAR_RATIO = 0.80
 BAR_RSS_GROWTH_MB = 20.0
 BAR_ENQUEUE_S = 2.0
-PG_DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
-PG_FORBIDDEN = {"test", "postgres", "template0", "template1", "root"}
-SMTP_SINK = "/usr/sbin/smtp-sink"
 BASELINE_POOL = 1000
 
 # Audience tags: every address starts with its tag, so the sink's record splits by phase.
@@ -80,333 +92,8 @@ KOMMUNER = ("aarhus", "kk", "odense", "aalborg", "esbjerg", "randers", "kolding"
 SLUG_SMALL, SLUG_BIG = "momentum", "bestyrelse"
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class BenchmarkError(RuntimeError):
-    """The benchmark could not run (as opposed to: it ran and a bar failed)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def address(tag: str, n: int) -> str:
     return f"{tag}.{n:06d}.bruger@{KOMMUNER[n % len(KOMMUNER)]}.dk"
-
-
-# --------------------------------------------------------------------------- /proc
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """user+system CPU seconds of a live pid."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all CPUs together spent busy since boot (from /proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def status_kb(pid: int, *keys: str) -> dict[str, int]:
-    out = {}
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name in keys:
-            out[name] = int(value.split()[0])
-    return out
-
-
-def postgres_pids() -> list[int]:
-    """Every PostgreSQL server process on this machine (postmaster and backends)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-# --------------------------------------------------------------------------- the sinks
-
-
-class Sink:
-    """An SMTP server on 127.0.0.1 in its own process that accepts and discards mail."""
-
-    kind = ""
-    describe = ""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def count(self) -> int:
-        raise NotImplementedError
-
-    def recipients(self) -> Counter | None:
-        """Every RCPT TO so far, if this sink records them (stops the sink)."""
-        return None
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.proc.pid) or 0.0 if self.proc else 0.0
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchmarkError(f"the {self.kind} sink exited: {self.output()}")
-            try:
-                with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as s:
-                    s.noop()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise BenchmarkError(f"the {self.kind} sink did not answer on port {self.port}")
-
-    def output(self) -> str:
-        return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
-class CSink(Sink):
-    """Postfix's smtp-sink (C, single process, event-driven); counts with -c."""
-
-    kind = "smtp-sink"
-    describe = "Postfix smtp-sink (C), -c counters; no record of recipients"
-
-    def start(self) -> None:
-        self.out_path = self.tmp / "smtp-sink.out"
-        self.err_path = self.tmp / "smtp-sink.err"
-        cmd = [SMTP_SINK, "-c"]
-        if os.geteuid() == 0:
-            cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root without -u
-        cmd += [f"127.0.0.1:{self.port}", "256"]
-        self._out = open(self.out_path, "wb")  # noqa: SIM115
-        self._err = open(self.err_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err)
-        self._reader = open(self.out_path, "rb")  # noqa: SIM115
-        self.wait_ready()
-
-    def count(self) -> int:
-        # It writes "sess=N quit=N mesg=N\r" whenever "." or QUIT arrives or a session
-        # ends; the last record is the current count.
-        size = os.fstat(self._reader.fileno()).st_size
-        self._reader.seek(max(0, size - 200))
-        found = re.findall(rb"mesg=(\d+)", self._reader.read())
-        return int(found[-1]) if found else 0
-
-    def output(self) -> str:
-        return self.err_path.read_text(errors="replace")[-2000:]
-
-    def stop(self) -> None:
-        super().stop()
-        for f in ("_out", "_err", "_reader"):
-            if hasattr(self, f):
-                getattr(self, f).close()
-
-
-class PySink(Sink):
-    """This script's own asyncio sink (`--serve-sink`), in its own process: counts
-    messages in a shared mmap and records every RCPT TO, written out when stopped."""
-
-    kind = "python"
-    describe = "asyncio sink in its own process (this script, --serve-sink), records RCPT TO"
-
-    def start(self) -> None:
-        self.count_path = self.tmp / "pysink.count"
-        self.count_path.write_bytes(b"\0" * 8)
-        self.rcpt_path = self.tmp / "pysink.rcpt"
-        self.err_path = self.tmp / "pysink.err"
-        self._err = open(self.err_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve-sink",
-                str(self.port),
-                str(self.count_path),
-                str(self.rcpt_path),
-            ],
-            stdout=self._err,
-            stderr=subprocess.STDOUT,
-        )
-        self._file = open(self.count_path, "r+b")  # noqa: SIM115
-        self._map = mmap.mmap(self._file.fileno(), 8)
-        self.wait_ready()
-
-    def count(self) -> int:
-        return struct.unpack("q", self._map[:8])[0]
-
-    def recipients(self) -> Counter:
-        self.stop()
-        counts: Counter = Counter()
-        for line in self.rcpt_path.read_text().splitlines():
-            addr, _, n = line.rpartition("\t")
-            counts[addr] = int(n)
-        return counts
-
-    def output(self) -> str:
-        return self.err_path.read_text(errors="replace")[-2000:]
-
-    def stop(self) -> None:
-        super().stop()
-        if hasattr(self, "_err"):
-            self._err.close()
-
-
-def serve_sink(port: int, count_path: str, rcpt_path: str) -> None:
-    """The Python sink: one asyncio loop, a minimal ESMTP dialogue, nothing kept but counts."""
-    counter_file = open(count_path, "r+b")  # noqa: SIM115
-    counter = mmap.mmap(counter_file.fileno(), 8)
-    received = [0]
-    rcpts: Counter = Counter()
-
-    class Session(asyncio.Protocol):
-        def connection_made(self, transport) -> None:
-            self.t = transport
-            self.buf = bytearray()
-            self.data = False
-            self.rcpt: list[str] = []
-            transport.write(b"220 sink ESMTP\r\n")
-
-        def data_received(self, chunk: bytes) -> None:
-            buf = self.buf
-            buf += chunk
-            replies = []
-            while True:
-                if self.data:
-                    end = buf.find(b"\r\n.\r\n")
-                    if end < 0:
-                        if len(buf) > 4:
-                            del buf[:-4]
-                        break
-                    del buf[: end + 5]
-                    self.data = False
-                    received[0] += 1
-                    counter[:8] = struct.pack("q", received[0])
-                    for r in self.rcpt:
-                        rcpts[r] += 1
-                    self.rcpt = []
-                    replies.append(b"250 2.0.0 Ok: queued\r\n")
-                    continue
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    break
-                line = bytes(buf[:end])
-                del buf[: end + 2]
-                verb = line[:4].upper()
-                if verb == b"EHLO":
-                    replies.append(b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE\r\n")
-                elif verb == b"RCPT":
-                    addr = line.split(b":", 1)[1].strip().split(b" ", 1)[0].strip(b"<>")
-                    self.rcpt.append(addr.decode("ascii", "replace"))
-                    replies.append(b"250 2.1.5 Ok\r\n")
-                elif verb == b"DATA":
-                    self.data = True
-                    buf[:0] = b"\r\n"  # so an empty message still ends on "\r\n.\r\n"
-                    replies.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                elif verb == b"QUIT":
-                    self.t.write(b"".join(replies) + b"221 2.0.0 Bye\r\n")
-                    self.t.close()
-                    return
-                elif verb == b"RSET":
-                    self.rcpt = []
-                    replies.append(b"250 2.0.0 Ok\r\n")
-                else:  # HELO, MAIL, NOOP, ...
-                    replies.append(b"250 2.0.0 Ok\r\n")
-            if replies:
-                self.t.write(b"".join(replies))
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        server = await loop.create_server(Session, "127.0.0.1", port, backlog=256)
-        await stop.wait()
-        server.close()
-
-    asyncio.run(main())
-    with open(rcpt_path, "w") as f:
-        f.writelines(f"{a}\t{n}\n" for a, n in rcpts.items())
-
-
-# --------------------------------------------------------------------------- databases
-
-
-@dataclass
-class Database:
-    kind: str  # sqlite | postgresql
-    url: str
-    name: str
-
-
-def fresh_postgres_database(server: str, name: str) -> Database:
-    import psycopg
-    from psycopg import sql
-
-    if name in PG_FORBIDDEN or not re.fullmatch(r"bench_[a-z0-9_]+", name):
-        raise BenchmarkError(
-            f"refusing to use PostgreSQL database {name!r}: "
-            "benchmark databases must be named bench_* (and never `test`)"
-        )
-    try:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error as exc:
-        raise BenchmarkError(
-            f"cannot create PostgreSQL database {name} on {server}: {exc}"
-        ) from exc
-    return Database("postgresql", f"{server}/{name}", name)
-
-
-def drop_postgres_database(server: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    if name in PG_FORBIDDEN or not name.startswith("bench_"):
-        return
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
-# --------------------------------------------------------------------------- the app
 
 
 def app_settings(db: Database, sink: Sink, args: argparse.Namespace) -> dict[str, str]:
@@ -429,30 +116,7 @@ def app_settings(db: Database, sink: Sink, args: argparse.Namespace) -> dict[str
     return settings
 
 
-def subprocess_env(settings: dict[str, str], tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
-    env.update({f"NEWSLETTERS_{k}": v for k, v in settings.items()})
-    env["NEWSLETTERS_INSTANCE_PATH"] = str(tmp / "instance")
-    return env
-
-
-def run_checked(cmd: list[str], env: dict[str, str], what: str) -> str:
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise BenchmarkError(f"{what} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout + done.stderr
-
-
-def make_app(settings: dict[str, str], tmp: Path):
-    """The app in this process (audiences, editions, start_send, checks)."""
-    for key in [k for k in os.environ if k.startswith("NEWSLETTERS_")]:
-        del os.environ[key]
-    os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp / "instance")
-    from newsletters import create_app
-
-    config: dict = {k: json.loads(v) if v.isdigit() else v for k, v in settings.items()}
-    config["WORKER_IN_PROCESS"] = False
-    return create_app(config)
+# --------------------------------------------------------------------------- the edition
 
 
 BODY = """\
@@ -503,46 +167,11 @@ ITEMS = (
 def create_audience(app, slug: str, tag: str, count: int) -> int:
     """`count` confirmed subscribers of `slug`: one multi-row INSERT for the subscribers,
     one INSERT ... SELECT for their subscriptions. Returns the newsletter id."""
-    from sqlalchemy import bindparam, insert, literal, select
-
-    from newsletters.catalog.services import newsletter_by_slug
-    from newsletters.extensions import db
-    from newsletters.subscriptions.models import Subscriber, Subscription, SubscriptionStatus
-    from newsletters.timeutil import UTCDateTime, utcnow
-
-    with app.app_context():
-        newsletter = newsletter_by_slug(slug)
-        now = utcnow()
-        rows = [
-            {
-                "email": address(tag, n),
-                "name": f"Bruger {n}",
-                "municipality": KOMMUNER[n % len(KOMMUNER)].capitalize(),
-                "role": "",
-                "locale": "da",
-                "token_version": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for n in range(count)
-        ]
-        for start in range(0, count, 20_000):
-            db.session.execute(insert(Subscriber), rows[start : start + 20_000])
-        confirmed = select(
-            Subscriber.id,
-            literal(newsletter.id),
-            literal(SubscriptionStatus.CONFIRMED.value),
-            bindparam("now", now, type_=UTCDateTime()),
-            bindparam("now2", now, type_=UTCDateTime()),
-        ).where(Subscriber.email.like(f"{tag}.%"))
-        db.session.execute(
-            insert(Subscription).from_select(
-                ["subscriber_id", "newsletter_id", "status", "requested_at", "confirmed_at"],
-                confirmed,
-            )
-        )
-        db.session.commit()
-        return newsletter.id
+    people = (
+        (address(tag, n), f"Bruger {n}", KOMMUNER[n % len(KOMMUNER)].capitalize())
+        for n in range(count)
+    )
+    return confirmed_audience(app, slug, people, f"{tag}.%")
 
 
 def create_edition(app, slug: str) -> int:
@@ -558,23 +187,6 @@ def create_edition(app, slug: str) -> int:
             created_by="benchmark",
         )
         return edition.id
-
-
-def analyze(app) -> None:
-    """Planner statistics for the audience tables, as a live database would have them
-    (the deliveries are left as start_send leaves them: unanalysed)."""
-    from sqlalchemy import text
-
-    from newsletters.extensions import db
-
-    with app.app_context():
-        if db.engine.dialect.name == "postgresql":
-            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("ANALYZE subscribers"))
-                conn.execute(text("ANALYZE subscriptions"))
-        else:
-            db.session.execute(text("ANALYZE"))
-            db.session.commit()
 
 
 def timed_start_send(app, edition_id: int) -> tuple[int, float]:
@@ -989,13 +601,6 @@ def profile_summary(path: Path, run: WorkerRun) -> list[str]:
     return lines
 
 
-# --------------------------------------------------------------------------- report
-
-
-def mb(kb: int) -> float:
-    return kb / 1024
-
-
 def describe_worker(w: WorkerRun, *, baseline: float | None = None) -> list[str]:
     lines = [
         f"  rate                 {w.rate:8.1f} msg/s = {w.recipients} / {w.seconds:.2f} s wall "
@@ -1055,7 +660,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Send one edition with the app's worker vs a bare smtplib loop (same sink)."
     )
-    p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    add_database_arguments(p, pg_database="bench_send")
     p.add_argument("--recipients", type=int, default=100_000, help="the big send [100000]")
     p.add_argument(
         "--small", type=int, default=10_000, help="the small send, for the RSS growth [10000]"
@@ -1088,10 +693,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="SEND_MAX_PER_CONNECTION for the worker [1000000: one connection, like the loop]",
     )
     p.add_argument("--worker-timeout", type=float, default=1800)
-    p.add_argument("--pg-server", default=PG_DEFAULT_SERVER, help=f"[{PG_DEFAULT_SERVER}]")
-    p.add_argument(
-        "--pg-database", default="bench_send", help="re-created and dropped [bench_send]"
-    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir and the database")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument(
@@ -1101,27 +702,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the big send's worker under py-spy (collapsed stacks to FILE) and print "
         "where its time went; the run's figures are then not judged",
     )
-    return p.parse_args(argv)
-
-
-def pick_sink(choice: str, tmp: Path) -> Sink:
-    if choice == "python":
-        return PySink(tmp)
-    if os.access(SMTP_SINK, os.X_OK):
-        return CSink(tmp)
-    if choice == "smtp-sink":
-        raise BenchmarkError(
-            f"{SMTP_SINK} not found: `DEBIAN_FRONTEND=noninteractive apt-get install -y postfix` "
-            "ships it (or use --sink python)"
-        )
-    log(f"{SMTP_SINK} not found: using the Python sink")
-    return PySink(tmp)
+    add_quick_argument(p, "--recipients 200 --small 50")
+    args = p.parse_args(argv)
+    apply_quick(args, p, recipients=200, small=50)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--serve-sink":
-        serve_sink(int(sys.argv[2]), sys.argv[3], sys.argv[4])
-        return 0
     args = parse_args(argv)
     if args.small >= args.recipients:
         log("--small must be smaller than --recipients")
@@ -1137,16 +724,11 @@ def main(argv: list[str] | None = None) -> int:
         sink = pick_sink(args.sink, tmp)
         sink.start()
         log(f"sink: {sink.kind} on 127.0.0.1:{sink.port} (pid {sink.proc.pid})")
-        if postgres:
-            db = fresh_postgres_database(args.pg_server, args.pg_database)
-        else:
-            path = tmp / "send.db"
-            db = Database("sqlite", f"sqlite:///{path}", str(path))
+        db = fresh_database(args, tmp, args.pg_database, "send.db")
         settings = app_settings(db, sink, args)
-        env = subprocess_env(settings, tmp)
+        env = newsletters_env(settings, tmp)
         log(f"database ({args.database}): flask db upgrade, flask seed")
-        run_checked([*FLASK, "db", "upgrade"], env, "flask db upgrade")
-        run_checked([*FLASK, "seed"], env, "flask seed")
+        migrate_and_seed(env)
         app = make_app(settings, tmp)
 
         log(f"audiences: {args.small} and {args.recipients} confirmed subscribers (not timed)")
@@ -1209,26 +791,47 @@ def main(argv: list[str] | None = None) -> int:
             sink.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-            if postgres and db is not None:
-                try:
-                    drop_postgres_database(args.pg_server, db.name)
-                except Exception as exc:  # noqa: BLE001
-                    log(f"could not drop {db.name}: {exc}")
+            if db is not None:
+                drop_databases(args, [db.name])
 
     baseline = max(base1, base2, key=lambda b: b.rate)
     ratio = big.rate / baseline.rate
     growth_mb = mb(big.hwm_kb - small.hwm_kb)
     net = big.seconds - idle.seconds
 
+    table = Table("Sending one edition: the figures", judged=not args.quick)
+    table.add(
+        "app",
+        f"{big.rate:.1f} msg/s",
+        f"{baseline.rate:.1f} msg/s (smtplib loop, the faster of the two runs)",
+    )
+    table.add(
+        "throughput ratio",
+        f"{ratio:.3f}",
+        "app / baseline",
+        f">= {BAR_RATIO:.2f}",
+        ratio >= BAR_RATIO,
+    )
+    table.add(
+        "enqueue",
+        f"{enqueue_big:.3f} s for {args.recipients} deliveries",
+        "",
+        f"< {BAR_ENQUEUE_S:g} s",
+        enqueue_big < BAR_ENQUEUE_S,
+    )
+    table.add(
+        "peak RSS growth",
+        f"{growth_mb:+.1f} MB",
+        f"{mb(small.hwm_kb):.1f} MB at {args.small}, {mb(big.hwm_kb):.1f} MB at {args.recipients}",
+        f"< {BAR_RSS_GROWTH_MB:g} MB",
+        growth_mb < BAR_RSS_GROWTH_MB,
+    )
     reasons = []
-    ratio_ok = ratio >= BAR_RATIO
-    if not ratio_ok:
+    if table.judged and ratio < BAR_RATIO:
         reasons.append(f"throughput ratio {ratio:.3f} < {BAR_RATIO:.2f}")
-    enqueue_ok = enqueue_big < BAR_ENQUEUE_S
-    if not enqueue_ok:
+    if table.judged and enqueue_big >= BAR_ENQUEUE_S:
         reasons.append(f"enqueue {enqueue_big:.2f} s >= {BAR_ENQUEUE_S:g} s")
-    rss_ok = growth_mb < BAR_RSS_GROWTH_MB
-    if not rss_ok:
+    if table.judged and growth_mb >= BAR_RSS_GROWTH_MB:
         reasons.append(f"RSS growth {growth_mb:.1f} MB >= {BAR_RSS_GROWTH_MB:g} MB")
     valid = []
     for run in (small, big):
@@ -1290,23 +893,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(describe_worker(small)))
     print(f"  start_send           {enqueue_small:.3f} s for {args.small} deliveries (not judged)")
     print()
-    print(f"baseline             {baseline.rate:8.1f} msg/s (the faster of the two runs)")
-    print(f"app                  {big.rate:8.1f} msg/s")
-    print(
-        f"throughput ratio     {ratio:.3f}   (bar >= {BAR_RATIO:.2f})  "
-        f"{'PASS' if ratio_ok else 'FAIL'}"
-    )
-    print(
-        f"enqueue              {enqueue_big:.3f} s for {args.recipients} deliveries "
-        f"(bar < {BAR_ENQUEUE_S:g} s)  {'PASS' if enqueue_ok else 'FAIL'}"
-    )
-    print(
-        f"peak RSS             {mb(small.hwm_kb):.1f} MB at {args.small}, "
-        f"{mb(big.hwm_kb):.1f} MB at {args.recipients}: growth {growth_mb:+.1f} MB "
-        f"(bar < {BAR_RSS_GROWTH_MB:g} MB)  {'PASS' if rss_ok else 'FAIL'}"
-    )
+    table.print()
     print(f"checks               {'OK' if not valid else 'FAILED: ' + '; '.join(valid)}")
-    print(("PASS" if ok else "FAIL") + ("" if ok else ": " + "; ".join(reasons)))
+    print(("PASS" if ok else "FAIL") + ("" if ok else ": " + "; ".join(reasons)) + quick_note(args))
     if args.keep:
         print(f"kept: {tmp}" + (f", database {db.name}" if postgres else ""))
 
@@ -1315,6 +904,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "database": args.database,
+                    "quick": args.quick,
                     "sink": sink.kind,
                     "pass": ok,
                     "reasons": reasons,

@@ -32,11 +32,8 @@ import http.client
 import json
 import os
 import re
-import resource
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -46,15 +43,38 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks"
-VENV_BIN = ROOT / ".venv" / "bin"
+from harness.app import migrate_and_seed, newsletters_env
+from harness.common import (
+    BENCH,
+    ROOT,
+    VENV_BIN,
+    BenchmarkError,
+    add_quick_argument,
+    apply_quick,
+    free_port,
+    log,
+    quick_note,
+    run_checked,
+)
+from harness.databases import (
+    Database,
+    add_database_arguments,
+    drop_databases,
+    fresh_database,
+)
+from harness.measure import (
+    children_cpu_seconds,
+    cpu_of,
+    cpu_used,
+    loadavg,
+    machine_busy_seconds,
+    process_tree,
+)
+from harness.report import Table
+
 LUA_SCRIPT = BENCH / "subscribe.lua"
 
 BAR_RATIO = 0.50
-PG_DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
-# Never touched, whatever --pg-database says: the test suite's and the system's databases.
-PG_FORBIDDEN = {"test", "postgres", "template0", "template1", "root"}
 LOG_PATTERNS = {
     "tracebacks": "Traceback (most recent call last)",
     "database is locked": "database is locked",
@@ -64,20 +84,6 @@ LOG_PATTERNS = {
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class BenchmarkError(RuntimeError):
-    """The benchmark could not run (as opposed to: it ran and the bar failed)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_wrk() -> str:
@@ -97,148 +103,6 @@ def ensure_wrk() -> str:
         "wrk is needed as the load generator: `sudo apt-get install -y wrk` "
         "(or build it from https://github.com/wg/wrk) and run again"
     )
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
-
-
-def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """user+system CPU seconds of each live pid."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[pid] = (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(after[pid] - before.get(pid, 0.0) for pid in after)
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all CPUs together spent busy since boot (from /proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-# --------------------------------------------------------------------------- databases
-
-
-@dataclass
-class Database:
-    kind: str  # sqlite | postgresql
-    url: str  # what the server gets
-    name: str  # file or database name, for the report
-
-    def connect(self):
-        if self.kind == "sqlite":
-            return sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30)
-        import psycopg
-
-        return psycopg.connect(self.url)
-
-    def emails(self, table: str, column: str, prefix: str) -> list[str]:
-        conn = self.connect()
-        try:
-            mark = "?" if self.kind == "sqlite" else "%s"
-            rows = conn.execute(
-                f"SELECT {column} FROM {table} WHERE {column} LIKE {mark}",  # noqa: S608
-                (prefix + "%",),
-            ).fetchall()
-        finally:
-            conn.close()
-        return [r[0] for r in rows]
-
-    def count(self, sql: str, params: tuple = ()) -> int:
-        conn = self.connect()
-        try:
-            if self.kind != "sqlite":
-                sql = sql.replace("?", "%s")
-            return int(conn.execute(sql, params).fetchone()[0])
-        finally:
-            conn.close()
-
-    def backend_pids(self) -> list[int]:
-        """PostgreSQL server processes serving this database (for their CPU time)."""
-        if self.kind != "postgresql":
-            return []
-        conn = self.connect()
-        try:
-            rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            ).fetchall()
-        finally:
-            conn.close()
-        return [r[0] for r in rows]
-
-
-def fresh_postgres_database(server: str, name: str) -> Database:
-    import psycopg
-    from psycopg import sql
-
-    if name in PG_FORBIDDEN or not re.fullmatch(r"bench_[a-z0-9_]+", name):
-        raise BenchmarkError(
-            f"refusing to use PostgreSQL database {name!r}: "
-            "benchmark databases must be named bench_* (and never `test`)"
-        )
-    try:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error as exc:
-        raise BenchmarkError(
-            f"cannot create PostgreSQL database {name} on {server}: {exc}"
-        ) from exc
-    return Database("postgresql", f"{server}/{name}", name)
-
-
-def drop_postgres_database(server: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    if name in PG_FORBIDDEN or not name.startswith("bench_"):
-        return
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 # --------------------------------------------------------------------------- the servers
@@ -271,26 +135,18 @@ class Target:
 
 
 def app_env(db: Database, tmp: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
-    env.update(
-        NEWSLETTERS_SECRET_KEY="subscribe-load-benchmark-" + os.urandom(8).hex(),
-        NEWSLETTERS_SQLALCHEMY_DATABASE_URI=db.url,
-        NEWSLETTERS_INSTANCE_PATH=str(tmp / "instance"),
+    settings = {
+        "SECRET_KEY": "subscribe-load-benchmark-" + os.urandom(8).hex(),
+        "SQLALCHEMY_DATABASE_URI": db.url,
         # The request writes one intake row; the worker carries it out afterwards (timed
         # and checked on its own), so no worker thread competes for the CPU meanwhile.
         # MAIL_SERVER stays unset: the worker captures the mail, no SMTP needed.
-        NEWSLETTERS_WORKER_IN_PROCESS="false",
+        "WORKER_IN_PROCESS": "false",
         # All load comes from 127.0.0.1: lift the per-IP limit (kept per worker in memory).
-        NEWSLETTERS_RATELIMIT_SUBSCRIBE="100000000 per hour",
-        NEWSLETTERS_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-    )
-    return env
-
-
-def run_checked(cmd: list[str], env: dict[str, str], what: str) -> None:
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise BenchmarkError(f"{what} failed:\n{done.stdout}\n{done.stderr}")
+        "RATELIMIT_SUBSCRIBE": "100000000 per hour",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    return newsletters_env(settings, tmp)
 
 
 FLASK = [str(VENV_BIN / "flask"), "--app", "wsgi"]
@@ -298,8 +154,7 @@ FLASK = [str(VENV_BIN / "flask"), "--app", "wsgi"]
 
 def prepare_app(db: Database, tmp: Path, port: int) -> Target:
     env = app_env(db, tmp, port)
-    run_checked([*FLASK, "db", "upgrade"], env, "flask db upgrade")
-    run_checked([*FLASK, "seed"], env, "flask seed")
+    migrate_and_seed(env)
     return Target(
         label="app",
         title="app: POST / (subscribe form: validate, one intake row; the worker does the rest)",
@@ -733,14 +588,14 @@ def bench_target(target: Target, port: int, wrk: str, run_id: str, args, tmp: Pa
         log(f"{target.label}: measuring {args.duration:g} s (load average {loadavg()})")
         pids = server.pids()
         db_pids = target.db.backend_pids()
-        cpu_before, db_before = cpu_seconds(pids), cpu_seconds(db_pids)
+        cpu_before, db_before = cpu_of(pids), cpu_of(db_pids)
         machine_before, wrk_before = machine_busy_seconds(), children_cpu_seconds()
         measured = run_wrk(wrk, port, f"{run_id}-{target.label}-m", args.duration, args, tmp)
         measured.machine_cpu = machine_busy_seconds() - machine_before
         measured.wrk_cpu = children_cpu_seconds() - wrk_before
-        measured.server_cpu = cpu_used(cpu_before, cpu_seconds(server.pids()))
+        measured.server_cpu = cpu_used(cpu_before, cpu_of(server.pids()))
         if db_pids:
-            measured.db_cpu = cpu_used(db_before, cpu_seconds(target.db.backend_pids()))
+            measured.db_cpu = cpu_used(db_before, cpu_of(target.db.backend_pids()))
     finally:
         # Graceful: requests still in flight when wrk stopped finish before the check.
         server.stop()
@@ -853,13 +708,15 @@ def ratio_of(app: Result, base: Result | None) -> float | None:
     return app.measured.rate / base.measured.rate if base.measured.rate else 0.0
 
 
-def verdict(results: list[Result], judged: Result | None) -> tuple[bool, list[str]]:
+def verdict(
+    results: list[Result], judged: Result | None, quick: bool = False
+) -> tuple[bool, list[str]]:
     app = results[-1]
     reasons = []
     ratio = ratio_of(app, judged)
     if ratio is None:
         reasons.append("bar not judged: the Flask-SQLAlchemy baseline was not run (--baselines)")
-    elif ratio < BAR_RATIO:
+    elif ratio < BAR_RATIO and not quick:
         reasons.append(f"ratio app / Flask-SQLAlchemy view {ratio:.3f} < {BAR_RATIO:.2f}")
     for r in results:
         for phase in (r.warmup, r.measured):
@@ -909,7 +766,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--duration", type=float, default=15, help="measured seconds per server [15]")
     p.add_argument("--warmup", type=float, default=5, help="warm-up seconds per server [5]")
-    p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument(
         "--baselines",
         type=parse_baselines,
@@ -940,16 +796,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1800,
         help="seconds `flask worker --once` may take to empty the intake [1800]",
     )
-    p.add_argument("--pg-server", default=PG_DEFAULT_SERVER, help=f"[{PG_DEFAULT_SERVER}]")
-    p.add_argument(
-        "--pg-database",
-        default="bench_subscribe",
-        help="app database, re-created (the bare views use <name>_bare_orm and "
-        "<name>_bare_driver) [bench_subscribe]",
-    )
+    # --pg-database: the app's database, re-created; the bare views use <name>_bare_orm and
+    # <name>_bare_driver.
+    add_database_arguments(p, pg_database="bench_subscribe")
     p.add_argument("--keep", action="store_true", help="keep the temp dir and databases")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    return p.parse_args(argv)
+    add_quick_argument(p, "--duration 1 --warmup 1 --connections 4")
+    args = p.parse_args(argv)
+    apply_quick(args, p, duration=1.0, warmup=1.0, connections=4)
+    return args
 
 
 def result_json(r: Result) -> dict:
@@ -994,11 +849,8 @@ def main(argv: list[str] | None = None) -> int:
         wrk = ensure_wrk()
         dbs: dict[str, Database] = {}
         for key, name in names.items():
-            if args.database == "sqlite":
-                path = tmp / ("app.db" if key == "app" else f"bare-{key}.db")
-                dbs[key] = Database("sqlite", f"sqlite:///{path}", str(path))
-            else:
-                dbs[key] = fresh_postgres_database(args.pg_server, name)
+            file = "app.db" if key == "app" else f"bare-{key}.db"
+            dbs[key] = fresh_database(args, tmp, name, file)
         log(f"preparing databases ({args.database}) in {tmp}")
         targets = [prepare_baseline(dbs[mode], tmp, mode) for mode in args.baselines]
         app_port = free_port()
@@ -1013,17 +865,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-            for name in pg_names:
-                try:
-                    drop_postgres_database(args.pg_server, name)
-                except Exception as exc:  # noqa: BLE001
-                    log(f"could not drop {name}: {exc}")
+            drop_databases(args, pg_names)
 
     by_label = {r.target.label: r for r in results}
     app_result = results[-1]
     judged = by_label.get(BASELINES["orm"][0])
     driver = by_label.get(BASELINES["driver"][0])
-    ok, reasons = verdict(results, judged)
+    ok, reasons = verdict(results, judged, args.quick)
     wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     where = (
         ", ".join(d.name for d in dbs.values())
@@ -1049,35 +897,59 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(describe(result)))
 
     print()
-    bar = f"(bar: >= {BAR_RATIO:.2f}, no 5xx)"
     ratio = ratio_of(app_result, judged)
     ratio_driver = ratio_of(app_result, driver)
+    table = Table("Subscribe form under load: the figures", judged=not args.quick)
+    table.add("app", f"{app_result.measured.rate:.1f} requests/s")
+    fives = sum(
+        n
+        for r in results
+        for ph in (r.warmup, r.measured)
+        for c, n in ph.statuses.items()
+        if c >= 500
+    )
     if ratio is not None:
-        print(f"ratio app / Flask-SQLAlchemy view  {ratio:.3f}  JUDGED {bar}")
+        table.add(
+            "ratio app / Flask-SQLAlchemy view",
+            f"{ratio:.3f}",
+            f"{judged.measured.rate:.1f} requests/s, JUDGED",
+            f">= {BAR_RATIO:.2f}, no 5xx",
+            ratio >= BAR_RATIO and not fives,
+        )
     else:
-        print(
-            "ratio app / Flask-SQLAlchemy view  not measured (--baselines): the bar is not judged"
+        table.add(
+            "ratio app / Flask-SQLAlchemy view",
+            "not measured (--baselines)",
+            "the bar is not judged",
         )
     if ratio_driver is not None:
-        print(
-            f"ratio app / raw-driver view        {ratio_driver:.3f}  not judged: shown so the "
-            f"choice of baseline need not be taken on trust"
+        table.add(
+            "ratio app / raw-driver view",
+            f"{ratio_driver:.3f}",
+            f"{driver.measured.rate:.1f} requests/s, not judged: shown so the choice of "
+            "baseline need not be taken on trust",
         )
-    cpu = [f"app {app_result.cpu_per_request * 1000:.2f} ms"]
+    cpu = []
     for base, name in ((judged, "Flask-SQLAlchemy view"), (driver, "raw-driver view")):
         if base is not None and base.cpu_per_request:
             cpu.append(
                 f"{name} {base.cpu_per_request * 1000:.2f} ms "
                 f"(app {app_result.cpu_per_request / base.cpu_per_request:.1f}x)"
             )
-    print("CPU per request      " + ", ".join(cpu) + "; gunicorn processes only")
+    table.add(
+        "CPU per request",
+        f"app {app_result.cpu_per_request * 1000:.2f} ms",
+        ", ".join(cpu) + "; gunicorn processes only",
+    )
     if app_result.worker:
         w = app_result.worker
-        print(
-            f"worker processed {w.processed} requests in {w.seconds:.2f} s ({w.rate:.1f}/s), "
-            f"one process (not part of the bar; the form took {app_result.measured.rate:.1f}/s)"
+        table.add(
+            "worker",
+            f"processed {w.processed} requests in {w.seconds:.2f} s ({w.rate:.1f}/s)",
+            f"one process (not part of the bar; the form took {app_result.measured.rate:.1f}/s)",
         )
-    print(("PASS" if ok else "FAIL") + ("" if ok else ": " + "; ".join(reasons)))
+    table.print()
+    print(("PASS" if ok else "FAIL") + ("" if ok else ": " + "; ".join(reasons)) + quick_note(args))
     if args.keep:
         print(f"kept: {tmp}" + (f", databases {', '.join(pg_names)}" if pg_names else ""))
 
@@ -1086,6 +958,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "database": args.database,
+                    "quick": args.quick,
                     "ratio": ratio,
                     "ratio_judged_against": "bare-orm",
                     "ratio_driver": ratio_driver,

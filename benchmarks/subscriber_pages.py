@@ -10,7 +10,7 @@ SELECT and 1 000 suppressed addresses.
     .venv/bin/python benchmarks/subscriber_pages.py                        # SQLite
     .venv/bin/python benchmarks/subscriber_pages.py --database postgresql  # bench_admin_pages
 
-On PostgreSQL it drops and re-creates the database `bench_admin_pages` on
+On PostgreSQL it drops and re-creates the database `bench_admin_pages` (--pg-database) on
 postgresql://postgres@127.0.0.1:5432 (--pg-server) and drops it at the end.
 """
 
@@ -25,36 +25,38 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness.app import in_process_app
+from harness.common import ROOT, add_quick_argument, apply_quick
+from harness.databases import add_database_arguments, drop_databases, fresh_database
+from harness.report import Table
+from harness.seeding import insert_subscribers, subscriber_row
+
 sys.path.insert(0, str(ROOT))
+BAR_START_SEND_S = 2.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--pg-server", default="postgresql://postgres@127.0.0.1:5432")
+    add_database_arguments(parser, pg_database="bench_admin_pages")
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    add_quick_argument(parser, "--subscribers 300 --repeat 1")
     args = parser.parse_args()
+    apply_quick(args, parser, subscribers=300, repeat=1)
+    try:
+        run(args)
+    finally:
+        drop_databases(args, [args.pg_database])
 
+
+def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-admin-"))
     os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp)
-    if args.database == "postgresql":
-        import psycopg
+    url = fresh_database(args, tmp, args.pg_database, "bench.db").url
 
-        name = "bench_admin_pages"
-        with psycopg.connect(f"{args.pg_server}/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")
-            conn.execute(f"CREATE DATABASE {name}")
-        url = f"{args.pg_server}/{name}"
-    else:
-        url = f"sqlite:///{tmp / 'bench.db'}"
-
-    from flask_migrate import upgrade
     from sqlalchemy import insert, select
 
-    from newsletters import create_app
-    from newsletters.catalog.services import newsletter_by_slug, seed_newsletters
+    from newsletters.catalog.services import newsletter_by_slug
     from newsletters.editions import sending
     from newsletters.extensions import db
     from newsletters.staff import services as staff
@@ -69,20 +71,17 @@ def main() -> None:
     from newsletters.subscriptions.suppression import address_hash
     from newsletters.timeutil import utcnow
 
-    app = create_app(
+    app = in_process_app(
         {
             "TESTING": True,
             "SECRET_KEY": "bench-secret-key-0123456789",
             "SQLALCHEMY_DATABASE_URI": url,
-            "WORKER_IN_PROCESS": False,
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_ENABLED": False,
         }
     )
     rng = random.Random(7)
     with app.app_context():
-        upgrade()
-        seed_newsletters()
         staff.create_staff("admin@kl.dk", role="admin", password="bench-password-long")  # noqa: S106
         newsletters = [newsletter_by_slug(s).id for s in ("bestyrelse", "kl-nyheder", "momentum")]
         now = utcnow()
@@ -90,19 +89,16 @@ def main() -> None:
         batch = 10_000
         for start in range(0, args.subscribers, batch):
             rows = [
-                {
-                    "email": f"person{n:06d}@kommune{n % 98}.dk",
-                    "name": f"Person {n}",
-                    "municipality": MUNICIPALITIES[n % len(MUNICIPALITIES)],
-                    "role": rng.choice(["borgmester", "byrådsmedlem", "medarbejder", ""]),
-                    "locale": "da",
-                    "token_version": 1,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                subscriber_row(
+                    f"person{n:06d}@kommune{n % 98}.dk",
+                    f"Person {n}",
+                    MUNICIPALITIES[n % len(MUNICIPALITIES)],
+                    now,
+                    role=rng.choice(["borgmester", "byrådsmedlem", "medarbejder", ""]),
+                )
                 for n in range(start, min(start + batch, args.subscribers))
             ]
-            db.session.execute(insert(Subscriber), rows)
+            insert_subscribers(rows)
             ids = db.session.scalars(
                 select(Subscriber.id).where(Subscriber.email.in_([r["email"] for r in rows]))
             ).all()
@@ -165,7 +161,11 @@ def main() -> None:
         "one history": f"/staff/subscribers/{some_id}",
         "audit log": "/staff/audit",
     }
-    print(f"{'page':<24} {'median ms':>10} {'max ms':>8}")
+    table = Table(
+        f"Subscriber pages and start_send at {args.subscribers} subscribers ({args.database}); "
+        f"pages: median of {args.repeat}",
+        judged=not args.quick,
+    )
     for label, path in pages.items():
         times = []
         for _ in range(args.repeat):
@@ -173,7 +173,7 @@ def main() -> None:
             response = client.get(path)
             times.append((time.perf_counter() - t0) * 1000)
             assert response.status_code == 200, (path, response.status_code)
-        print(f"{label:<24} {statistics.median(times):>10.1f} {max(times):>8.1f}")
+        table.add(label, f"{statistics.median(times):.1f} ms", f"max {max(times):.1f} ms")
 
     with app.app_context():
         edition = sending.create_edition(
@@ -182,15 +182,16 @@ def main() -> None:
         t0 = time.perf_counter()
         recipients = sending.start_send(edition.id)
         took = time.perf_counter() - t0
-        print(f"start_send: {recipients} deliveries in {took:.2f} s (bar: < 2 s), "
-              f"{len(suppressed)} suppressed addresses excluded")  # fmt: skip
+        table.add(
+            "start_send",
+            f"{recipients} deliveries in {took:.2f} s",
+            f"{len(suppressed)} suppressed addresses excluded",
+            f"< {BAR_START_SEND_S:g} s",
+            took < BAR_START_SEND_S,
+        )
         db.session.remove()
         db.engine.dispose()
-    if args.database == "postgresql":
-        import psycopg
-
-        with psycopg.connect(f"{args.pg_server}/postgres", autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_admin_pages")
+    table.print()
 
 
 if __name__ == "__main__":

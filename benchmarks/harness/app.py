@@ -1,0 +1,52 @@
+"""The app under test: its settings for CLI subprocesses, a migrated and seeded database,
+and the app in this process."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .common import FLASK, run_checked
+
+
+def newsletters_env(settings: dict[str, str], tmp: Path) -> dict[str, str]:
+    """This process's environment without its NEWSLETTERS_* settings, plus `settings` as
+    NEWSLETTERS_<key> and an instance folder in the run's temp dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
+    env.update({f"NEWSLETTERS_{k}": v for k, v in settings.items()})
+    env["NEWSLETTERS_INSTANCE_PATH"] = str(tmp / "instance")
+    return env
+
+
+def migrate_and_seed(env: dict[str, str]) -> None:
+    """`flask --app wsgi db upgrade` and `flask --app wsgi seed`, as an operator does."""
+    run_checked([*FLASK, "db", "upgrade"], env, "flask db upgrade")
+    run_checked([*FLASK, "seed"], env, "flask seed")
+
+
+def make_app(settings: dict[str, str], tmp: Path):
+    """The app in this process with the same settings as the CLI subprocesses get."""
+    for key in [k for k in os.environ if k.startswith("NEWSLETTERS_")]:
+        del os.environ[key]
+    os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp / "instance")
+    from newsletters import create_app
+
+    config: dict = {k: json.loads(v) if v.isdigit() else v for k, v in settings.items()}
+    config["WORKER_IN_PROCESS"] = False
+    return create_app(config)
+
+
+def in_process_app(config: dict, *, migrate: bool = True):
+    """create_app(config) on a fresh database, migrated and seeded in this process."""
+    from flask_migrate import upgrade
+
+    from newsletters import create_app
+    from newsletters.catalog.services import seed_newsletters
+
+    app = create_app({"WORKER_IN_PROCESS": False, **config})
+    if migrate:
+        with app.app_context():
+            upgrade()
+            seed_newsletters()
+    return app
