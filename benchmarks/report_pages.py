@@ -1,0 +1,286 @@
+"""The report and archive pages at 100 000 deliveries (bar: each under 100 ms).
+
+Times (median of --repeat runs, in-process through Flask's test client, so the figures
+are the server's own work without HTTP) of an edition's report page and its chart, the
+newsletter's report page and its three charts, and the public archive and its Atom
+feed, after one edition was sent to --deliveries subscribers (with bounces, withdrawals
+from its links and counted clicks) and --editions more were sent before it.
+
+    .venv/bin/python benchmarks/report_pages.py                        # SQLite
+    .venv/bin/python benchmarks/report_pages.py --database postgresql  # bench_report_pages
+
+On PostgreSQL it drops and re-creates the database `bench_report_pages` on
+postgresql://postgres@127.0.0.1:5432 (--pg-server) and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BAR_MS = 100.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--pg-server", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--deliveries", type=int, default=100_000)
+    parser.add_argument("--editions", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.deliveries, args.editions, args.repeat = 2_000, 10, 2
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-reports-"))
+    os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp)
+    name = "bench_report_pages"
+    if args.database == "postgresql":
+        import psycopg
+
+        with psycopg.connect(f"{args.pg_server}/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+        url = f"{args.pg_server}/{name}"
+    else:
+        url = f"sqlite:///{tmp / 'bench.db'}"
+
+    from flask_migrate import upgrade
+    from sqlalchemy import insert, select, update
+
+    from newsletters import create_app
+    from newsletters.bounces.models import Bounce, BounceKind
+    from newsletters.catalog.models import Newsletter
+    from newsletters.catalog.services import newsletter_by_slug, seed_newsletters
+    from newsletters.editions.models import (
+        Delivery,
+        DeliveryStatus,
+        Edition,
+        EditionLink,
+        EditionStatus,
+    )
+    from newsletters.extensions import db
+    from newsletters.staff import services as staff
+    from newsletters.subscriptions.models import (
+        ConsentAction,
+        ConsentEvent,
+        Subscriber,
+        Subscription,
+        SubscriptionStatus,
+    )
+    from newsletters.subscriptions.municipalities import MUNICIPALITIES
+    from newsletters.timeutil import utcnow
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "bench-secret-key-0123456789",
+            "SQLALCHEMY_DATABASE_URI": url,
+            "WORKER_IN_PROCESS": False,
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": False,
+        }
+    )
+    n = args.deliveries
+    started = time.perf_counter()
+    with app.app_context():
+        upgrade()
+        seed_newsletters()
+        staff.create_staff("admin@kl.dk", role="admin", password="bench-password-long")  # noqa: S106
+        board = newsletter_by_slug("bestyrelse")
+        db.session.execute(
+            update(Newsletter).where(Newsletter.id == board.id).values(engagement_counting=True)
+        )
+        now = utcnow()
+        batch = 10_000
+        for start in range(0, n, batch):
+            db.session.execute(
+                insert(Subscriber),
+                [
+                    {
+                        "email": f"person{i:07d}@kommune{i % 98}.dk",
+                        "name": "",
+                        "municipality": MUNICIPALITIES[i % 98],
+                        "role": "borgmester" if i % 10 == 0 else "",
+                        "locale": "da",
+                        "token_version": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(start, min(start + batch, n))
+                ],
+            )
+        ids = db.session.scalars(select(Subscriber.id).order_by(Subscriber.id)).all()
+        for start in range(0, n, batch):
+            db.session.execute(
+                insert(Subscription),
+                [
+                    {
+                        "subscriber_id": sid,
+                        "newsletter_id": board.id,
+                        "status": SubscriptionStatus.CONFIRMED,
+                        "requested_at": now - timedelta(days=sid % 180),
+                        "confirmed_at": now - timedelta(days=sid % 180),
+                    }
+                    for sid in ids[start : start + batch]
+                ],
+            )
+        subscription_ids = db.session.scalars(
+            select(Subscription.id).order_by(Subscription.id)
+        ).all()
+        for start in range(0, n, batch):
+            db.session.execute(
+                insert(ConsentEvent),
+                [
+                    {
+                        "subscription_id": sub,
+                        "action": ConsentAction.CONFIRMED,
+                        "method": "confirm_link",
+                        "at": now - timedelta(days=sub % 180),
+                    }
+                    for sub in subscription_ids[start : start + batch]
+                ],
+            )
+        # Earlier sends, for the archive.
+        for k in range(args.editions):
+            db.session.add(
+                Edition(
+                    newsletter_id=board.id,
+                    subject=f"Nyt fra bestyrelsesmødet nr. {k}",
+                    body_markdown="Tekst",
+                    status=EditionStatus.SENT,
+                    started_at=now - timedelta(days=k + 1),
+                    finished_at=now - timedelta(days=k + 1),
+                    recipients=n,
+                )
+            )
+        edition = Edition(
+            newsletter_id=board.id,
+            subject="Nyt fra bestyrelsesmødet",
+            body_markdown="Tekst",
+            status=EditionStatus.SENT,
+            started_at=now,
+            finished_at=now + timedelta(minutes=40),
+            recipients=n,
+        )
+        db.session.add(edition)
+        db.session.flush()
+        edition_id = edition.id
+        for start in range(0, n, batch):
+            db.session.execute(
+                insert(Delivery),
+                [
+                    {
+                        "edition_id": edition_id,
+                        "subscriber_id": sid,
+                        "status": DeliveryStatus.FAILED if sid % 200 == 0 else DeliveryStatus.SENT,
+                        "attempts": 1,
+                        "next_attempt_at": now,
+                        "sent_at": None if sid % 200 == 0 else now + timedelta(seconds=sid // 50),
+                        "possible_duplicates": 1 if sid % 5000 == 0 else 0,
+                    }
+                    for sid in ids[start : start + batch]
+                ],
+            )
+        delivery_ids = db.session.execute(
+            select(Delivery.id, Delivery.subscriber_id)
+            .where(Delivery.edition_id == edition_id)
+            .order_by(Delivery.id)
+        ).all()
+        db.session.execute(
+            insert(Bounce),
+            [
+                {
+                    "subscriber_id": sid,
+                    "delivery_id": did,
+                    "kind": BounceKind.HARD if did % 2 else BounceKind.SOFT,
+                    "status": "5.1.1",
+                    "source": "dsn",
+                    "at": now,
+                }
+                for did, sid in delivery_ids[:: max(1, n // 500)]
+            ],
+        )
+        db.session.execute(
+            insert(ConsentEvent),
+            [
+                {
+                    "subscription_id": sub,
+                    "action": ConsentAction.WITHDRAWN,
+                    "method": "one_click",
+                    "edition_id": edition_id,
+                    "at": now,
+                }
+                for sub in subscription_ids[:: max(1, n // 300)]
+            ],
+        )
+        db.session.execute(
+            insert(EditionLink),
+            [
+                {
+                    "edition_id": edition_id,
+                    "url_hash": f"{k:064d}",
+                    "url": f"https://www.kl.dk/{k}",
+                    "clicks": k * 7,
+                }
+                for k in range(12)
+            ],
+        )
+        db.session.commit()
+    setup = time.perf_counter() - started
+
+    client = app.test_client()
+    client.post("/staff/login", data={"email": "admin@kl.dk", "password": "bench-password-long"})
+    pages = [
+        ("edition report", f"/staff/editions/{edition_id}/report"),
+        ("edition chart (per minute)", f"/staff/editions/{edition_id}/report/per-minute.svg"),
+        ("newsletter report", "/staff/newsletters/bestyrelse/report"),
+        ("newsletter chart (readers)", "/staff/newsletters/bestyrelse/report/readers.svg"),
+        ("newsletter chart (weekly)", "/staff/newsletters/bestyrelse/report/weekly.svg"),
+        ("newsletter chart (sources)", "/staff/newsletters/bestyrelse/report/sources.svg"),
+        ("public archive", "/newsletters/bestyrelse/archive"),
+        ("public archive, page 5", "/newsletters/bestyrelse/archive?page=5"),
+        ("archive Atom feed", "/newsletters/bestyrelse/archive.atom"),
+    ]
+    print(
+        f"report and archive pages, {args.database}, {n:,} deliveries, "
+        f"{args.editions + 1} sent editions (set-up {setup:.1f} s)"
+    )
+    print(f"{'page':32} {'median ms':>10} {'max ms':>8}   bar < {BAR_MS:.0f} ms")
+    failed = False
+    for label, path in pages:
+        times = []
+        for _ in range(args.repeat + 1):
+            t0 = time.perf_counter()
+            response = client.get(path)
+            times.append((time.perf_counter() - t0) * 1000)
+            if response.status_code != 200:
+                raise SystemExit(f"{path}: HTTP {response.status_code}")
+        times = times[1:]  # the first warms the caches
+        median = statistics.median(times)
+        ok = median < BAR_MS
+        failed |= not ok
+        print(f"{label:32} {median:10.1f} {max(times):8.1f}   {'PASS' if ok else 'FAIL'}")
+    if args.database == "postgresql":
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        import psycopg
+
+        with psycopg.connect(f"{args.pg_server}/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+    sys.exit(1 if failed and not args.quick else 0)
+
+
+if __name__ == "__main__":
+    main()
