@@ -24,44 +24,42 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness.app import in_process_app
+from harness.common import ROOT, add_quick_argument, apply_quick
+from harness.databases import add_database_arguments, drop_databases, fresh_database
+from harness.report import Table
+from harness.seeding import insert_subscribers, subscriber_row
 
+sys.path.insert(0, str(ROOT))
 BAR_MS = 100.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--pg-server", default="postgresql://postgres@127.0.0.1:5432")
+    add_database_arguments(parser, pg_database="bench_report_pages")
     parser.add_argument("--deliveries", type=int, default=100_000)
     parser.add_argument("--editions", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    add_quick_argument(parser, "--deliveries 2000 --editions 10 --repeat 2")
     args = parser.parse_args()
-    if args.quick:
-        args.deliveries, args.editions, args.repeat = 2_000, 10, 2
+    apply_quick(args, parser, deliveries=2000, editions=10, repeat=2)
+    try:
+        failed = run(args)
+    finally:
+        drop_databases(args, [args.pg_database])
+    sys.exit(1 if failed else 0)
 
+
+def run(args: argparse.Namespace) -> list[str]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-reports-"))
     os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp)
-    name = "bench_report_pages"
-    if args.database == "postgresql":
-        import psycopg
+    url = fresh_database(args, tmp, args.pg_database, "bench.db").url
 
-        with psycopg.connect(f"{args.pg_server}/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")
-            conn.execute(f"CREATE DATABASE {name}")
-        url = f"{args.pg_server}/{name}"
-    else:
-        url = f"sqlite:///{tmp / 'bench.db'}"
-
-    from flask_migrate import upgrade
     from sqlalchemy import insert, select, update
 
-    from newsletters import create_app
     from newsletters.bounces.models import Bounce, BounceKind
     from newsletters.catalog.models import Newsletter
-    from newsletters.catalog.services import newsletter_by_slug, seed_newsletters
+    from newsletters.catalog.services import newsletter_by_slug
     from newsletters.editions.models import (
         Delivery,
         DeliveryStatus,
@@ -81,12 +79,11 @@ def main() -> None:
     from newsletters.subscriptions.municipalities import MUNICIPALITIES
     from newsletters.timeutil import utcnow
 
-    app = create_app(
+    app = in_process_app(
         {
             "TESTING": True,
             "SECRET_KEY": "bench-secret-key-0123456789",
             "SQLALCHEMY_DATABASE_URI": url,
-            "WORKER_IN_PROCESS": False,
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_ENABLED": False,
         }
@@ -94,8 +91,6 @@ def main() -> None:
     n = args.deliveries
     started = time.perf_counter()
     with app.app_context():
-        upgrade()
-        seed_newsletters()
         staff.create_staff("admin@kl.dk", role="admin", password="bench-password-long")  # noqa: S106
         board = newsletter_by_slug("bestyrelse")
         db.session.execute(
@@ -103,23 +98,18 @@ def main() -> None:
         )
         now = utcnow()
         batch = 10_000
-        for start in range(0, n, batch):
-            db.session.execute(
-                insert(Subscriber),
-                [
-                    {
-                        "email": f"person{i:07d}@kommune{i % 98}.dk",
-                        "name": "",
-                        "municipality": MUNICIPALITIES[i % 98],
-                        "role": "borgmester" if i % 10 == 0 else "",
-                        "locale": "da",
-                        "token_version": 1,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in range(start, min(start + batch, n))
-                ],
-            )
+        insert_subscribers(
+            [
+                subscriber_row(
+                    f"person{i:07d}@kommune{i % 98}.dk",
+                    "",
+                    MUNICIPALITIES[i % 98],
+                    now,
+                    role="borgmester" if i % 10 == 0 else "",
+                )
+                for i in range(n)
+            ]
+        )
         ids = db.session.scalars(select(Subscriber.id).order_by(Subscriber.id)).all()
         for start in range(0, n, batch):
             db.session.execute(
@@ -252,12 +242,11 @@ def main() -> None:
         ("public archive, page 5", "/newsletters/bestyrelse/archive?page=5"),
         ("archive Atom feed", "/newsletters/bestyrelse/archive.atom"),
     ]
-    print(
+    table = Table(
         f"report and archive pages, {args.database}, {n:,} deliveries, "
-        f"{args.editions + 1} sent editions (set-up {setup:.1f} s)"
+        f"{args.editions + 1} sent editions (set-up {setup:.1f} s), median of {args.repeat}",
+        judged=not args.quick,
     )
-    print(f"{'page':32} {'median ms':>10} {'max ms':>8}   bar < {BAR_MS:.0f} ms")
-    failed = False
     for label, path in pages:
         times = []
         for _ in range(args.repeat + 1):
@@ -266,20 +255,13 @@ def main() -> None:
             times.append((time.perf_counter() - t0) * 1000)
             if response.status_code != 200:
                 raise SystemExit(f"{path}: HTTP {response.status_code}")
-        times = times[1:]  # the first warms the caches
-        median = statistics.median(times)
-        ok = median < BAR_MS
-        failed |= not ok
-        print(f"{label:32} {median:10.1f} {max(times):8.1f}   {'PASS' if ok else 'FAIL'}")
-    if args.database == "postgresql":
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        import psycopg
-
-        with psycopg.connect(f"{args.pg_server}/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")
-    sys.exit(1 if failed and not args.quick else 0)
+        median = statistics.median(times[1:])  # the first warms the caches
+        table.add(label, f"{median:.1f} ms", "", f"< {BAR_MS:.0f} ms", median < BAR_MS)
+    table.print()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    return table.failed
 
 
 if __name__ == "__main__":
