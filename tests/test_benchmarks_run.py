@@ -62,6 +62,14 @@ BENCHMARKS = {
             rf"start_send\s+{NUMBER} deliveries in {NUMBER} s\s+.*< 2 s",
         ],
     ),
+    "report_pages": (
+        [],
+        [
+            rf"edition report\s+{NUMBER} ms\s+< 100 ms",
+            rf"newsletter chart \(sources\)\s+{NUMBER} ms\s+< 100 ms",
+            rf"archive Atom feed\s+{NUMBER} ms\s+< 100 ms",
+        ],
+    ),
     "import_csv": (
         [],
         [
