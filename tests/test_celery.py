@@ -17,8 +17,6 @@ from tests.support.clock import Clock, local
 from tests.support.editions import confirmed_audience, draft, received_counts
 from tests.support.flows import subscribe
 
-pytestmark = pytest.mark.e2e
-
 BROKER = os.environ.get("NEWSLETTERS_TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -110,6 +108,7 @@ def celery_worker(redis_broker, migrated_database, smtp_server, tmp_path, celery
     _stop_worker(process)
 
 
+@pytest.mark.e2e
 def test_celery_worker_carries_out_subscriptions_and_sends_editions(
     make_app, smtp_server, celery_worker
 ):
@@ -132,6 +131,7 @@ def test_celery_worker_carries_out_subscriptions_and_sends_editions(
     assert celery_worker.poll() is None
 
 
+@pytest.mark.e2e
 def test_celery_beat_fetches_feeds_and_sends_the_digest(make_app, smtp_server, celery_worker):
     from newsletters.feeds import services as feeds
     from tests.support.feedserver import FeedServer
@@ -169,6 +169,7 @@ def test_each_lane_has_its_own_queue(make_app):
     assert {e["task"] for e in celery.conf.beat_schedule.values()} == set(routes)
 
 
+@pytest.mark.e2e
 def test_a_dripping_feed_on_the_feeds_queue_does_not_hold_up_mail(
     redis_broker, make_app, migrated_database, smtp_server, tmp_path
 ):

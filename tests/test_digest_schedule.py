@@ -29,8 +29,6 @@ from tests.support.feedserver import FeedServer
 from tests.test_editor import post_form
 from tests.test_staff import ADMIN, login, make_staff
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
@@ -144,6 +142,7 @@ def kl_feed(app: Flask, feed_server: FeedServer, clock: Clock) -> FeedServer:
 # --------------------------------------------------------------------------- the window
 
 
+@pytest.mark.e2e
 def test_a_digest_goes_at_its_hour(app, kl_feed, clock):
     clock.set_local(2026, 11, 30, 6, 59, 59)
     run_worker(app)
@@ -155,6 +154,7 @@ def test_a_digest_goes_at_its_hour(app, kl_feed, clock):
     assert local(2026, 11, 30, 7, 0) <= scheduled_for < local(2026, 11, 30, 7, 0, 1)
 
 
+@pytest.mark.e2e
 def test_a_worker_late_within_the_catch_up_window_still_makes_the_digest(app, kl_feed, clock):
     clock.set_local(2026, 11, 30, 7, 59, 59)
     run_worker(app)
@@ -162,6 +162,7 @@ def test_a_worker_late_within_the_catch_up_window_still_makes_the_digest(app, kl
     assert skips_of(app) == []
 
 
+@pytest.mark.e2e
 def test_a_slot_missed_by_more_than_the_window_is_skipped_recorded_and_its_items_wait(
     app, kl_feed, clock
 ):
@@ -186,6 +187,7 @@ def test_a_slot_missed_by_more_than_the_window_is_skipped_recorded_and_its_items
     assert len(skips_of(app)) == 1
 
 
+@pytest.mark.e2e
 def test_the_items_of_a_skipped_first_digest_are_not_lost_to_its_window(app, feed_server, clock):
     # Dated items of Sunday 29 November; the first digest (Monday's) is missed.
     clock.set_local(2026, 11, 29, 20, 0)
@@ -201,6 +203,7 @@ def test_the_items_of_a_skipped_first_digest_are_not_lost_to_its_window(app, fee
     assert len(headings) == 3
 
 
+@pytest.mark.e2e
 def test_the_catch_up_window_is_a_setting(make_app, feed_server, clock):
     app = make_app(DIGEST_CATCH_UP_MINUTES=15)
     clock.set_local(2026, 11, 27, 6, 0)
@@ -221,6 +224,7 @@ def test_a_catch_up_window_out_of_range_refuses_to_start(migrated_database, minu
         create_app({**base_config(migrated_database), "DIGEST_CATCH_UP_MINUTES": minutes})
 
 
+@pytest.mark.e2e
 def test_a_worker_that_starts_after_the_window_records_the_skip_and_the_page_shows_it(
     app, kl_feed, clock
 ):
@@ -240,6 +244,7 @@ def test_a_worker_that_starts_after_the_window_records_the_skip_and_the_page_sho
     assert "Næste sammendrag: tirsdag den 1. december 2026 kl. 07.00." in page
 
 
+@pytest.mark.e2e
 def test_a_worker_stopped_for_days_records_each_missed_slot_and_only_those(app, kl_feed, clock):
     # Stopped from Sunday noon to Wednesday 10:00: Monday, Tuesday and Wednesday are
     # missed (weekdays); the weekend had no slot.
@@ -251,6 +256,7 @@ def test_a_worker_stopped_for_days_records_each_missed_slot_and_only_those(app, 
     assert [h for _, h in digests_of(app)] == [["Fredag"], ["Søndag"]]
 
 
+@pytest.mark.e2e
 def test_a_skip_and_a_late_build_of_the_same_slot_cannot_both_happen(app, kl_feed, clock):
     clock.set_local(2026, 11, 30, 8, 30)
     run_worker(app)
@@ -265,6 +271,7 @@ def test_a_skip_and_a_late_build_of_the_same_slot_cannot_both_happen(app, kl_fee
 # --------------------------------------------------------------------------- half-built
 
 
+@pytest.mark.e2e
 def test_a_digest_waits_for_a_feed_attached_just_before_its_hour(app, feed_server, clock):
     clock.set_local(2026, 11, 27, 6, 0)
     add_feed(app, feed_server.serve("a.xml", body=rss("A1")))
@@ -291,6 +298,7 @@ def test_a_digest_waits_for_a_feed_attached_just_before_its_hour(app, feed_serve
     assert skips_of(app) == []
 
 
+@pytest.mark.e2e
 def test_a_feed_whose_fetch_fails_does_not_hold_the_digest(app, feed_server, clock):
     add_feed(app, feed_server.serve("a.xml", body=rss("A1")))
     add_feed(app, feed_server.serve("b.xml", status=500))
@@ -300,6 +308,7 @@ def test_a_feed_whose_fetch_fails_does_not_hold_the_digest(app, feed_server, clo
     assert headings == ["A1"]
 
 
+@pytest.mark.e2e
 def test_a_digest_whose_feeds_are_still_unfetched_when_the_window_closes_is_skipped(
     app, feed_server, clock
 ):
@@ -322,6 +331,7 @@ def test_a_digest_whose_feeds_are_still_unfetched_when_the_window_closes_is_skip
 # --------------------------------------------------------------------------- a new schedule
 
 
+@pytest.mark.e2e
 def test_a_newsletter_whose_first_feeds_come_after_its_hour_starts_at_the_next_slot(
     mail_app, smtp_server, feed_server, clock
 ):
@@ -349,6 +359,7 @@ def test_a_newsletter_whose_first_feeds_come_after_its_hour_starts_at_the_next_s
     assert sorted(m.rcpt_to for m in mails) == sorted(audience)
 
 
+@pytest.mark.e2e
 def test_a_feed_attached_before_the_hour_makes_that_days_digest(app, feed_server, clock):
     clock.set_local(2026, 11, 30, 6, 30)
     add_feed(app, feed_server.serve("a.xml", body=rss("A1")))
@@ -357,6 +368,7 @@ def test_a_feed_attached_before_the_hour_makes_that_days_digest(app, feed_server
     assert [h for _, h in digests_of(app)] == [["A1"]]
 
 
+@pytest.mark.e2e
 def test_changing_the_hour_starts_the_schedule_from_now(app, feed_server, clock):
     add_feed(app, feed_server.serve("a.xml", body=rss("A1")))  # Monday 06:00
     # At 06:50 the hour moves to 09; at 07:30 to 06, an hour that has passed today: it
@@ -383,6 +395,7 @@ def test_changing_the_hour_starts_the_schedule_from_now(app, feed_server, clock)
     assert [h for _, h in digests_of(app)][-1] == ["A2"]
 
 
+@pytest.mark.e2e
 def test_the_cli_makes_the_digest_now_whatever_the_schedule(app, feed_server, clock):
     runner = app.test_cli_runner()
     clock.set_local(2026, 11, 28, 23, 30)  # a Saturday night
@@ -396,6 +409,7 @@ def test_the_cli_makes_the_digest_now_whatever_the_schedule(app, feed_server, cl
 # --------------------------------------------------------------------------- cadences
 
 
+@pytest.mark.e2e
 def test_a_weekday_digest_has_no_weekend_slots_and_monday_brings_the_weekend(
     app, feed_server, clock
 ):
@@ -416,6 +430,7 @@ def test_a_weekday_digest_has_no_weekend_slots_and_monday_brings_the_weekend(
     assert [h for _, h in digests_of(app)] == [["Fredag"], ["Lørdag"]]
 
 
+@pytest.mark.e2e
 def test_a_weekly_digest_skipped_on_its_day_goes_the_next_day(app, feed_server, clock):
     # Momentum: weekly at 08:00, "when there is news, at most once a week".
     add_feed(app, feed_server.serve("m.xml", body=rss("M1")), slug="momentum")
@@ -468,6 +483,7 @@ def test_slots_keep_copenhagen_hours_across_the_changes_of_the_clocks(app):
         db.session.rollback()
 
 
+@pytest.mark.e2e
 def test_a_daily_digest_goes_at_seven_copenhagen_time_on_both_sides_of_summer_time(
     app, feed_server, clock
 ):
@@ -499,6 +515,7 @@ def test_a_daily_digest_goes_at_seven_copenhagen_time_on_both_sides_of_summer_ti
     assert [h for _, h in digests_of(app, "danske-kommuner")][-1] == ["Oktober"]
 
 
+@pytest.mark.e2e
 def test_an_hour_that_comes_twice_makes_one_digest(app, feed_server, clock):
     clock.set(datetime(2027, 10, 30, 12, 0, tzinfo=UTC))
     set_schedule(app, "danske-kommuner", DigestCadence.DAILY, 2)
@@ -516,6 +533,7 @@ def test_an_hour_that_comes_twice_makes_one_digest(app, feed_server, clock):
 # --------------------------------------------------------------------------- the page
 
 
+@pytest.mark.e2e
 def test_the_feeds_page_says_when_the_next_digest_is_made(app, feed_server, clock):
     page = feeds_page(app)
     assert (
@@ -554,6 +572,7 @@ def test_the_feeds_page_says_when_the_next_digest_is_made(app, feed_server, cloc
     assert "The digest is off" in html.unescape(english)
 
 
+@pytest.mark.e2e
 def test_skipped_slots_are_recorded_with_newsletter_slot_time_and_reason(app, kl_feed, clock):
     clock.set_local(2026, 11, 30, 11, 0)
     run_worker(app)

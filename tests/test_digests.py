@@ -27,8 +27,6 @@ from tests.support.feedserver import FeedServer
 from tests.test_editor import compose_data, item_fields, post_form
 from tests.test_staff import EDITOR, login, make_staff
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
@@ -98,6 +96,7 @@ def test_seeded_feed_based_newsletters_start_in_auto_send(app):
     }
 
 
+@pytest.mark.e2e
 def test_digests_run_sends_new_items_to_subscribers_and_nothing_twice(
     mail_app, smtp_server, feed_server, clock
 ):
@@ -156,6 +155,7 @@ def test_digests_run_refuses_bad_input(runner, app):
     assert none.exit_code == 0 and "no feed-based newsletter has feeds" in none.output
 
 
+@pytest.mark.e2e
 def test_scheduler_sends_the_digest_at_the_hour_on_weekdays_only(
     mail_app, smtp_server, feed_server, clock
 ):
@@ -190,6 +190,7 @@ def test_scheduler_sends_the_digest_at_the_hour_on_weekdays_only(
     assert len(smtp_server.wait_for(4)) == 4
 
 
+@pytest.mark.e2e
 def test_two_schedulers_at_the_same_moment_make_one_digest(mail_app, feed_server, clock):
     add_feed(mail_app, feed_server.serve("kl.xml", "rss20.xml"))
     clock.set_local(2026, 11, 30, 7, 0)
@@ -229,6 +230,7 @@ def test_the_database_refuses_a_second_digest_of_the_same_window(app):
             db.session.rollback()
 
 
+@pytest.mark.e2e
 def test_a_builder_that_lost_the_race_makes_nothing(app, feed_server, clock):
     add_feed(app, feed_server.serve("kl.xml", "rss20.xml"))
     fetch(app)
@@ -241,6 +243,7 @@ def test_a_builder_that_lost_the_race_makes_nothing(app, feed_server, clock):
         assert db.session.scalar(select(func.count(Edition.id))) == 1
 
 
+@pytest.mark.e2e
 def test_first_digest_of_a_new_feed_takes_only_the_cadence_window(app, feed_server, clock):
     set_mode(app, "momentum", DigestMode.REVIEW)
     add_feed(app, feed_server.serve("rss091.xml", "rss091.xml"), slug="momentum")
@@ -262,6 +265,7 @@ def test_first_digest_of_a_new_feed_takes_only_the_cadence_window(app, feed_serv
     assert headings(editions_of(app, "momentum")[-1]) == ["Historik 4"]
 
 
+@pytest.mark.e2e
 def test_weekly_digest_comes_at_most_once_in_seven_days(app, feed_server, clock: Clock):
     # Momentum: weekly, at 08:00.
     add_feed(app, feed_server.serve("m.xml", "rss091.xml"), slug="momentum")
@@ -286,6 +290,7 @@ def test_weekly_digest_comes_at_most_once_in_seven_days(app, feed_server, clock:
     assert [len(headings(e)) for e in editions_of(app, "momentum")] == [2, 2]
 
 
+@pytest.mark.e2e
 def test_review_mode_digest_waits_for_an_editor_who_reorders_drops_and_adds_a_note(
     mail_app, smtp_server, feed_server, clock
 ):
@@ -338,6 +343,7 @@ def test_feed_text_is_not_read_as_markdown(app):
     assert "<em>" not in markdown_to_html(source) and "<script" not in markdown_to_html(source)
 
 
+@pytest.mark.e2e
 def test_digest_edition_is_a_normal_edition(app, feed_server, clock):
     set_mode(app, "danske-kommuner", DigestMode.REVIEW)
     add_feed(app, feed_server.serve("dk.rdf", "rss10.rdf"), slug="danske-kommuner")

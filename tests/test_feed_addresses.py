@@ -34,8 +34,6 @@ from tests.support.feedserver import FeedServer
 from tests.test_editor import post_form
 from tests.test_staff import ADMIN, login, make_staff
 
-pytestmark = pytest.mark.e2e
-
 PUBLIC_IP = "93.184.215.14"  # a globally routable address; "the internet" is stubbed
 REFUSED_DA = "Adressen fører til et internt netværk"
 
@@ -236,6 +234,7 @@ def test_feeds_allow_private_lets_an_operator_add_an_intranet_feed(make_app, net
 # --------------------------------------------------------------------------- fetching
 
 
+@pytest.mark.e2e
 def test_a_public_feed_is_fetched_from_the_address_that_was_checked(guarded, network, feed_server):
     # The name answers a public address once, then loopback (DNS rebinding): the fetch
     # connects to what it checked, and looks the name up once.
@@ -266,6 +265,7 @@ def test_a_public_feed_is_fetched_from_the_address_that_was_checked(guarded, net
     assert request.headers["Host"] == f"feeds.kl.example:{feed_server.port}"
 
 
+@pytest.mark.e2e
 def test_a_feed_whose_name_now_resolves_inside_is_not_fetched(
     guarded, network, feed_server, listener
 ):
@@ -283,6 +283,7 @@ def test_a_feed_whose_name_now_resolves_inside_is_not_fetched(
     assert row.id == feed_id and row.failures_in_a_row == 4 and row.last_error == unreachable(2)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "target",
     [
@@ -311,6 +312,7 @@ def test_a_redirect_to_an_internal_address_is_not_followed_or_stored(
     assert listener.connections() == 0
 
 
+@pytest.mark.e2e
 def test_a_permanent_redirect_to_a_public_address_still_moves_the_feed(
     guarded, network, feed_server
 ):
@@ -347,6 +349,7 @@ class _Banner:
             client.close()
 
 
+@pytest.mark.e2e
 def test_staff_cannot_tell_an_open_port_from_a_closed_one(make_app, network, listener):
     # Even where internal addresses are allowed (an intranet installation), a failed
     # fetch says the same whether the port is closed, open and silent, or not HTTP.
@@ -395,6 +398,7 @@ def tls_feed_server(network: Network, tmp_path) -> Iterator[tuple[FeedServer, li
     server.stop()
 
 
+@pytest.mark.e2e
 def test_https_keeps_the_feeds_name_for_sni_the_certificate_and_the_host_header(
     guarded, network, tls_feed_server, monkeypatch
 ):

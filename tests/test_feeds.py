@@ -16,8 +16,6 @@ from newsletters.feeds.models import Feed, FeedItem
 from newsletters.feeds.parsing import parse_feed, sanitise_html, summarise
 from tests.support.feedserver import FEEDS_DIR, FeedServer
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
@@ -55,6 +53,7 @@ def feed(app: Flask, feed_id: int) -> Feed:
         return row
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("file", "titles"),
     [
@@ -93,6 +92,7 @@ def test_every_feed_format_is_read_into_items(app, feed_server, file, titles):
     assert feed(app, feed_id).last_success_at is not None
 
 
+@pytest.mark.e2e
 def test_an_unchanged_feed_is_fetched_with_a_conditional_get_and_not_parsed(app, feed_server):
     url = feed_server.serve("kl.xml", "rss20.xml")
     feed_id = add(app, url)
@@ -108,6 +108,7 @@ def test_an_unchanged_feed_is_fetched_with_a_conditional_get_and_not_parsed(app,
     assert feed(app, feed_id).last_status == 304
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("processes", [0, 1])
 def test_parsing_in_this_process_or_in_worker_processes_stores_the_same(
     make_app, feed_server, processes
@@ -121,6 +122,7 @@ def test_parsing_in_this_process_or_in_worker_processes_stores_the_same(
     assert len(items(app)) == 5
 
 
+@pytest.mark.e2e
 def test_a_killed_parser_process_does_not_lose_a_fetch(make_app, feed_server):
     app = make_app(FEEDS_PARSE_PROCESSES=1)
     add(app, feed_server.serve("a.xml", "rss20.xml"))
@@ -136,6 +138,7 @@ def test_a_killed_parser_process_does_not_lose_a_fetch(make_app, feed_server):
     assert outcomes == [0, 2]
 
 
+@pytest.mark.e2e
 def test_a_server_without_etag_gets_if_modified_since(app, feed_server):
     url = feed_server.serve("lm.xml", "rss20.xml")
     feed_id = add(app, url)
@@ -149,6 +152,7 @@ def test_a_server_without_etag_gets_if_modified_since(app, feed_server):
     assert "If-None-Match" not in feed_server.seen("lm.xml")[-1].headers
 
 
+@pytest.mark.e2e
 def test_the_fetcher_says_who_it_is(app, feed_server):
     add(app, feed_server.serve("ua.xml", "rss20.xml"))
     fetch(app)
@@ -156,6 +160,7 @@ def test_the_fetcher_says_who_it_is(app, feed_server):
     assert agent.startswith("KL-Nyhedsbreve/") and "http://localhost" in agent
 
 
+@pytest.mark.e2e
 def test_a_permanent_redirect_updates_the_stored_url(app, feed_server):
     new_url = feed_server.serve("new-home.xml", "rss20.xml")
     old_url = feed_server.redirect("old-home.xml", new_url, status=301)
@@ -167,6 +172,7 @@ def test_a_permanent_redirect_updates_the_stored_url(app, feed_server):
     assert feed_server.seen("old-home.xml").__len__() == 1
 
 
+@pytest.mark.e2e
 def test_a_temporary_redirect_keeps_the_stored_url(app, feed_server):
     target = feed_server.serve("today.xml", "rss20.xml")
     url = feed_server.redirect("usual.xml", target, status=302)
@@ -176,6 +182,7 @@ def test_a_temporary_redirect_keeps_the_stored_url(app, feed_server):
     assert feed(app, feed_id).url == url
 
 
+@pytest.mark.e2e
 def test_410_gone_disables_the_feed(app, feed_server):
     feed_id = add(app, feed_server.serve("gone.xml", status=410))
     [outcome] = fetch(app)
@@ -185,6 +192,7 @@ def test_410_gone_disables_the_feed(app, feed_server):
     assert fetch(app) == []  # `feeds fetch` takes enabled feeds only
 
 
+@pytest.mark.e2e
 def test_one_slow_or_broken_feed_never_stops_the_others(make_app, feed_server):
     app = make_app(FEEDS_TIMEOUT_SECONDS=0.5)
     slow = add(app, feed_server.serve("slow.xml", "rss20.xml", delay=3))
@@ -200,6 +208,7 @@ def test_one_slow_or_broken_feed_never_stops_the_others(make_app, feed_server):
         assert row.last_success_at is None
 
 
+@pytest.mark.e2e
 def test_failures_back_off_and_a_success_resets_them(make_app, feed_server):
     app = make_app(FEEDS_FETCH_INTERVAL_MINUTES=10, FEEDS_MAX_BACKOFF_HOURS=1)
     feed_id = add(app, feed_server.serve("flaky.xml", status=503, headers={"Retry-After": "5"}))
@@ -215,6 +224,7 @@ def test_failures_back_off_and_a_success_resets_them(make_app, feed_server):
     assert outcome.new == 3 and row.failures_in_a_row == 0 and row.last_error is None
 
 
+@pytest.mark.e2e
 def test_a_feed_over_the_size_cap_is_not_read(make_app, feed_server):
     app = make_app(FEEDS_MAX_BYTES=50_000)
     huge = b"<rss version='2.0'><channel>" + b"<item><title>x</title></item>" * 10_000
@@ -226,6 +236,7 @@ def test_a_feed_over_the_size_cap_is_not_read(make_app, feed_server):
     assert items(app) == []
 
 
+@pytest.mark.e2e
 def test_malformed_but_readable_xml_is_read_and_noted(app, feed_server):
     add(app, feed_server.serve("bozo.xml", "bozo.xml"))
     [outcome] = fetch(app)
@@ -236,6 +247,7 @@ def test_malformed_but_readable_xml_is_read_and_noted(app, feed_server):
     ]
 
 
+@pytest.mark.e2e
 def test_a_document_that_is_not_a_feed_is_an_error_not_a_crash(app, feed_server):
     feed_id = add(app, feed_server.serve("garbage", "garbage.txt", content_type="text/plain"))
     [outcome] = fetch(app)
@@ -244,6 +256,7 @@ def test_a_document_that_is_not_a_feed_is_an_error_not_a_crash(app, feed_server)
     assert row.last_error.startswith("not an RSS or Atom feed") and row.failures_in_a_row == 1
 
 
+@pytest.mark.e2e
 def test_item_html_is_sanitised_before_it_is_stored(app, feed_server):
     add(app, feed_server.serve("evil.xml", "injection.xml"))
     fetch(app)
@@ -259,6 +272,7 @@ def test_item_html_is_sanitised_before_it_is_stored(app, feed_server):
     assert 'href="https://www.kl.dk/ok"' in first.summary_html
 
 
+@pytest.mark.e2e
 def test_danish_text_in_latin1_declared_as_utf8_is_read_correctly(app, feed_server):
     add(
         app,
@@ -275,6 +289,7 @@ def test_danish_text_in_latin1_declared_as_utf8_is_read_correctly(app, feed_serv
     assert item.summary_text.startswith("Æbler, øl og ål: Københavns Kommune og Århus")
 
 
+@pytest.mark.e2e
 def test_relative_links_are_made_absolute(app, feed_server):
     url = feed_server.serve("relative.atom", "atom.xml")
     add(app, url)
@@ -285,6 +300,7 @@ def test_relative_links_are_made_absolute(app, feed_server):
     assert 'href="https://www.kl.dk/analyser/digitalisering"' in digital.summary_html
 
 
+@pytest.mark.e2e
 def test_items_without_dates_are_kept_with_no_date(app, feed_server):
     add(app, feed_server.serve("nodates.xml", "no-dates.xml"))
     fetch(app)
@@ -293,6 +309,7 @@ def test_items_without_dates_are_kept_with_no_date(app, feed_server):
     assert all(i.first_seen_at is not None for i in stored)
 
 
+@pytest.mark.e2e
 def test_items_without_guids_are_deduplicated_by_link_else_content(app, feed_server):
     url = feed_server.serve("noguids.xml", "no-guids.xml", conditional=False)
     add(app, url)
@@ -303,6 +320,7 @@ def test_items_without_guids_are_deduplicated_by_link_else_content(app, feed_ser
     assert len(items(app)) == 2
 
 
+@pytest.mark.e2e
 def test_an_edited_item_is_updated_and_a_changed_guid_is_not_a_duplicate(app, feed_server):
     add(app, feed_server.serve("kl.xml", "rss20.xml"))
     fetch(app)
@@ -321,6 +339,7 @@ def test_an_edited_item_is_updated_and_a_changed_guid_is_not_a_duplicate(app, fe
     assert moved.id == before[moved.link].id and moved.guid.endswith("?id=1002")
 
 
+@pytest.mark.e2e
 def test_items_are_unique_per_newsletter_not_across_newsletters(app, feed_server):
     url = feed_server.serve("shared.xml", "rss20.xml")
     add(app, url, slug="kl-nyheder")
@@ -332,6 +351,7 @@ def test_items_are_unique_per_newsletter_not_across_newsletters(app, feed_server
     assert outcome.new == 0 and len(items(app, "kl-nyheder")) == 3
 
 
+@pytest.mark.e2e
 def test_scheduler_fetches_only_due_feeds_and_each_once(make_app, feed_server):
     app = make_app(FEEDS_FETCH_INTERVAL_MINUTES=60)
     add(app, feed_server.serve("due.xml", "rss20.xml"))
@@ -354,6 +374,7 @@ def test_adding_a_feed_refuses_bad_input(app):
             services.add_feed("kl-nyheder", " https://www.kl.dk/rss ")
 
 
+@pytest.mark.e2e
 def test_cli_adds_fetches_and_lists_feeds(runner, app, feed_server):
     url = feed_server.serve("cli.xml", "rss20.xml")
     result = runner.invoke(args=["feeds", "add", "kl-nyheder", url, "--title", "KL nyheder"])

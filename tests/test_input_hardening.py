@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
+from newsletters import names
 from newsletters.extensions import db
 from newsletters.names import MAX_NAME_LENGTH, InvalidName, clean_name
 from newsletters.spreadsheet import defuse
@@ -124,6 +125,22 @@ def test_a_name_is_trimmed_and_its_spaces_collapsed():
 def test_names_that_could_carry_a_message_are_refused(name):
     with pytest.raises(InvalidName):
         clean_name(name)
+
+
+def test_a_huge_name_is_refused_as_too_long_before_the_link_pattern_sees_it(monkeypatch):
+    # The link pattern's time grows with the square of its input: a 500 KB name field
+    # (MAX_FORM_MEMORY_SIZE) took hours of CPU when the pattern ran before the length check.
+    seen: list[int] = []
+
+    class Pattern:
+        def search(self, text: str) -> None:
+            seen.append(len(text))
+
+    monkeypatch.setattr(names, "_LINK", Pattern())
+    with pytest.raises(InvalidName, match="too long"):
+        clean_name("A" * 500_000)
+    assert seen == []
+    assert clean_name("Anne Jensen") == "Anne Jensen" and seen == [11]
 
 
 def test_the_probes_name_is_refused_on_the_public_form_in_danish(client, app):

@@ -27,8 +27,6 @@ from tests.support.feedserver import FeedServer
 from tests.support.flows import subscribe
 from tests.support.smtp import free_port
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def drip_server() -> Iterator[DripServer]:
@@ -64,6 +62,7 @@ def timed_fetch(app: Flask) -> tuple[float, list[services.FetchOutcome]]:
     return time.monotonic() - started, outcomes
 
 
+@pytest.mark.e2e
 def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline(make_app, drip_server):
     app = make_app(FEEDS_TIMEOUT_SECONDS=1.5, FEEDS_PARSE_PROCESSES=0)
     feed_id = add(app, drip_server.url())
@@ -77,6 +76,7 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline(make_app, drip
     assert row.last_success_at is None
 
 
+@pytest.mark.e2e
 def test_the_deadline_covers_every_redirect_together(make_app, feed_server):
     # Three hops, each answering well within the timeout, together beyond it.
     app = make_app(FEEDS_TIMEOUT_SECONDS=1.5, FEEDS_PARSE_PROCESSES=0)
@@ -103,6 +103,7 @@ def test_the_worker_runs_mail_editions_and_feeds_in_lanes_of_their_own():
     assert sorted(map(id, worker.JOBS)) == sorted(id(j) for jobs in lanes.values() for j in jobs)
 
 
+@pytest.mark.e2e
 def test_a_dripping_feed_does_not_hold_up_a_confirmation_mail(make_app, smtp_server, drip_server):
     app = make_app(
         MAIL_SERVER="127.0.0.1",
@@ -133,6 +134,7 @@ def test_a_dripping_feed_does_not_hold_up_a_confirmation_mail(make_app, smtp_ser
     worker.stop()
 
 
+@pytest.mark.e2e
 def test_stopping_the_worker_stops_every_lane_within_the_fetch_deadline(make_app, drip_server):
     app = make_app(
         WORKER_IN_PROCESS=True,
@@ -153,6 +155,7 @@ def test_stopping_the_worker_stops_every_lane_within_the_fetch_deadline(make_app
     assert row.last_error == unreachable(2) and row.leased_by is None
 
 
+@pytest.mark.e2e
 def test_a_stopping_worker_fetches_no_more_feeds_and_releases_them(make_app, feed_server):
     import threading
 
@@ -227,6 +230,7 @@ def _http_get(port: int) -> bool:
         return False
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("how", ["flask worker", "flask run", "gunicorn"])
 def test_sigterm_ends_every_process_the_app_started(how, operator_env, feed_server):
     port = free_port()

@@ -1,3 +1,7 @@
+"""The mail throttle: a token bucket (a burst, then the rate; refilled while idle) that
+slows the worker to SEND_RATE_PER_SECOND, and a new SMTP connection after
+SEND_MAX_PER_CONNECTION messages."""
+
 from __future__ import annotations
 
 import time

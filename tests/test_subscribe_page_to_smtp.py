@@ -1,3 +1,6 @@
+"""The shortest way through: the subscribe page lists KL's four newsletters, and its
+confirmation mail reaches a strict SMTP server on loopback."""
+
 from tests.conftest import deliver
 from tests.support.flows import process_intake
 from tests.support.pages import csrf_token
