@@ -156,9 +156,7 @@ def _main(page) -> str:
     return page.get_data(as_text=True).split("<main")[1]
 
 
-def test_confirm_page_of_a_suppressed_address_says_it_is_blocked_and_offers_no_button(
-    client, app
-):
+def test_confirm_page_of_a_suppressed_address_says_it_is_blocked_and_offers_no_button(client, app):
     """The GET says what the POST will do: a suppressed address is not confirmed."""
     path = _confirm_path(client, app)
     with app.app_context():
