@@ -88,7 +88,7 @@ def instrument(parts: Parts) -> None:
     from sqlalchemy.orm import Session
 
     from newsletters.mailing import compose, outbox
-    from newsletters.subscriptions import forms, links, routes, services
+    from newsletters.subscriptions import forms, intake, links, mails, routes
 
     driver = "DB driver (sqlite3/psycopg: execute, commit)"
     for attr in ("do_execute", "do_executemany", "do_execute_no_params", "do_commit"):
@@ -96,19 +96,20 @@ def instrument(parts: Parts) -> None:
     queries = "SQLAlchemy: queries (build, run, load objects)"
     for attr in ("execute", "get"):
         parts.patch(Session, attr, queries)
-    for fn in ("_lock_subscriber", "_subscriptions_of", "_newsletters_by_slug", "may_mail"):
-        parts.patch(services, fn, queries)
+    for fn in ("lock_subscriber", "subscriptions_of"):
+        parts.patch(intake, fn, queries)
+    parts.patch(mails, "may_mail", queries)
     parts.patch(routes, "public_newsletters", queries)
     unit_of_work = "SQLAlchemy: flush + commit"
     for attr in ("flush", "commit"):
         parts.patch(Session, attr, unit_of_work)
-    parts.patch(services, "record_event", unit_of_work)
+    parts.patch(intake, "record_event", unit_of_work)
     parts.patch(compose, "render_template", "mail: Jinja templates (txt + html)")
     parts.patch(compose, "inline_css", "mail: CSS inlining (css_inline)")
-    parts.patch(services, "render_mail", "mail: force_locale around rendering")
+    parts.patch(mails, "render_mail", "mail: force_locale around rendering")
     parts.patch(outbox, "build_message", "mail: MIME message (email package)")
     parts.patch(links, "sign", "links: sign 2 tokens (itsdangerous)")
-    parts.patch(services, "normalise_email", "email address validation (x2)")
+    parts.patch(intake, "normalise_email", "email address validation (x2)")
     parts.patch(forms, "normalise_email", "email address validation (x2)")
     parts.patch(wtforms.form.Form, "validate", "WTForms: build + validate the form")
     parts.patch(forms.SubscribeForm, "__init__", "WTForms: build + validate the form")

@@ -84,10 +84,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def _listen(app: Flask) -> None:
     """Features that react to what lower layers announce (newsletters/events.py)."""
     from newsletters.audit import services as audit
-    from newsletters.reports import erasures
+    from newsletters.bounces import erasure as bounces_erasure
+    from newsletters.editions import erasure as editions_erasure
+    from newsletters.reports import erasures as reports_erasures
 
     audit.init_app(app)
-    erasures.init_app(app)
+    # An erased subscriber's rows in the features above subscriptions, and their export.
+    editions_erasure.init_app(app)
+    bounces_erasure.init_app(app)
+    # Erasures counted per newsletter and week (nothing personal), for the reports.
+    reports_erasures.init_app(app)
 
 
 def _default_instance_path() -> str | None:

@@ -38,7 +38,8 @@ from newsletters.extensions import db
 from newsletters.feeds import digests
 from newsletters.feeds import services as feeds
 from newsletters.mailing import outbox
-from newsletters.subscriptions.services import process_subscribe_requests, purge_pending
+from newsletters.subscriptions.erasure import purge_pending
+from newsletters.subscriptions.intake import process_subscribe_requests
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,15 @@ from newsletters.editions import sending
 from newsletters.editions.models import Delivery
 from newsletters.extensions import db
 from newsletters.mailing.models import OutboxMessage
-from newsletters.subscriptions import services, suppression
+from newsletters.subscriptions import (
+    consent,
+    enrolment,
+    erasure,
+    intake,
+    mails,
+    preferences,
+    suppression,
+)
 from newsletters.subscriptions.models import (
     ConsentEvent,
     Subscriber,
@@ -121,9 +129,9 @@ def test_subscribers_can_be_filtered_by_newsletter_status_municipality_and_role(
     assert upload(admin, MAYORS.encode(), mode="enrol", basis=BASIS, dry_run="").status_code == 200
     confirmed_audience(app, 3, slug="momentum", prefix="laeser")
     with app.app_context():
-        services.unsubscribe_subscriber(
+        preferences.unsubscribe_subscriber(
             subscriber_id(app, "borgmester@kk.dk"), newsletter_ids=None,
-            ctx=services.RequestContext(method="test"),
+            ctx=consent.RequestContext(method="test"),
         )  # fmt: skip
 
     def emails(query: str) -> list[str]:
@@ -353,15 +361,15 @@ def _person_with_everything(app: Flask, email: str = "borgmester@aarhus.dk") -> 
     """A subscriber with subscriptions, consent, a delivery, a bounce, mails, a pending
     intake row and a suppression entry: something in every table that can hold them."""
     with app.app_context():
-        services.accept_subscribe_request(
-            email=email, slugs=["momentum"], ctx=services.RequestContext(ip="192.0.2.7")
+        intake.accept_subscribe_request(
+            email=email, slugs=["momentum"], ctx=consent.RequestContext(ip="192.0.2.7")
         )
-        services.process_subscribe_requests("test")
+        intake.process_subscribe_requests("test")
         sid = db.session.scalar(select(Subscriber.id).where(Subscriber.email == email))
         newsletter = newsletter_by_slug("bestyrelse")
         subscriber = db.session.get(Subscriber, sid)
-        services.enrol(subscriber, newsletter, basis=BASIS, ctx=services.RequestContext())
-        services.queue_welcome(subscriber, newsletter, basis=BASIS)
+        enrolment.enrol(subscriber, newsletter, basis=BASIS, ctx=consent.RequestContext())
+        mails.queue_welcome(subscriber, newsletter, basis=BASIS)
         db.session.commit()
     edition_id = draft(app)
     with app.app_context():
@@ -372,8 +380,8 @@ def _person_with_everything(app: Flask, email: str = "borgmester@aarhus.dk") -> 
         record_bounce(sid, BounceKind.HARD, status="5.1.1", delivery_id=delivery_id)
         db.session.commit()
         # A second subscribe form, posted but not yet carried out.
-        services.accept_subscribe_request(
-            email=email, slugs=["kl-nyheder"], ctx=services.RequestContext()
+        intake.accept_subscribe_request(
+            email=email, slugs=["kl-nyheder"], ctx=consent.RequestContext()
         )
         db.session.remove()
     return sid
@@ -429,12 +437,12 @@ def test_erasure_from_the_staff_pages_leaves_nothing_behind(admin, app):
 
 def test_erasure_without_asking_for_no_mail_lets_the_person_come_back(app):
     with app.app_context():
-        services.accept_subscribe_request(
-            email="ny@kommune.dk", slugs=["momentum"], ctx=services.RequestContext()
+        intake.accept_subscribe_request(
+            email="ny@kommune.dk", slugs=["momentum"], ctx=consent.RequestContext()
         )
-        services.process_subscribe_requests("test")
+        intake.process_subscribe_requests("test")
         sid = db.session.scalar(select(Subscriber.id))
-        services.erase(sid)
+        erasure.erase(sid)
         assert not suppression.is_suppressed("ny@kommune.dk")
         assert db.session.scalar(select(func.count()).select_from(Suppression)) == 0
 
@@ -455,10 +463,10 @@ def test_an_erased_person_who_asked_never_to_be_mailed_gets_no_mail_from_any_doo
         assert (entry.email, entry.reason) == (None, SuppressionReason.ERASURE)
         # The public form: accepted as always (no enumeration), but nothing happens.
         before = db.session.scalar(select(func.count()).select_from(OutboxMessage))
-        services.accept_subscribe_request(
-            email="Aldrig@Kommune.dk", slugs=["momentum"], ctx=services.RequestContext()
+        intake.accept_subscribe_request(
+            email="Aldrig@Kommune.dk", slugs=["momentum"], ctx=consent.RequestContext()
         )
-        services.process_subscribe_requests("test")
+        intake.process_subscribe_requests("test")
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == before
         assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0
         db.session.remove()
@@ -607,14 +615,12 @@ def test_the_cli_import_is_audited_as_the_operator(app, runner, tmp_path):
 def test_purge_pending_deletes_only_stale_unconfirmed_subscriptions(app, runner):
     with app.app_context():
         for email, slugs in [("gammel@kommune.dk", ["momentum"]), ("ny@kommune.dk", ["momentum"])]:
-            services.accept_subscribe_request(
-                email=email, slugs=slugs, ctx=services.RequestContext()
-            )
-        services.process_subscribe_requests("test")
+            intake.accept_subscribe_request(email=email, slugs=slugs, ctx=consent.RequestContext())
+        intake.process_subscribe_requests("test")
         confirmed = db.session.scalar(select(Subscriber).where(Subscriber.email == "ny@kommune.dk"))
-        services.enrol(
+        enrolment.enrol(
             confirmed, newsletter_by_slug("bestyrelse"), basis=BASIS,
-            ctx=services.RequestContext(),
+            ctx=consent.RequestContext(),
         )  # fmt: skip
         db.session.commit()
         long_ago = utcnow() - timedelta(days=40)
@@ -636,10 +642,10 @@ def test_purge_pending_deletes_only_stale_unconfirmed_subscriptions(app, runner)
 
 def test_purge_pending_keeps_recent_requests(app, runner):
     with app.app_context():
-        services.accept_subscribe_request(
-            email="frisk@kommune.dk", slugs=["momentum"], ctx=services.RequestContext()
+        intake.accept_subscribe_request(
+            email="frisk@kommune.dk", slugs=["momentum"], ctx=consent.RequestContext()
         )
-        services.process_subscribe_requests("test")
+        intake.process_subscribe_requests("test")
     result = runner.invoke(args=["subscribers", "purge-pending", "--days", "30"])
     assert "purged 0 pending" in result.output
     assert count(app, Subscription) == 1

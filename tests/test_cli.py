@@ -194,7 +194,8 @@ def test_import_does_not_override_a_withdrawal(runner, app, tmp_path, client):
 
     confirmed_subscriber(client, app, "borgmester@aarhus.dk", ("bestyrelse",))
     with app.app_context():
-        from newsletters.subscriptions.services import RequestContext, unsubscribe_subscriber
+        from newsletters.subscriptions.consent import RequestContext
+        from newsletters.subscriptions.preferences import unsubscribe_subscriber
 
         unsubscribe_subscriber(
             db.session.scalar(select(Subscriber.id)), newsletter_ids=None, ctx=RequestContext()

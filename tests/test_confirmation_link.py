@@ -11,7 +11,8 @@ from itsdangerous import URLSafeTimedSerializer
 
 from newsletters import timeutil
 from newsletters.extensions import db
-from newsletters.subscriptions.models import ConsentEvent, Subscriber
+from newsletters.subscriptions import suppression
+from newsletters.subscriptions.models import ConsentEvent, Subscriber, SuppressionReason
 from newsletters.tokens import BulkSigner, Purpose, TokenError, sign, verify
 from tests.support.flows import header, link_in, queued_mails, subscribe, subscriptions_of
 from tests.support.pages import csrf_token
@@ -143,6 +144,57 @@ def test_confirm_link_does_not_resubscribe_after_unsubscribing(client, app):
     response = client.post(path, data={"csrf_token": csrf_token(client.get("/").data)})
     assert response.status_code == 200
     assert subscriptions_of(app, "a@example.dk") == {"momentum": "unsubscribed"}
+
+
+BLOCKED = (
+    "Adressen a@example.dk er blokeret: der bliver ikke sendt nyhedsbreve til den, "
+    "og tilmeldingen kan ikke bekræftes."
+)
+
+
+def _main(page) -> str:
+    return page.get_data(as_text=True).split("<main")[1]
+
+
+def test_confirm_page_of_a_suppressed_address_says_it_is_blocked_and_offers_no_button(client, app):
+    """The GET says what the POST will do: a suppressed address is not confirmed."""
+    path = _confirm_path(client, app)
+    with app.app_context():
+        suppression.suppress("A@Example.dk", SuppressionReason.HARD_BOUNCE)
+        db.session.commit()
+    page = client.get(path)
+    assert page.status_code == 200
+    main = _main(page)
+    assert BLOCKED in main
+    assert "<form" not in main and "Bekræft tilmelding" not in main
+    assert subscriptions_of(app, "a@example.dk") == {"momentum": "pending"}
+
+
+def test_confirm_post_of_a_suppressed_address_confirms_nothing_and_says_so(client, app):
+    path = _confirm_path(client, app)
+    with app.app_context():
+        suppression.suppress("a@example.dk", SuppressionReason.ERASURE, keep_address=False)
+        db.session.commit()
+    # A hand-made POST (with a valid CSRF token of the session): the page had no button.
+    response = client.post(path, data={"csrf_token": csrf_token(client.get("/").data)})
+    assert response.status_code == 200
+    assert BLOCKED in _main(response)
+    assert "Tak, nu er du tilmeldt" not in _main(response)
+    assert subscriptions_of(app, "a@example.dk") == {"momentum": "pending"}
+    with app.app_context():
+        actions = [e.action.value for e in db.session.scalars(db.select(ConsentEvent))]
+    assert "confirmed" not in actions
+
+
+def test_confirm_page_of_an_address_no_longer_suppressed_offers_the_button_again(client, app):
+    path = _confirm_path(client, app)
+    with app.app_context():
+        entry = suppression.suppress("a@example.dk", SuppressionReason.MANUAL)
+        db.session.commit()
+        assert BLOCKED in _main(client.get(path))
+        suppression.lift(entry.id, by_staff_id=None)
+    main = _main(client.get(path))
+    assert BLOCKED not in main and "Bekræft tilmelding" in main
 
 
 @pytest.mark.parametrize("purpose", [Purpose.MANAGE, Purpose.UNSUBSCRIBE])

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from newsletters.subscriptions.services import process_subscribe_requests
+from newsletters.subscriptions.intake import process_subscribe_requests
 from tests.conftest import deliver
 from tests.support.pages import csrf_token
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from newsletters.editions import sending
 from newsletters.extensions import db
 from newsletters.mailing.models import CapturedMail
-from newsletters.subscriptions import services as subscriber_services
+from newsletters.subscriptions import erasure
 from newsletters.subscriptions.models import Subscriber
 from newsletters.worker import Worker
 from tests.conftest import deliver
@@ -148,7 +148,7 @@ def test_erasing_a_subscriber_deletes_their_captured_mail(dev_app: Flask):
         subscriber_id = db.session.scalar(
             select(Subscriber.id).where(Subscriber.email == "a@example.dk")
         )
-        assert subscriber_services.erase(subscriber_id)
+        assert erasure.erase(subscriber_id)
         assert db.session.scalar(select(func.count()).select_from(CapturedMail)) == 1
     assert {m.to_address for m in captured(dev_app)} == {"b@example.dk"}
 

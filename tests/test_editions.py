@@ -13,8 +13,8 @@ from newsletters.editions import sending
 from newsletters.editions.models import Delivery, DeliveryStatus, Edition, EditionStatus
 from newsletters.editions.rendering import markdown_to_html
 from newsletters.extensions import db
+from newsletters.subscriptions.erasure import erase
 from newsletters.subscriptions.models import Subscriber
-from newsletters.subscriptions.services import erase
 from newsletters.timeutil import utcnow
 from tests.support.editions import confirmed_audience, draft, received_counts
 from tests.support.flows import subscribe, subscriptions_of
@@ -168,10 +168,8 @@ def test_an_unsubscribe_during_the_send_is_honoured_before_the_next_message(mail
         reply = await original(server, session, envelope)
         if len(smtp_server.received) == 1:
             with mail_app.app_context():
-                from newsletters.subscriptions.services import (
-                    RequestContext,
-                    unsubscribe_subscriber,
-                )
+                from newsletters.subscriptions.consent import RequestContext
+                from newsletters.subscriptions.preferences import unsubscribe_subscriber
 
                 subscriber_id = db.session.scalar(
                     select(Subscriber.id).where(Subscriber.email == leaving)

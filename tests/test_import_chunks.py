@@ -181,7 +181,8 @@ def test_withdrawn_and_suppressed_people_are_not_invited_in_any_chunk(chunked, t
     client = chunked.test_client()
     confirmed_subscriber(client, chunked, "person004@kommune.dk", ("momentum",))
     with chunked.app_context():
-        from newsletters.subscriptions.services import RequestContext, unsubscribe_subscriber
+        from newsletters.subscriptions.consent import RequestContext
+        from newsletters.subscriptions.preferences import unsubscribe_subscriber
 
         unsubscribe_subscriber(
             db.session.scalar(

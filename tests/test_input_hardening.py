@@ -26,7 +26,7 @@ from newsletters.extensions import db
 from newsletters.names import MAX_NAME_LENGTH, InvalidName, clean_name
 from newsletters.spreadsheet import defuse
 from newsletters.staff import services as staff_services
-from newsletters.subscriptions import services
+from newsletters.subscriptions import consent, intake
 from newsletters.subscriptions.models import Subscriber, SubscribeRequest
 from tests.support.editions import confirmed_audience, draft
 from tests.support.flows import (
@@ -172,11 +172,11 @@ def test_the_subscribe_service_refuses_a_bad_name_too(app):
     """The API and any other caller get the same check as the form."""
     with app.app_context():
         with pytest.raises(InvalidName):
-            services.accept_subscribe_request(
+            intake.accept_subscribe_request(
                 email="offer@example.dk",
                 slugs=["momentum"],
                 name="Jens\nhttps://evil.example",
-                ctx=services.RequestContext(),
+                ctx=consent.RequestContext(),
             )
         db.session.rollback()
     assert _count(app, SubscribeRequest) == 0
@@ -185,11 +185,11 @@ def test_the_subscribe_service_refuses_a_bad_name_too(app):
 def test_the_subscribe_service_takes_only_one_of_the_98_municipalities(app):
     with app.app_context():
         with pytest.raises(ValueError):
-            services.accept_subscribe_request(
+            intake.accept_subscribe_request(
                 email="offer@example.dk",
                 slugs=["momentum"],
                 municipality="VIGTIGT: https://evil.example",
-                ctx=services.RequestContext(),
+                ctx=consent.RequestContext(),
             )
         db.session.rollback()
     assert _count(app, SubscribeRequest) == 0

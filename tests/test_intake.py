@@ -64,14 +64,14 @@ def test_processing_carries_out_the_request_and_removes_it(client, app):
 def test_a_failing_request_leaves_nothing_half_done_and_is_retried(client, app, monkeypatch, clock):
     # The standing clock: the retry's backoff (50 ms in tests) must not run out before
     # the assertion on a loaded machine.
-    from newsletters.subscriptions import services
+    from newsletters.subscriptions import mails
 
     subscribe(client, "a@example.dk", ["momentum"], process=False)
 
     def broken(*args, **kwargs):
         raise RuntimeError("mail template missing")
 
-    monkeypatch.setattr(services, "queue_confirmation", broken)
+    monkeypatch.setattr(mails, "queue_confirmation", broken)
     assert process_intake(app) == 0
     assert _count(app, Subscriber) == 0 and _count(app, Subscription) == 0
     with app.app_context():

@@ -24,7 +24,7 @@ from newsletters.editions import sending
 from newsletters.editions.models import Edition
 from newsletters.extensions import db
 from newsletters.staff.models import Staff
-from newsletters.subscriptions import links, services
+from newsletters.subscriptions import erasure, links
 from newsletters.subscriptions.models import Subscriber, Subscription
 from newsletters.timeutil import utcnow
 from newsletters.tokens import LINK_KEY_PATTERN, Purpose, sign
@@ -77,7 +77,7 @@ def _manage_path(client, app, address: str) -> str:
 def _erase(app: Flask, address: str) -> int:
     with app.app_context():
         subscriber_id = db.session.scalar(select(Subscriber.id).where(Subscriber.email == address))
-        services.erase(subscriber_id, never_again=False)
+        erasure.erase(subscriber_id, never_again=False)
         db.session.remove()
         return subscriber_id
 

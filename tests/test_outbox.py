@@ -169,7 +169,7 @@ def test_in_process_worker_wakes_on_new_mail(make_app, smtp_server):
 def test_deleted_subscriber_mail_is_not_sent(mail_app, smtp_server):
     subscribe(mail_app.test_client(), "a@example.dk")
     with mail_app.app_context():
-        from newsletters.subscriptions.services import erase
+        from newsletters.subscriptions.erasure import erase
 
         erase(db.session.scalar(select(Subscriber.id)))
     assert deliver(mail_app).handled == 0

@@ -284,8 +284,9 @@ def test_erasures_are_counted_without_the_person(app: Flask, clock: Clock):
         for _ in range(2):
             events.announce(
                 "subscriber.erase",
-                "subscriber:1",
+                "subscriber:999999",
                 audited=False,
+                subscriber_id=999999,
                 confirmed_newsletter_ids=[momentum],
             )
             db.session.commit()
@@ -305,3 +306,18 @@ def test_newsletter_report_page_and_charts(app: Flask, clock: Clock, editor_clie
         assert response.status_code == 200 and response.mimetype == "image/svg+xml"
         assert f'src="/staff/newsletters/momentum/report/{chart}.svg"' in page
     assert 'alt="' in page
+
+
+def test_a_real_erasure_is_counted_for_the_newsletters_the_person_read(app: Flask, clock: Clock):
+    from newsletters.subscriptions.erasure import erase
+
+    s = _subscription(app, "erased@example.dk")
+    _consent(app, s, ConsentAction.CONFIRMED, "confirm_link")
+    with app.app_context():
+        subscriber_id = db.session.scalar(
+            select(Subscription.subscriber_id).where(Subscription.id == s)
+        )
+        assert erase(subscriber_id) is True
+        report = newsletter_report(newsletter_by_slug("momentum"))
+        assert report.sources["erasure"] == 1
+        assert newsletter_report(newsletter_by_slug("bestyrelse")).sources["erasure"] == 0

@@ -127,7 +127,7 @@ def test_unsubscribe_for_an_erased_person_answers_calmly(client, app):
     confirmed_subscriber(client, app, "a@example.dk")
     path = _unsubscribe_path(app, "a@example.dk", "momentum")
     with app.app_context():
-        from newsletters.subscriptions.services import erase
+        from newsletters.subscriptions.erasure import erase
 
         erase(db.session.scalar(select(Subscriber.id)))
     assert client.get(path).status_code == 200

@@ -26,7 +26,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from newsletters import labels
+from newsletters import events, labels
 from newsletters.admin import services, welcome
 from newsletters.admin.forms import EraseForm, ImportForm, SuppressForm, WelcomeLetterForm
 from newsletters.audit import services as audit
@@ -38,12 +38,13 @@ from newsletters.inputs import clamp_day, larger_body, page_number
 from newsletters.mailing.addresses import InvalidAddress
 from newsletters.spreadsheet import for_excel
 from newsletters.staff.access import admin_required
-from newsletters.subscriptions import services as subscriber_services
-from newsletters.subscriptions import suppression
+from newsletters.subscriptions import erasure, export, suppression
+from newsletters.subscriptions.consent import RequestContext
 from newsletters.subscriptions.forms import ButtonForm
 from newsletters.subscriptions.importing import (
     ImportRefused,
     Reason,
+    announce_export,
     export_confirmed,
     import_subscribers,
 )
@@ -71,8 +72,8 @@ def _newsletters() -> list[Newsletter]:
     return list(db.session.scalars(db.select(Newsletter).order_by(Newsletter.position)))
 
 
-def _ctx(method: str) -> subscriber_services.RequestContext:
-    return subscriber_services.RequestContext(
+def _ctx(method: str) -> RequestContext:
+    return RequestContext(
         ip=request.remote_addr,
         user_agent=request.headers.get("User-Agent"),
         locale="da",
@@ -139,9 +140,7 @@ def subscriber_export(subscriber_id: int):
     if not ButtonForm().validate():
         abort(400)
     _history_or_404(subscriber_id)
-    data = subscriber_services.export_data(subscriber_id)
-    staff_id, ip = actor()
-    audit.record_now(staff_id, "subscriber.export", f"subscriber:{subscriber_id}", {}, ip)
+    data = export.export_data(subscriber_id, actor=events.Actor.of_request())
     return Response(
         json.dumps(data, ensure_ascii=False, indent=2),
         mimetype="application/json",
@@ -160,7 +159,7 @@ def subscriber_erase(subscriber_id: int):
     if request.method == "POST":
         if form.validate():
             staff_id, ip = actor()
-            subscriber_services.erase(
+            erasure.erase(
                 subscriber_id,
                 never_again=bool(form.never_again.data),
                 by_staff_id=staff_id,
@@ -233,8 +232,7 @@ def subscribers_export():
     slug = request.form.get("newsletter", "")
     if newsletter_by_slug(slug) is None:
         abort(404)
-    staff_id, ip = actor()
-    audit.record_now(staff_id, "subscribers.export", f"newsletter:{slug}", {"from": "web"}, ip)
+    announce_export(slug, actor=events.Actor.of_request())
     stamp = datetime.now().strftime("%Y-%m-%d")
     return Response(
         stream_with_context(for_excel(export_confirmed(slug))),

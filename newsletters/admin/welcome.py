@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import exists, func, select, update
 
+from newsletters import events
 from newsletters.admin.models import WelcomeLetter
-from newsletters.audit import services as audit
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions.rendering import markdown_to_html, markdown_to_text
@@ -119,7 +119,12 @@ def save(slug: str, *, subject: str, body_markdown: str, by_staff_id: int | None
     letter.subject = " ".join(subject.split())[:300]
     letter.body_markdown = body_markdown
     letter.updated_by = by_staff_id
-    audit.record(by_staff_id, "welcome_letter.save", f"newsletter:{slug}", {"subject": subject}, ip)
+    events.announce(
+        "welcome_letter.save",
+        f"newsletter:{slug}",
+        actor=events.Actor(by_staff_id, ip, "web"),
+        subject=subject,
+    )
     db.session.commit()
 
 
@@ -190,12 +195,12 @@ def send(slug: str, *, by_staff_id: int | None, ip: str | None = None) -> int:
             .where(Subscription.id == subscription_id)
             .values(welcome_letter_sent_at=now)
         )
-    audit.record(
-        by_staff_id,
+    events.announce(
         "welcome_letter.send",
         f"newsletter:{slug}",
-        {"recipients": len(rows), "subject": current.subject},
-        ip,
+        actor=events.Actor(by_staff_id, ip, "web"),
+        recipients=len(rows),
+        subject=current.subject,
     )
     db.session.commit()
     return len(rows)

@@ -5,9 +5,15 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy.exc import DBAPIError
 
+from newsletters import events
 from newsletters.busy import is_busy
-from newsletters.subscriptions import services
-from newsletters.subscriptions.importing import ImportRefused, export_confirmed, import_subscribers
+from newsletters.subscriptions import erasure
+from newsletters.subscriptions.importing import (
+    ImportRefused,
+    announce_export,
+    export_confirmed,
+    import_subscribers,
+)
 
 subscribers_cli = AppGroup("subscribers", help="Import and export subscribers.")
 
@@ -73,11 +79,7 @@ def import_command(
 @click.option("--newsletter", "slug", required=True, help="Slug of the newsletter.")
 def export_command(slug: str) -> None:
     """Write the newsletter's confirmed subscribers as CSV to standard output."""
-    from newsletters.audit.services import record_now
-    from newsletters.catalog.services import newsletter_by_slug
-
-    if newsletter_by_slug(slug) is not None:
-        record_now(None, "subscribers.export", f"newsletter:{slug}", {"from": "cli"})
+    announce_export(slug, actor=events.CLI)
     try:
         for chunk in export_confirmed(slug):
             click.echo(chunk, nl=False)
@@ -94,7 +96,7 @@ def export_command(slug: str) -> None:
 )
 def purge_pending_command(days: float | None) -> None:
     """Delete pending subscriptions that were never confirmed (and their consent records)."""
-    subscriptions, subscribers = services.purge_pending(days)
+    subscriptions, subscribers = erasure.purge_pending(days)
     click.echo(
         f"purged {subscriptions} pending subscription(s) never confirmed, and "
         f"{subscribers} subscriber(s) left with none"

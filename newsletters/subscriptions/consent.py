@@ -1,8 +1,18 @@
-"""The consent texts shown next to the subscribe form, by version.
+"""Consent: the texts shown next to the subscribe form, by version, and the record of
+every step a subscription takes (asked, confirmed, enrolled, withdrawn).
 
-Append a new version when the wording changes; never edit a published one, because
+Append a new text version when the wording changes; never edit a published one, because
 every consent record points at the version its subscriber saw.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from newsletters.extensions import db
+from newsletters.subscriptions.models import ConsentAction, ConsentEvent, Subscription
+from newsletters.timeutil import utcnow
 
 CONSENT_TEXTS: dict[str, dict[str, str]] = {
     "2026-11-v1": {
@@ -25,3 +35,39 @@ CURRENT_CONSENT_VERSION = "2026-11-v1"
 def consent_text(locale: str, version: str = CURRENT_CONSENT_VERSION) -> str:
     texts = CONSENT_TEXTS[version]
     return texts.get(locale, texts["da"])
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where an action came from, for the consent record."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    locale: str = "da"
+    method: str = "web_form"
+
+
+def record_event(
+    subscription: Subscription,
+    action: ConsentAction,
+    ctx: RequestContext,
+    *,
+    method: str | None = None,
+    basis: str | None = None,
+    consent_version: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Add one step of a subscription's consent history to the current transaction."""
+    db.session.add(
+        ConsentEvent(
+            subscription=subscription,
+            action=action,
+            method=method or ctx.method,
+            at=at or utcnow(),
+            ip=(ctx.ip or None) and ctx.ip[:64],
+            user_agent=(ctx.user_agent or None) and ctx.user_agent[:512],
+            consent_text_version=consent_version,
+            locale=ctx.locale,
+            basis=basis,
+        )
+    )

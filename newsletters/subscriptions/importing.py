@@ -24,7 +24,7 @@ from typing import BinaryIO, TextIO
 from flask import current_app
 from sqlalchemy import String, Text, bindparam, insert, literal, select, text, update
 
-from newsletters.audit import services as audit
+from newsletters import events
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
@@ -32,8 +32,8 @@ from newsletters.mailing import outbox
 from newsletters.mailing.addresses import InvalidAddress, ascii_address, normalise_email
 from newsletters.names import InvalidName, clean_name
 from newsletters.spreadsheet import csv_lines
-from newsletters.subscriptions import services, suppression
-from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
+from newsletters.subscriptions import enrolment, mails, suppression
+from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION, RequestContext
 from newsletters.subscriptions.models import (
     ConsentAction,
     ConsentEvent,
@@ -415,7 +415,7 @@ def import_subscribers(
     basis: str | None = None,
     welcome: bool = False,
     dry_run: bool = False,
-    ctx: services.RequestContext | None = None,
+    ctx: RequestContext | None = None,
     actor_id: int | None = None,
     file_name: str = "",
 ) -> ImportReport:
@@ -468,7 +468,7 @@ def import_subscribers(
         if not rows:
             raise ImportRefused([(0, Reason(N_("the file has no rows below its header")))])
         report = ImportReport(rows=rows, dry_run=dry_run, notes=notes)
-        ctx = ctx or services.RequestContext(method="import_basis" if basis else "import_invite")
+        ctx = ctx or RequestContext(method="import_basis" if basis else "import_invite")
         plan = _Plan(
             newsletter=newsletter,
             basis=basis.strip() if basis is not None else None,
@@ -490,12 +490,14 @@ def import_subscribers(
                 db.session.rollback()
                 raise
     if not dry_run:
-        # Counts only: the audit log never names a subscriber.
-        audit.record_now(
-            actor_id,
+        # Counts only: the audit log never names a subscriber. The chunks have
+        # committed; the announcement is a transaction of its own.
+        via = "web" if actor_id is not None else "cli"
+        events.announce(
             "subscribers.import",
             f"newsletter:{newsletter_slug}",
-            {
+            actor=events.Actor(actor_id, ctx.ip, via),
+            **{
                 "file": file_name[:200],
                 "mode": "enrol" if basis is not None else "invite",
                 "basis": basis,
@@ -507,10 +509,10 @@ def import_subscribers(
                 "welcomed": report.welcomed,
                 "unchanged": report.unchanged,
                 "skipped": report.skipped,
-                "from": "web" if actor_id is not None else "cli",
+                "from": via,
             },
-            ctx.ip,
         )
+        db.session.commit()
     return report
 
 
@@ -541,7 +543,7 @@ class _Plan:
     basis: str | None
     welcome: bool
     dry_run: bool
-    ctx: services.RequestContext
+    ctx: RequestContext
     report: ImportReport
 
     def run(self, rows: list[ImportRow]) -> None:
@@ -613,7 +615,7 @@ class _Plan:
         # with their ids before the second, short transaction writes the rest. An import
         # interrupted in between finds them here and carries on.
         if new_rows or updates:
-            services.insert_subscribers(
+            enrolment.insert_subscribers(
                 [
                     {
                         "email": row.email,
@@ -649,7 +651,7 @@ class _Plan:
         newsletter = self.newsletter
         newsletter_id = newsletter.id
         now = utcnow()
-        mails: dict[int, dict] = {}
+        mail_rows: dict[int, dict] = {}
         if self.basis is None or self.welcome:
             people = list(
                 db.session.scalars(
@@ -660,13 +662,13 @@ class _Plan:
             )
             if self.basis is None:
                 limit = int(current_app.config["ADDRESS_MAILS_PER_HOUR"])
-                sent = services.mails_this_hour(ascii_address(p.email) for p in people)
+                sent = mails.mails_this_hour(ascii_address(p.email) for p in people)
                 for person in people:
                     if sent.get(ascii_address(person.email), 0) < limit:
-                        mails[person.id] = services.confirmation_mail_row(person, [newsletter])
+                        mail_rows[person.id] = mails.confirmation_mail_row(person, [newsletter])
             else:
                 for person in people:
-                    mails[person.id] = services.welcome_mail_row(
+                    mail_rows[person.id] = mails.welcome_mail_row(
                         person, newsletter, basis=self.basis
                     )
         db.session.rollback()  # end the reads: the write transaction starts now
@@ -703,9 +705,7 @@ class _Plan:
                 basis=self.basis,
                 consent_version=None if confirmed else CURRENT_CONSENT_VERSION,
             )
-            outbox.enqueue_rows(
-                [mails[subscriber_id] for _id, subscriber_id in created if subscriber_id in mails]
-            )
+            outbox.enqueue_rows([mail_rows[s] for _id, s in created if s in mail_rows])
         db.session.commit()
         # Subscribed meanwhile by someone else (a form carried out between the two
         # transactions): nothing to do for them.
@@ -752,7 +752,7 @@ def _insert_subscriptions(
 def _record_consent(
     subscription_ids: list[int],
     action: ConsentAction,
-    ctx: services.RequestContext,
+    ctx: RequestContext,
     *,
     at: datetime,
     basis: str | None,
@@ -776,6 +776,18 @@ def _record_consent(
             select(*values.values()).where(_subscriptions.c.id.in_(subscription_ids)),
         )
     )
+
+
+def announce_export(newsletter_slug: str, *, actor: events.Actor) -> bool:
+    """Record that `actor` takes the newsletter's subscriber list (audited, committed), before
+    the download starts; False, and nothing recorded, if there is no such newsletter."""
+    if newsletter_by_slug(newsletter_slug) is None:
+        return False
+    events.announce(
+        "subscribers.export", f"newsletter:{newsletter_slug}", actor=actor, **{"from": actor.via}
+    )
+    db.session.commit()
+    return True
 
 
 def export_confirmed(newsletter_slug: str) -> Iterator[str]:

@@ -1,4 +1,5 @@
-"""The personal links that go into mails: confirm, manage, unsubscribe, join.
+"""The personal links that go into mails (confirm, manage, unsubscribe, join): made, and
+read back to the subscriber they were made for.
 
 Built from PUBLIC_BASE_URL (not url_for), so the CLI and the worker, which have no
 request, make the same links as a web request does. Each names its subscriber by their
@@ -8,9 +9,20 @@ random `link_key`, never by id (see tokens.SubscriberLink).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
+from sqlalchemy import select
+
+from newsletters.extensions import db
 from newsletters.subscriptions.models import Subscriber
-from newsletters.tokens import BulkSigner, Purpose, SubscriberLink, sign
+from newsletters.tokens import (
+    BulkSigner,
+    Purpose,
+    SubscriberLink,
+    TokenError,
+    sign,
+    verify_timed,
+)
 from newsletters.urls import public_base, public_link
 
 
@@ -81,3 +93,62 @@ class BulkLinks:
         payload = SubscriberLink(link_key, token_version, (newsletter_id,)).payload()
         token = self._unsubscribe.sign(payload)
         return f"{self._base}/unsubscribe/{token}{'?lang=en' if locale == 'en' else ''}"
+
+
+# --------------------------------------------------------------------------- reading a link
+
+
+def _owner(link: SubscriberLink, signed_at: datetime | None) -> Subscriber | None:
+    """The subscriber a verified link was made for, or None.
+
+    By the random link key (unique, indexed). A link from before migration 0008 names a
+    row id instead; it counts only if that row already existed when the link was signed,
+    otherwise the id was freed and handed to someone else since (the old SQLite schema
+    reused the highest id), and the link is not theirs. The signature time is in whole
+    seconds (rounded down), so a link signed within the second its row was created is
+    refused too: strict on purpose, as no new link of this form is ever made.
+    """
+    if link.link_key is not None:
+        return db.session.scalar(select(Subscriber).where(Subscriber.link_key == link.link_key))
+    subscriber = db.session.get(Subscriber, link.legacy_id)
+    if subscriber is None or signed_at is None or subscriber.created_at > signed_at:
+        return None
+    return subscriber
+
+
+def verified_subscriber(purpose: Purpose, token: str) -> tuple[Subscriber, SubscriberLink]:
+    """The owner of a valid, unexpired, unrevoked link and what it names; raises TokenError."""
+    payload, signed_at = verify_timed(purpose, token)
+    link = SubscriberLink.from_payload(payload)
+    subscriber = _owner(link, signed_at)
+    if subscriber is None or subscriber.token_version != link.token_version:
+        raise TokenError("invalid")
+    return subscriber, link
+
+
+def subscriber_of_expired(purpose: Purpose, token: str) -> tuple[Subscriber, SubscriberLink]:
+    """Like `verified_subscriber`, but accepts an expired link (to send a fresh one)."""
+    try:
+        payload, signed_at = verify_timed(purpose, token)
+    except TokenError as error:
+        if not error.expired or error.payload is None:
+            raise
+        payload, signed_at = error.payload, error.signed_at
+    link = SubscriberLink.from_payload(payload)
+    subscriber = _owner(link, signed_at)
+    if subscriber is None or subscriber.token_version != link.token_version:
+        raise TokenError("invalid")
+    return subscriber, link
+
+
+def unsubscribe_link_owner(token: str) -> tuple[Subscriber | None, SubscriberLink]:
+    """Verify an unsubscribe link. Unlike other links it ignores `token_version`:
+    revoking links must never take away the way out. None: its subscriber is gone."""
+    payload, signed_at = verify_timed(Purpose.UNSUBSCRIBE, token)
+    link = SubscriberLink.from_payload(payload)
+    subscriber = _owner(link, signed_at)
+    if subscriber is None and link.legacy_id is not None:
+        # An old link we cannot match safely: the page that offers a new link, rather
+        # than "you are not subscribed", which may not be true for its owner.
+        raise TokenError("invalid")
+    return subscriber, link

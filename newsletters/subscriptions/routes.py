@@ -20,8 +20,8 @@ from newsletters.busy import retry_when_busy
 from newsletters.catalog.services import public_newsletter_choices, public_newsletters
 from newsletters.extensions import csrf, limiter
 from newsletters.i18n import current_locale
-from newsletters.subscriptions import links, services
-from newsletters.subscriptions.consent import consent_text
+from newsletters.subscriptions import erasure, export, intake, links, preferences
+from newsletters.subscriptions.consent import RequestContext, consent_text
 from newsletters.subscriptions.forms import (
     ButtonForm,
     DeleteForm,
@@ -35,8 +35,8 @@ from newsletters.tokens import TokenError
 bp = Blueprint("subscriptions", __name__)
 
 
-def _ctx(method: str = "web_form") -> services.RequestContext:
-    return services.RequestContext(
+def _ctx(method: str = "web_form") -> RequestContext:
+    return RequestContext(
         ip=request.remote_addr,
         user_agent=request.headers.get("User-Agent"),
         locale=current_locale(),
@@ -107,7 +107,7 @@ def subscribe():
     if form.website.data:
         # A bot filled in the honeypot: answer as if all went well, do nothing.
         return redirect(url_for(".subscribed"), code=303)
-    services.accept_subscribe_request(
+    intake.accept_subscribe_request(
         email=form.email.data,
         slugs=form.newsletters.data,
         name=form.name.data or "",
@@ -128,17 +128,10 @@ def subscribed():
 @bp.get("/confirm/<token>")
 def confirm_page(token: str):
     try:
-        subscriber, subscriptions = services.inspect_confirm(token)
+        offer = intake.inspect_confirm(token)
     except TokenError as error:
         return _link_error(error, purpose="confirm", token=token)
-    pending = [s for s in subscriptions if s.status == SubscriptionStatus.PENDING]
-    return render_template(
-        "subscriptions/confirm.html",
-        subscriber=subscriber,
-        subscriptions=subscriptions,
-        pending=pending,
-        form=ButtonForm(),
-    )
+    return render_template("subscriptions/confirm.html", offer=offer, form=ButtonForm())
 
 
 @bp.post("/confirm/<token>")
@@ -148,7 +141,7 @@ def confirm(token: str):
     if not form.validate():
         return redirect(url_for(".confirm_page", token=token), code=303)
     try:
-        outcome = services.confirm(token, ctx=_ctx())
+        outcome = intake.confirm(token, ctx=_ctx())
     except TokenError as error:
         return _link_error(error, purpose="confirm", token=token)
     return render_template(
@@ -166,7 +159,7 @@ def confirm_resend(token: str):
     if not ButtonForm().validate():
         return redirect(url_for(".confirm_page", token=token), code=303)
     try:
-        services.resend_confirmation(token)
+        intake.resend_confirmation(token)
     except TokenError as error:
         return _link_error(error, purpose="confirm")
     return redirect(url_for(".link_sent"), code=303)
@@ -178,7 +171,7 @@ def confirm_resend(token: str):
 @bp.get("/join/<token>")
 def join_page(token: str):
     try:
-        offer = services.inspect_join(token)
+        offer = intake.inspect_join(token)
     except TokenError as error:
         return _link_error(error, purpose="join")
     return render_template("subscriptions/join.html", offer=offer, form=ButtonForm())
@@ -190,7 +183,7 @@ def join(token: str):
     if not ButtonForm().validate():
         return redirect(url_for(".join_page", token=token), code=303)
     try:
-        offer = services.join(token, ctx=_ctx("welcome-link"))
+        offer = intake.join(token, ctx=_ctx("welcome-link"))
     except TokenError as error:
         return _link_error(error, purpose="join")
     return render_template("subscriptions/joined.html", offer=offer)
@@ -211,7 +204,7 @@ def manage_request():
     form = EmailForm()
     if request.method == "POST":
         if form.validate():
-            services.request_manage_link(form.email.data, locale=current_locale())
+            preferences.request_manage_link(form.email.data, locale=current_locale())
             return redirect(url_for(".link_sent"), code=303)
         return render_template("subscriptions/manage_request.html", form=form), 422
     return render_template("subscriptions/manage_request.html", form=form)
@@ -250,7 +243,7 @@ def _manageable_newsletters(subscriber):
 @bp.get("/manage/<token>")
 def manage(token: str):
     try:
-        subscriber = services.subscriber_for_manage(token)
+        subscriber = preferences.subscriber_for_manage(token)
     except TokenError as error:
         return _link_error(error, purpose="manage", token=token)
     newsletters = _manageable_newsletters(subscriber)
@@ -268,7 +261,7 @@ def manage(token: str):
 @retry_when_busy
 def manage_save(token: str):
     try:
-        subscriber = services.subscriber_for_manage(token)
+        subscriber = preferences.subscriber_for_manage(token)
     except TokenError as error:
         return _link_error(error, purpose="manage", token=token)
     newsletters = _manageable_newsletters(subscriber)
@@ -285,7 +278,7 @@ def manage_save(token: str):
             ),
             422,
         )
-    services.update_preferences(
+    preferences.update_preferences(
         subscriber.id,
         slugs=form.newsletters.data or [],
         name=form.name.data or "",
@@ -300,12 +293,12 @@ def manage_save(token: str):
 @retry_when_busy
 def manage_unsubscribe_all(token: str):
     try:
-        subscriber = services.subscriber_for_manage(token)
+        subscriber = preferences.subscriber_for_manage(token)
     except TokenError as error:
         return _link_error(error, purpose="manage", token=token)
     if not ButtonForm().validate():
         return redirect(url_for(".manage", token=token), code=303)
-    outcome = services.unsubscribe_subscriber(
+    outcome = preferences.unsubscribe_subscriber(
         subscriber.id, newsletter_ids=None, ctx=_ctx("preference_centre")
     )
     return render_template("subscriptions/unsubscribed.html", outcome=outcome, token=token)
@@ -314,10 +307,10 @@ def manage_unsubscribe_all(token: str):
 @bp.get("/manage/<token>/data.json")
 def manage_export(token: str):
     try:
-        subscriber = services.subscriber_for_manage(token)
+        subscriber = preferences.subscriber_for_manage(token)
     except TokenError as error:
         return _link_error(error, purpose="manage", token=token)
-    body = json.dumps(services.export_data(subscriber.id), ensure_ascii=False, indent=2)
+    body = json.dumps(export.export_data(subscriber.id), ensure_ascii=False, indent=2)
     return Response(
         body,
         mimetype="application/json",
@@ -332,13 +325,13 @@ def manage_export(token: str):
 @retry_when_busy
 def manage_delete(token: str):
     try:
-        subscriber = services.subscriber_for_manage(token)
+        subscriber = preferences.subscriber_for_manage(token)
     except TokenError as error:
         return _link_error(error, purpose="manage", token=token)
     form = DeleteForm()
     if request.method == "POST":
         if form.validate():
-            services.erase(subscriber.id, never_again=bool(form.never_again.data))
+            erasure.erase(subscriber.id, never_again=bool(form.never_again.data))
             return render_template("subscriptions/deleted.html")
         return (
             render_template(
@@ -357,7 +350,7 @@ def manage_resend(token: str):
     if not ButtonForm().validate():
         return redirect(url_for(".manage_request"), code=303)
     try:
-        services.resend_manage_link(token)
+        preferences.resend_manage_link(token)
     except TokenError as error:
         return _link_error(error, purpose="manage")
     return redirect(url_for(".link_sent"), code=303)
@@ -369,7 +362,7 @@ def manage_resend(token: str):
 @bp.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str):
     try:
-        subscriber, newsletters = services.inspect_unsubscribe(token)
+        subscriber, newsletters = preferences.inspect_unsubscribe(token)
     except TokenError as error:
         return _link_error(error, purpose="unsubscribe")
     return render_template(
@@ -391,7 +384,7 @@ def unsubscribe(token: str):
     """
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     try:
-        outcome = services.unsubscribe(
+        outcome = preferences.unsubscribe(
             token, ctx=_ctx("one_click" if one_click else "unsubscribe_page")
         )
     except TokenError as error:

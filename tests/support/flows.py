@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 
 from newsletters.extensions import db
 from newsletters.mailing.models import OutboxMessage
+from newsletters.subscriptions.intake import process_subscribe_requests
 from newsletters.subscriptions.models import Subscriber, Subscription
-from newsletters.subscriptions.services import process_subscribe_requests
 from tests.support.pages import csrf_token
 
 

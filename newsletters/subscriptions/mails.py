@@ -1,0 +1,154 @@
+"""The mails the subscriber side sends: the double opt-in, the manage link, the welcome.
+
+Each goes into the outbox in the caller's transaction (sent by the worker after the
+commit). Confirmation and link mails are the ones a stranger can cause to be sent to an
+address by typing it into a form, so they are limited per address per hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from newsletters import jobs
+from newsletters.catalog.models import Newsletter
+from newsletters.extensions import db
+from newsletters.mailing import outbox
+from newsletters.mailing.compose import render_mail
+from newsletters.mailing.models import OutboxMessage
+from newsletters.subscriptions import links
+from newsletters.subscriptions.models import Subscriber, SubscriptionStatus
+from newsletters.timeutil import utcnow
+
+# Mails a stranger can cause to be sent to an address: limited per address per hour.
+LIMITED_KINDS = ("confirm", "already_subscribed", "manage_link")
+
+
+def may_mail(address: str) -> bool:
+    """Whether another confirmation or link mail may go to this address this hour."""
+    since = utcnow() - timedelta(hours=1)
+    sent = db.session.scalar(
+        select(func.count(OutboxMessage.id)).where(
+            OutboxMessage.to_address == address,
+            OutboxMessage.kind.in_(LIMITED_KINDS),
+            OutboxMessage.created_at > since,
+        )
+    )
+    return (sent or 0) < int(current_app.config["ADDRESS_MAILS_PER_HOUR"])
+
+
+def mails_this_hour(addresses: Iterable[str]) -> dict[str, int]:
+    """How many confirmation and link mails each address (as the outbox writes it) was
+    sent in the last hour: the per-address limit of `may_mail`, for many at once."""
+    since = utcnow() - timedelta(hours=1)
+    wanted = list(addresses)
+    counts: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        counts.update(
+            iter(
+                db.session.execute(
+                    select(OutboxMessage.to_address, func.count(OutboxMessage.id))
+                    .where(
+                        OutboxMessage.to_address.in_(chunk),
+                        OutboxMessage.kind.in_(LIMITED_KINDS),
+                        OutboxMessage.created_at > since,
+                    )
+                    .group_by(OutboxMessage.to_address)
+                )
+            )
+        )
+    return counts
+
+
+# --------------------------------------------------------------------------- double opt-in
+
+
+def queue_confirmation(subscriber: Subscriber, newsletters: Sequence[Newsletter]) -> bool:
+    """Queue the double opt-in mail for these newsletters; False if the hourly limit is hit."""
+    if not may_mail(subscriber.email):
+        return False
+    db.session.add(OutboxMessage(**confirmation_mail_row(subscriber, newsletters)))
+    jobs.queued_work()
+    return True
+
+
+def confirmation_mail_row(subscriber: Subscriber, newsletters: Sequence[Newsletter]) -> dict:
+    """The double opt-in mail's outbox row (see `outbox.message_row`); no limit checked."""
+    mail = render_mail(
+        "confirm",
+        locale=subscriber.locale,
+        newsletters=newsletters,
+        confirm_url=links.confirm_url(subscriber, [n.id for n in newsletters]),
+        manage_url=links.manage_url(subscriber),
+        max_age_days=current_app.config["CONFIRM_MAX_AGE_DAYS"],
+    )
+    return outbox.message_row(
+        kind="confirm",
+        to=subscriber.email,
+        mail=mail,
+        subscriber_id=subscriber.id,
+        unsubscribe_url=links.unsubscribe_url(subscriber),
+    )
+
+
+# --------------------------------------------------------------------------- manage link
+
+
+def queue_manage_link(subscriber: Subscriber, kind: str = "manage_link") -> bool:
+    """Queue a link to the preference centre (`kind` "already_subscribed": the answer to
+    a subscribe form for newsletters they have); False if the hourly limit is hit."""
+    if not may_mail(subscriber.email):
+        return False
+    confirmed = [
+        s.newsletter for s in subscriber.subscriptions if s.status == SubscriptionStatus.CONFIRMED
+    ]
+    mail = render_mail(
+        kind,
+        locale=subscriber.locale,
+        newsletters=confirmed,
+        manage_url=links.manage_url(subscriber),
+        max_age_days=current_app.config["MANAGE_MAX_AGE_DAYS"],
+    )
+    outbox.enqueue(
+        kind=kind,
+        to=subscriber.email,
+        mail=mail,
+        subscriber_id=subscriber.id,
+        unsubscribe_url=links.unsubscribe_url(subscriber),
+    )
+    return True
+
+
+# --------------------------------------------------------------------------- welcome
+
+
+def queue_welcome(subscriber: Subscriber, newsletter: Newsletter, *, basis: str) -> None:
+    """The welcome mail after an enrolment: why they get it and how to leave."""
+    db.session.add(OutboxMessage(**welcome_mail_row(subscriber, newsletter, basis=basis)))
+    jobs.queued_work()
+
+
+def welcome_mail_row(subscriber: Subscriber, newsletter: Newsletter, *, basis: str) -> dict:
+    """The welcome mail's outbox row (see `outbox.message_row`)."""
+    # Signed once: the body and the List-Unsubscribe header carry the same link.
+    unsubscribe_url = links.unsubscribe_url(subscriber, newsletter.id)
+    mail = render_mail(
+        "welcome",
+        locale=subscriber.locale,
+        newsletter=newsletter,
+        basis=basis,
+        manage_url=links.manage_url(subscriber),
+        unsubscribe_url=unsubscribe_url,
+    )
+    return outbox.message_row(
+        kind="welcome",
+        to=subscriber.email,
+        mail=mail,
+        subscriber_id=subscriber.id,
+        list_id=f"{newsletter.name} <{newsletter.slug}.{current_app.config['MAIL_DOMAIN']}>",
+        unsubscribe_url=unsubscribe_url,
+    )
