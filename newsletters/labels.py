@@ -174,7 +174,7 @@ AUDIT_DETAIL = {
     "is_public": _l("public"),
     "items": _l("items"),
     "known_place": _l("from a known place"),
-    "method": _l("method"),
+    "login_method": _l("method"),
     "mode": _l("mode"),
     "name": _l("name"),
     "never_again": _l("never mail again"),

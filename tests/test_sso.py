@@ -136,7 +136,7 @@ def test_sign_in_with_a_role_in_the_claim_makes_the_account_and_a_session(app, c
     with app.app_context():
         [row] = db.session.scalars(select(StaffSession)).all()
         assert row.login_method == "oidc" and row.staff_id == staff.id
-    assert audit(app, "staff.login") == [(f"staff:{staff.id}", {"method": "oidc"})]
+    assert audit(app, "staff.login") == [(f"staff:{staff.id}", {"login_method": "oidc"})]
     [(_, created)] = audit(app, "staff.create")
     assert created["via"] == "oidc" and created["role"] == "editor"
     assert not created["invited"]
@@ -171,7 +171,7 @@ def test_an_unknown_person_without_a_role_gets_no_account(app, client, provider)
     assert_not_logged_in(client)
     [(target, details)] = audit(app, "staff.login_failed")
     assert target == "staff:unknown"
-    assert details["reason"] == "unknown_person" and details["method"] == "oidc"
+    assert details["reason"] == "unknown_person" and details["login_method"] == "oidc"
 
 
 def test_an_invited_person_is_admitted_with_the_invitations_role(app, make_app, client, provider):

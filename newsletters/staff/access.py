@@ -113,7 +113,7 @@ def start_session(staff: Staff, *, login_method: str = "password") -> None:
         "staff.login",
         f"staff:{staff.id}",
         actor=events.Actor(staff_id=staff.id, ip=request.remote_addr, via="web"),
-        method=login_method,
+        login_method=login_method,
     )
     secret = services.open_session(
         staff.id,

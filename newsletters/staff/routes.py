@@ -91,7 +91,7 @@ def login():
     if not _local_login():
         # Passwords are off (LOCAL_LOGIN_ENABLED): not even checked.
         services.record_failed_sign_in(
-            "local_login_disabled", method="password", ip=request.remote_addr
+            "local_login_disabled", login_method="password", ip=request.remote_addr
         )
         return _login_page(form, 403, refused=True)
     if not form.validate():
@@ -151,7 +151,7 @@ def _sso_failed(reason: str, *, target: str = "staff:unknown", detail: str = "")
     # What the provider or the callback said, as one printable line.
     detail = "".join(ch if ch.isprintable() else "?" for ch in detail[:200])
     services.record_failed_sign_in(
-        reason, method="oidc", target=target, ip=request.remote_addr, detail=detail
+        reason, login_method="oidc", target=target, ip=request.remote_addr, detail=detail
     )
     status = SSO_STATUS.get(reason, 400)
     return render_template("staff/sso_error.html", reason=reason, sso=_sso()), status

@@ -435,7 +435,7 @@ def has_signed_in_from(staff_id: int, ip: str | None) -> bool:
 
 
 def record_failed_sign_in(
-    reason: str, *, method: str, target: str = "staff:unknown", ip: str | None = None, **data
+    reason: str, *, login_method: str, target: str = "staff:unknown", ip: str | None = None, **data
 ) -> None:
     """Put a sign-in that did not succeed in the audit log (its own transaction)."""
     db.session.rollback()
@@ -443,7 +443,7 @@ def record_failed_sign_in(
         "staff.login_failed",
         target,
         actor=events.Actor(ip=ip, via="web"),
-        method=method,
+        login_method=login_method,
         reason=reason,
         **data,
     )
