@@ -517,3 +517,11 @@ def test_settings_come_from_the_environment_as_comma_separated_lists(monkeypatch
 def test_no_local_login_and_no_provider_refuses_to_start(database_url):
     with pytest.raises((ConfigurationError, ValueError), match="nobody could log in"):
         create_app({**base_config(database_url), "LOCAL_LOGIN_ENABLED": False})
+
+
+def test_the_login_page_lets_its_sso_form_go_to_the_provider_and_nowhere_else(
+    app, client, provider
+):
+    policy = client.get("/staff/login").headers["Content-Security-Policy"]
+    assert f"form-action 'self' {provider.url};" in policy
+    assert "form-action 'self';" in client.get("/staff/").headers["Content-Security-Policy"]

@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.common.urls import add_params_to_uri
@@ -192,6 +193,25 @@ def metadata(s: Settings) -> dict[str, Any]:
     with _lock:
         _metadata[s.issuer] = (now, document)
     return document
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def sign_in_origins(s: Settings) -> list[str]:
+    """Where the SSO button's POST may be redirected (the login page's CSP form-action):
+    the issuer's origin and, once known, its authorisation endpoint's. No network here:
+    the login page must open also when the provider is down."""
+    origins = [_origin(s.issuer)]
+    with _lock:
+        cached = _metadata.get(s.issuer)
+    if cached is not None:
+        origins.append(_origin(str(cached[1].get("authorization_endpoint", ""))))
+    return sorted({o for o in origins if o})
 
 
 def _key_set(s: Settings, meta: dict[str, Any], *, refresh: bool = False) -> KeySet:

@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_login import current_user
 
-from newsletters import events
+from newsletters import events, security
 from newsletters.audit.services import record_now as audit_record_now
 from newsletters.audit.web import audit
 from newsletters.catalog.services import newsletter_by_slug, update_newsletter
@@ -75,6 +75,14 @@ def _login_page(
     )
     if wait:
         response.headers["Retry-After"] = str(wait)
+    sso = _sso()
+    if sso is not None:
+        # The SSO button's POST is answered with a redirect to the provider, and a
+        # browser holds a form's redirects to the page's form-action too.
+        origins = " ".join(oidc.sign_in_origins(sso))
+        response.headers["Content-Security-Policy"] = security.CSP.replace(
+            "form-action 'self'", f"form-action 'self' {origins}"
+        )
     return response
 
 
