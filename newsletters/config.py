@@ -185,6 +185,21 @@ class DefaultConfig:
     PERMANENT_SESSION_LIFETIME = 8 * 3600
     # A staff session also ends after this long without a request to a staff page.
     STAFF_IDLE_MINUTES = 60
+    # Staff sign-in by OpenID Connect, e.g. Microsoft Entra ID (README: "Single sign-on").
+    # Off while OIDC_ISSUER is unset. The lists may come from the environment as
+    # comma-separated text (NEWSLETTERS_OIDC_ADMIN_ROLES="Nyhedsbreve.Admin,...").
+    OIDC_ISSUER: str | None = None
+    OIDC_CLIENT_ID: str | None = None
+    OIDC_CLIENT_SECRET: str | None = None
+    # The ID token's claim whose values give the role: "roles" (app roles) or "groups".
+    OIDC_ROLES_CLAIM = "roles"
+    OIDC_ADMIN_ROLES: tuple[str, ...] | str = ()
+    OIDC_EDITOR_ROLES: tuple[str, ...] | str = ()
+    # Shown on the button: "Log ind med <name>" ("Log ind med SSO" when empty).
+    OIDC_PROVIDER_NAME = ""
+    OIDC_TIMEOUT_SECONDS = 10
+    # False: the password form is refused; staff sign in by OIDC only.
+    LOCAL_LOGIN_ENABLED = True
     WTF_CSRF_TIME_LIMIT = 4 * 3600
     # Path to the dkfds distribution (npm install); served under /assets/dkfds.
     DKFDS_DIST: str | None = None

@@ -30,8 +30,9 @@ from flask import Flask, Response, abort, flash, g, redirect, request, session, 
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
+from newsletters import events
 from newsletters.extensions import db, login_manager
-from newsletters.staff import services
+from newsletters.staff import oidc, services
 from newsletters.staff.models import Staff, StaffRole, StaffSession
 
 STAFF_PREFIX = "/staff"
@@ -47,6 +48,8 @@ def init_app(app: Flask) -> None:
     registered; login_manager itself is bound in create_app)."""
     # Off: the client binding is checked against the session row (see the module docstring).
     login_manager.session_protection = None
+    # Settings that would let nobody in stop the app at start.
+    oidc.check_settings(app.config)
     login_manager.user_loader(load_staff)
     login_manager.unauthorized_handler(_to_login)
     app.before_request(_check_staff_session)
@@ -72,6 +75,14 @@ def load_staff(identity: str) -> Staff | None:
     return staff
 
 
+def current_session_id() -> int | None:
+    """The id of this request's staff session (to mark it in the list of sessions)."""
+    if not current_user.is_authenticated:
+        return None
+    record = current_session(current_user.id)
+    return record.id if record is not None else None
+
+
 def current_session(staff_id: int) -> StaffSession | None:
     """The open staff session of this request's cookie for this account, checked once per
     request (a staff page's request counts as activity)."""
@@ -92,12 +103,23 @@ def current_session(staff_id: int) -> StaffSession | None:
     return record
 
 
-def start_session(staff: Staff) -> None:
-    """Log the account in on a fresh session that the server can end."""
+def start_session(staff: Staff, *, login_method: str = "password") -> None:
+    """Log the account in on a fresh session that the server can end: the one place
+    that completes a sign-in, whatever its method, and writes its `staff.login` entry."""
     # Nothing from before the login (an old CSRF token, another account) carries over.
     session.clear()
+    # Committed with the session row (open_session commits).
+    events.announce(
+        "staff.login",
+        f"staff:{staff.id}",
+        actor=events.Actor(staff_id=staff.id, ip=request.remote_addr, via="web"),
+        login_method=login_method,
+    )
     secret = services.open_session(
-        staff.id, ip=request.remote_addr, user_agent=request.headers.get("User-Agent", "")
+        staff.id,
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent", ""),
+        login_method=login_method,
     )
     login_user(staff)
     session.permanent = True
@@ -109,7 +131,9 @@ def end_session() -> None:
     """Log out: the server-side session ends, then the cookie is emptied."""
     secret = session.get(SESSION_KEY)
     if isinstance(secret, str) and secret:
-        services.end_session_by_secret(secret, services.SessionEnd.LOGOUT)
+        services.end_session_by_secret(
+            secret, services.SessionEnd.LOGOUT, actor=events.Actor.of_request()
+        )
     logout_user()
     session.clear()
     g.pop("_staff_session", None)

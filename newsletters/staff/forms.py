@@ -1,4 +1,4 @@
-"""Staff forms: login, new account, newsletter settings."""
+"""Staff forms: login, new account, invitation, newsletter settings."""
 
 from __future__ import annotations
 
@@ -85,6 +85,26 @@ class NewStaffForm(FlaskForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Set here, as the subscription forms do: WTForms warns about tuples given to the field.
+        self.role.choices = [(role.value, label) for role, label in ROLE_LABELS.items()]
+
+
+class InviteForm(FlaskForm):
+    """An address an administrator lets in by single sign-on, with its role."""
+
+    email = StringField(
+        _l("Email address"),
+        validators=[
+            DataRequired(message=_l("Enter the email address.")),
+            Length(max=320, message=_l("The email address is too long.")),
+        ],
+        render_kw={"autocomplete": "off", "inputmode": "email", "spellcheck": "false"},
+    )
+    role = SelectField(
+        _l("Role"), choices=[], validators=[InputRequired(message=_l("Choose a role."))]
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.role.choices = [(role.value, label) for role, label in ROLE_LABELS.items()]
 
 

@@ -20,8 +20,12 @@ class Staff(db.Model):
     """A person at KL who logs in to the staff pages (a Flask-Login user)."""
 
     __tablename__ = "staff"
-    # Ids are never handed out again (they name accounts in sessions and the audit log).
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        # One account per person at the identity provider, whatever their address becomes.
+        Index("uq_staff_oidc_issuer_oidc_subject", "oidc_issuer", "oidc_subject", unique=True),
+        # Ids are never handed out again (they name accounts in sessions and the audit log).
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Normalised like subscribers' addresses (subscriptions.addresses.normalise_email).
@@ -36,6 +40,14 @@ class Staff(db.Model):
     # Part of the identity kept in the session; bumping it (new password, deactivation)
     # ends every session of this account.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
+    # The person at the OpenID Connect provider (staff/oidc.py): the issuer and its `sub`,
+    # which never changes, unlike the address. Both None until the first SSO sign-in.
+    oidc_issuer: Mapped[str | None] = mapped_column(String(255))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    # True while the role comes from the provider's roles claim: such an account loses its
+    # access when the claim stops naming a role. False for a role set here (the CLI, an
+    # invitation), which the claim may raise or change but not take away.
+    role_from_provider: Mapped[bool] = mapped_column(Boolean, default=False)
 
     # Flask-Login's user interface. The user loader hands out active accounts only.
     is_anonymous = False
@@ -85,11 +97,30 @@ class StaffSession(db.Model):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # logout, idle, lifetime, password_changed, role, deactivated, other_client, ended_by_staff
     end_reason: Mapped[str | None] = mapped_column(String(40))
+    # How the person signed in: "password" or "oidc" (labels.LOGIN_METHOD).
+    login_method: Mapped[str] = mapped_column(String(20), default="password")
 
     staff: Mapped[Staff] = relationship()
 
     def __repr__(self) -> str:
         return f"<StaffSession {self.id} staff={self.staff_id}>"
+
+
+class StaffInvitation(db.Model):
+    """An address an administrator has let in: its first SSO sign-in creates an account
+    with this role, even when the provider's claims name no role."""
+
+    __tablename__ = "staff_invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Normalised like Staff.email; one open invitation per address.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[StaffRole] = mapped_column(value_enum(StaffRole, "staff_role"))
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<StaffInvitation {self.id} {self.role}>"
 
 
 class LoginThrottle(db.Model):

@@ -11,19 +11,23 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 
+from newsletters import events, security
 from newsletters.audit.services import record_now as audit_record_now
 from newsletters.audit.web import audit
 from newsletters.catalog.services import newsletter_by_slug, update_newsletter
-from newsletters.extensions import limiter
-from newsletters.staff import access, services, throttle
+from newsletters.extensions import db, limiter
+from newsletters.staff import access, devices, oidc, services, throttle
 from newsletters.staff.access import admin_required, staff_required
 from newsletters.staff.forms import (
     ROLE_LABELS,
+    InviteForm,
     LoginForm,
     NewsletterSettingsForm,
     NewStaffForm,
@@ -39,6 +43,14 @@ def _staff_context() -> dict:
     return {"role_labels": ROLE_LABELS}
 
 
+def _sso() -> oidc.Settings | None:
+    return oidc.settings(current_app.config)
+
+
+def _local_login() -> bool:
+    return bool(current_app.config.get("LOCAL_LOGIN_ENABLED", True))
+
+
 # --------------------------------------------------------------------------- login
 
 
@@ -46,12 +58,31 @@ def _login_limit() -> str:
     return current_app.config["RATELIMIT_LOGIN"]
 
 
-def _login_page(form: LoginForm, status: int, *, failed: bool = False, wait: int = 0):
+def _login_page(
+    form: LoginForm, status: int, *, failed: bool = False, wait: int = 0, refused: bool = False
+):
     response = make_response(
-        render_template("staff/login.html", form=form, failed=failed, wait=wait), status
+        render_template(
+            "staff/login.html",
+            form=form,
+            failed=failed,
+            wait=wait,
+            refused=refused,
+            sso=_sso(),
+            local_login=_local_login(),
+        ),
+        status,
     )
     if wait:
         response.headers["Retry-After"] = str(wait)
+    sso = _sso()
+    if sso is not None:
+        # The SSO button's POST is answered with a redirect to the provider, and a
+        # browser holds a form's redirects to the page's form-action too.
+        origins = " ".join(oidc.sign_in_origins(sso))
+        response.headers["Content-Security-Policy"] = security.CSP.replace(
+            "form-action 'self'", f"form-action 'self' {origins}"
+        )
     return response
 
 
@@ -63,8 +94,14 @@ def login():
         form.next.data = access.safe_next(request.args.get("next"))
         if current_user.is_authenticated:
             return redirect(form.next.data or url_for(".dashboard"))
-        return render_template("staff/login.html", form=form, failed=False, wait=0)
+        return _login_page(form, 200)
     form.next.data = access.safe_next(form.next.data)
+    if not _local_login():
+        # Passwords are off (LOCAL_LOGIN_ENABLED): not even checked.
+        services.record_failed_sign_in(
+            "local_login_disabled", login_method="password", ip=request.remote_addr
+        )
+        return _login_page(form, 403, refused=True)
     if not form.validate():
         return _login_page(form, 422)
     # Failed attempts slow down the place they come from, never the account's owner
@@ -95,6 +132,75 @@ def login():
     return response
 
 
+# --------------------------------------------------------------------------- single sign-on
+
+FLOW_KEY = "oidc_flow"
+
+# The page a person sees for each reason a sign-in by SSO did not succeed (staff/oidc.py,
+# services.sign_in_by_oidc), and its status.
+SSO_STATUS = {
+    "provider_unavailable": 502,
+    "provider_error": 502,
+    "unknown_person": 403,
+    "no_email": 403,
+    "no_role": 403,
+    "deactivated": 403,
+    "identity_conflict": 403,
+    "denied": 403,
+}
+
+
+def _redirect_uri() -> str:
+    # From PUBLIC_BASE_URL, not the request's Host: it must equal the registered one.
+    return current_app.config["PUBLIC_BASE_URL"] + url_for(".sso_callback")
+
+
+def _sso_failed(reason: str, *, target: str = "staff:unknown", detail: str = ""):
+    # What the provider or the callback said, as one printable line.
+    detail = "".join(ch if ch.isprintable() else "?" for ch in detail[:200])
+    services.record_failed_sign_in(
+        reason, login_method="oidc", target=target, ip=request.remote_addr, detail=detail
+    )
+    status = SSO_STATUS.get(reason, 400)
+    return render_template("staff/sso_error.html", reason=reason, sso=_sso()), status
+
+
+@bp.post("/login/sso")
+@limiter.limit(_login_limit)
+def sso_start():
+    # A POST with the CSRF token (CSRFProtect): no link or page can start a sign-in.
+    settings = _sso()
+    if settings is None:
+        abort(404)
+    try:
+        url, flow = oidc.begin(settings, _redirect_uri())
+    except oidc.SsoError as error:
+        return _sso_failed(error.reason, detail=error.detail)
+    flow["next"] = access.safe_next(request.form.get("next"))
+    session[FLOW_KEY] = flow
+    return redirect(url, code=303)
+
+
+@bp.get("/login/sso/callback")
+@limiter.limit(_login_limit)
+def sso_callback():
+    settings = _sso()
+    if settings is None:
+        abort(404)
+    # One use: a replayed callback finds no flow.
+    flow = session.pop(FLOW_KEY, None)
+    args = {key: value for key, value in request.args.items() if isinstance(value, str)}
+    try:
+        identity = oidc.finish(settings, flow, args, _redirect_uri())
+        staff = services.sign_in_by_oidc(identity, ip=request.remote_addr)
+    except oidc.SsoError as error:
+        target = error.detail if error.detail.startswith("staff:") else "staff:unknown"
+        return _sso_failed(error.reason, target=target, detail=error.detail)
+    next_url = flow.get("next") if isinstance(flow, dict) else None
+    access.start_session(staff, login_method="oidc")
+    return redirect(access.safe_next(next_url) or url_for(".dashboard"), code=303)
+
+
 @bp.post("/logout")
 def logout():
     # POST only, and CSRFProtect has checked the token: no page can log a person out.
@@ -112,13 +218,160 @@ def dashboard():
     return render_template("staff/dashboard.html", newsletters=services.newsletter_overview())
 
 
+# --------------------------------------------------------------------------- sessions
+
+
+def _session_rows(staff_id: int) -> list[dict]:
+    return [
+        {"record": record, "device": devices.describe(record.user_agent)}
+        for record in services.active_sessions(staff_id)
+    ]
+
+
+@bp.get("/sessions")
+@staff_required
+def sessions():
+    return render_template(
+        "staff/sessions.html",
+        account=current_user,
+        rows=_session_rows(current_user.id),
+        current_id=access.current_session_id(),
+        own=True,
+    )
+
+
+@bp.post("/sessions/<int:session_id>/end")
+@staff_required
+def session_end(session_id: int):
+    current_id = access.current_session_id()
+    if not services.end_session(
+        session_id, owner_id=current_user.id, actor=events.Actor.of_request()
+    ):
+        abort(404)
+    if session_id == current_id:
+        access.end_session()
+        flash(_("You are logged out."), "success")
+        return redirect(url_for(".login"), code=303)
+    flash(_("The session has been ended."), "success")
+    return redirect(url_for(".sessions"), code=303)
+
+
+@bp.post("/sessions/end-others")
+@staff_required
+def sessions_end_others():
+    count = services.end_sessions(
+        current_user.id,
+        keep_session_id=access.current_session_id(),
+        actor=events.Actor.of_request(),
+    )
+    flash(
+        ngettext(
+            "%(num)d other session has been ended.",
+            "%(num)d other sessions have been ended.",
+            count,
+        ),
+        "success",
+    )
+    return redirect(url_for(".sessions"), code=303)
+
+
+@bp.get("/users/<int:staff_id>/sessions")
+@admin_required
+def user_sessions(staff_id: int):
+    account = services.staff_by_id(staff_id)
+    if account is None:
+        abort(404)
+    return render_template(
+        "staff/sessions.html",
+        account=account,
+        rows=_session_rows(account.id),
+        current_id=access.current_session_id(),
+        own=account.id == current_user.id,
+    )
+
+
+@bp.post("/users/<int:staff_id>/sessions/<int:session_id>/end")
+@admin_required
+def user_session_end(staff_id: int, session_id: int):
+    current_id = access.current_session_id()
+    if not services.end_session(session_id, owner_id=staff_id, actor=events.Actor.of_request()):
+        abort(404)
+    if session_id == current_id:
+        access.end_session()
+        return redirect(url_for(".login"), code=303)
+    flash(_("The session has been ended."), "success")
+    return redirect(url_for(".user_sessions", staff_id=staff_id), code=303)
+
+
+@bp.post("/users/<int:staff_id>/sessions/end")
+@admin_required
+def user_sessions_end(staff_id: int):
+    if services.staff_by_id(staff_id) is None:
+        abort(404)
+    keep = access.current_session_id() if staff_id == current_user.id else None
+    count = services.end_sessions(staff_id, keep_session_id=keep, actor=events.Actor.of_request())
+    flash(
+        ngettext("%(num)d session has been ended.", "%(num)d sessions have been ended.", count),
+        "success",
+    )
+    return redirect(url_for(".user_sessions", staff_id=staff_id), code=303)
+
+
 # --------------------------------------------------------------------------- staff accounts
+
+
+def _users_page(invite_form: InviteForm | None = None, status: int = 200):
+    return render_template(
+        "staff/users.html",
+        accounts=services.list_staff(),
+        invitations=services.open_invitations(),
+        invite_form=invite_form or InviteForm(),
+        sso=_sso(),
+    ), status
 
 
 @bp.get("/users")
 @admin_required
 def users():
-    return render_template("staff/users.html", accounts=services.list_staff())
+    return _users_page()
+
+
+@bp.post("/invitations")
+@admin_required
+def invite():
+    form = InviteForm()
+    if form.validate():
+        try:
+            invitation = services.invite(
+                form.email.data, form.role.data, actor=events.Actor.of_request()
+            )
+        except services.InvalidEmail:
+            form.email.errors.append(_("Enter a valid email address, for example navn@kl.dk."))
+        except services.AlreadyStaff:
+            form.email.errors.append(_("There is a staff account with this address already."))
+        except services.StaffError:
+            form.email.errors.append(_("The invitation could not be saved. Try again."))
+        else:
+            flash(
+                _(
+                    "%(email)s can now sign in by single sign-on.",
+                    email=invitation.email,
+                ),
+                "success",
+            )
+            return redirect(url_for(".users"), code=303)
+    db.session.rollback()
+    return _users_page(form, 422)
+
+
+@bp.post("/invitations/<int:invitation_id>/withdraw")
+@admin_required
+def invitation_withdraw(invitation_id: int):
+    invitation = services.withdraw_invitation(invitation_id, actor=events.Actor.of_request())
+    if invitation is None:
+        abort(404)
+    flash(_("The invitation for %(email)s has been withdrawn.", email=invitation.email), "success")
+    return redirect(url_for(".users"), code=303)
 
 
 @bp.route("/users/new", methods=["GET", "POST"])

@@ -14,11 +14,13 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from newsletters import events
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
 from newsletters.mailing.addresses import InvalidAddress, normalise_email
 from newsletters.names import InvalidName, clean_name
-from newsletters.staff.models import Staff, StaffRole, StaffSession
+from newsletters.staff.models import Staff, StaffInvitation, StaffRole, StaffSession
+from newsletters.staff.oidc import Identity, SsoError
 from newsletters.subscriptions.models import Subscription, SubscriptionStatus
 from newsletters.timeutil import utcnow
 
@@ -191,6 +193,8 @@ def set_role(staff_id: int, role: str | StaffRole, *, by_staff_id: int | None = 
     if staff.role is StaffRole.ADMIN and staff.is_active and _active_admins() <= 1:
         raise LastAdmin(f"{staff.email} is the only active administrator")
     staff.role = new_role
+    # Set here, the role is kept here: the provider's claim no longer takes it away.
+    staff.role_from_provider = False
     staff.session_version += 1
     _end_sessions_of(staff.id, SessionEnd.ROLE)
     db.session.commit()
@@ -262,7 +266,9 @@ def _lifetime() -> timedelta:
     return current_app.permanent_session_lifetime
 
 
-def open_session(staff_id: int, *, ip: str | None, user_agent: str) -> str:
+def open_session(
+    staff_id: int, *, ip: str | None, user_agent: str, login_method: str = "password"
+) -> str:
     """Start a session for the account; returns the secret for its cookie (never stored)."""
     secret = secrets.token_urlsafe(32)
     now = utcnow()
@@ -274,6 +280,7 @@ def open_session(staff_id: int, *, ip: str | None, user_agent: str) -> str:
             last_seen_at=now,
             ip=(ip or None) and ip[:64],
             user_agent=(user_agent or "")[:512],
+            login_method=login_method[:20],
         )
     )
     db.session.commit()
@@ -314,6 +321,13 @@ def check_session(
         if touch:
             # Only on staff pages: a public page's view may have its own transaction open.
             record.ended_at, record.end_reason = now, reason.value
+            events.announce(
+                "staff.session_expired",
+                f"staff:{staff_id}",
+                actor=events.Actor(staff_id=staff_id, ip=ip, via="web"),
+                session=record.id,
+                reason=reason.value,
+            )
             db.session.commit()
         return None
     if touch:
@@ -323,38 +337,58 @@ def check_session(
     return record
 
 
-def end_session_by_secret(secret: str, reason: SessionEnd = SessionEnd.LOGOUT) -> None:
+def end_session_by_secret(
+    secret: str, reason: SessionEnd = SessionEnd.LOGOUT, *, actor: events.Actor | None = None
+) -> None:
     """End the session whose cookie carries this secret (logging out)."""
-    db.session.execute(
-        update(StaffSession)
-        .where(StaffSession.secret_hash == _secret_hash(secret), StaffSession.ended_at.is_(None))
-        .values(ended_at=utcnow(), end_reason=reason.value)
-    )
+    record = session_by_secret(secret)
+    if record is not None and record.ended_at is None:
+        record.ended_at, record.end_reason = utcnow(), reason.value
+        events.announce("staff.logout", f"staff:{record.staff_id}", actor=actor, session=record.id)
     db.session.commit()
 
 
-def end_session(session_id: int, *, owner_id: int | None = None) -> bool:
+def end_session(
+    session_id: int, *, owner_id: int | None = None, actor: events.Actor | None = None
+) -> bool:
     """End one session by its id (from a list of sessions). With `owner_id`, only if it
     is that account's (a person ends their own; an administrator passes None).
     True if it was open."""
-    query = update(StaffSession).where(
+    query = db.select(StaffSession).where(
         StaffSession.id == session_id, StaffSession.ended_at.is_(None)
     )
     if owner_id is not None:
         query = query.where(StaffSession.staff_id == owner_id)
-    result = db.session.execute(query.values(ended_at=utcnow(), end_reason=SessionEnd.ENDED.value))
+    record = db.session.scalar(query)
+    if record is None:
+        db.session.rollback()
+        return False
+    record.ended_at, record.end_reason = utcnow(), SessionEnd.ENDED.value
+    events.announce("staff.session_end", f"staff:{record.staff_id}", actor=actor, session=record.id)
     db.session.commit()
-    return result.rowcount > 0
+    return True
 
 
 def end_sessions(
-    staff_id: int, *, reason: SessionEnd = SessionEnd.ENDED, keep_session_id: int | None = None
+    staff_id: int,
+    *,
+    reason: SessionEnd = SessionEnd.ENDED,
+    keep_session_id: int | None = None,
+    actor: events.Actor | None = None,
 ) -> int:
     """End every open session of the account (but `keep_session_id`: "log out my other
     sessions"); returns how many."""
     count = _end_sessions_of(staff_id, reason, keep_session_id=keep_session_id)
+    if count:
+        events.announce(
+            "staff.sessions_end", f"staff:{staff_id}", actor=actor, count=count, reason=reason.value
+        )
     db.session.commit()
     return count
+
+
+def staff_session(session_id: int) -> StaffSession | None:
+    return db.session.get(StaffSession, session_id)
 
 
 def _end_sessions_of(
@@ -395,6 +429,191 @@ def has_signed_in_from(staff_id: int, ip: str | None) -> bool:
         )
         is not None
     )
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+def record_failed_sign_in(
+    reason: str, *, login_method: str, target: str = "staff:unknown", ip: str | None = None, **data
+) -> None:
+    """Put a sign-in that did not succeed in the audit log (its own transaction)."""
+    db.session.rollback()
+    events.announce(
+        "staff.login_failed",
+        target,
+        actor=events.Actor(ip=ip, via="web"),
+        login_method=login_method,
+        reason=reason,
+        **data,
+    )
+    db.session.commit()
+
+
+# An SSO-only account's password hash: no password matches it (werkzeug reads no method).
+SSO_ONLY_HASH = "!sso"
+
+
+def sign_in_by_oidc(identity: Identity, *, ip: str | None = None) -> Staff:
+    """The account of the person the provider vouched for, made, linked or updated in one
+    transaction; SsoError (with nothing written) when they may not sign in.
+
+    - The provider's person (issuer + sub) names the account; a changed address follows it.
+    - A person not yet linked is linked to the account with their (verified) address.
+    - Otherwise an account is made only when the roles claim gives a role or an
+      administrator invited the address (the invitation is then used up).
+    - A role from the claim replaces the account's role (its other sessions end); an
+      account whose role came from the claim and whose claim now gives none is refused.
+    """
+    actor = events.Actor(ip=ip, via="web")
+    staff = db.session.scalar(
+        db.select(Staff).where(
+            Staff.oidc_issuer == identity.issuer, Staff.oidc_subject == identity.subject
+        )
+    )
+    address = None
+    if identity.email:
+        try:
+            address = normalise_staff_email(identity.email)
+        except InvalidEmail:
+            address = None
+    if staff is None and address is not None:
+        staff = staff_by_email(address)
+        if staff is not None:
+            if staff.oidc_subject is not None:
+                # The address is another person's at the provider: never take it over.
+                raise SsoError("identity_conflict", f"staff:{staff.id}")
+            if not staff.is_active:
+                raise SsoError("deactivated", f"staff:{staff.id}")
+            staff.oidc_issuer, staff.oidc_subject = identity.issuer, identity.subject
+            events.announce("staff.sso_link", f"staff:{staff.id}", actor=actor, email=address)
+    if staff is None:
+        staff = _account_from_invitation_or_claim(identity, address, actor)
+    if not staff.is_active:
+        raise SsoError("deactivated", f"staff:{staff.id}")
+    if identity.role is not None:
+        if identity.role is not staff.role:
+            old = staff.role
+            staff.role = identity.role
+            staff.session_version += 1
+            ended = _end_sessions_of(staff.id, SessionEnd.ROLE)
+            events.announce(
+                "staff.role_change",
+                f"staff:{staff.id}",
+                actor=actor,
+                old=old.value,
+                new=identity.role.value,
+                sessions=ended,
+                via="oidc",
+            )
+        staff.role_from_provider = True
+    elif staff.role_from_provider:
+        raise SsoError("no_role", f"staff:{staff.id}")
+    if address is not None and address != staff.email and staff_by_email(address) is None:
+        events.announce(
+            "staff.email_change", f"staff:{staff.id}", actor=actor, old=staff.email, new=address
+        )
+        staff.email = address
+    if identity.name and not staff.name:
+        staff.name = identity.name
+    staff.last_login_at = utcnow()
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise SsoError("identity_conflict", "made at the same moment") from exc
+    return staff
+
+
+def _account_from_invitation_or_claim(
+    identity: Identity, address: str | None, actor: events.Actor
+) -> Staff:
+    invitation = None
+    if address is not None:
+        invitation = db.session.scalar(
+            db.select(StaffInvitation).where(StaffInvitation.email == address)
+        )
+    role = identity.role or (invitation.role if invitation is not None else None)
+    if role is None:
+        raise SsoError("unknown_person")
+    if address is None:
+        raise SsoError("no_email")
+    staff = Staff(
+        email=address,
+        name=identity.name,
+        role=role,
+        password_hash=SSO_ONLY_HASH,
+        is_active=True,
+        session_version=1,
+        oidc_issuer=identity.issuer,
+        oidc_subject=identity.subject,
+        role_from_provider=identity.role is not None,
+    )
+    db.session.add(staff)
+    db.session.flush()
+    if invitation is not None:
+        db.session.delete(invitation)
+    events.announce(
+        "staff.create",
+        f"staff:{staff.id}",
+        actor=actor,
+        email=address,
+        role=role.value,
+        via="oidc",
+        invited=invitation is not None,
+    )
+    return staff
+
+
+# --------------------------------------------------------------------------- invitations
+
+
+class AlreadyStaff(StaffError):
+    """Refused: the address has an account already."""
+
+
+def invite(email: str, role: str | StaffRole, *, actor: events.Actor) -> StaffInvitation:
+    """Let the address in by SSO with this role (replaces an open invitation's role)."""
+    address = normalise_staff_email(email)
+    staff_role = parse_role(role)
+    if staff_by_email(address) is not None:
+        raise AlreadyStaff(f"a staff account for {address} exists already")
+    invitation = db.session.scalar(
+        db.select(StaffInvitation).where(StaffInvitation.email == address)
+    )
+    if invitation is None:
+        invitation = StaffInvitation(email=address, role=staff_role)
+        db.session.add(invitation)
+    invitation.role = staff_role
+    invitation.invited_by_id = actor.staff_id
+    invitation.created_at = utcnow()
+    db.session.flush()
+    events.announce(
+        "staff.invite", f"invitation:{invitation.id}", actor=actor, email=address, role=staff_role
+    )
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise StaffError(f"{address} was invited at the same moment") from exc
+    return invitation
+
+
+def withdraw_invitation(invitation_id: int, *, actor: events.Actor) -> StaffInvitation | None:
+    """Withdraw an open invitation; None if there is none with this id."""
+    invitation = db.session.get(StaffInvitation, invitation_id)
+    if invitation is None:
+        return None
+    events.announce(
+        "staff.invite_withdraw", f"invitation:{invitation.id}", actor=actor, email=invitation.email
+    )
+    db.session.delete(invitation)
+    db.session.commit()
+    return invitation
+
+
+def open_invitations() -> list[StaffInvitation]:
+    return list(db.session.scalars(db.select(StaffInvitation).order_by(StaffInvitation.email)))
 
 
 # --------------------------------------------------------------------------- dashboard
