@@ -82,8 +82,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def _listen(app: Flask) -> None:
     """Features that react to what lower layers announce (newsletters/events.py)."""
     from newsletters.audit import services as audit
+    from newsletters.bounces import processing as bounces
 
     audit.init_app(app)
+    bounces.init_app(app)
 
 
 def _default_instance_path() -> str | None:

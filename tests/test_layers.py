@@ -194,11 +194,6 @@ def test_the_checks_see_a_circle_and_an_upward_import() -> None:
     assert layer_of("newsletters.subscriptions.services") > layer_of("newsletters.mailing.outbox")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="feeds/digests.py and feeds/services.py still build edition rows: editions' "
-    "drafts interface (issue 12) is being redone after the earlier branch was lost",
-)
 def test_only_editions_builds_edition_rows() -> None:
     """No module outside editions/ constructs an Edition or EditionItem."""
     builders = []
