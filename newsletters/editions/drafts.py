@@ -61,7 +61,7 @@ def clean_item(item: ItemInput, *, fit: bool = False) -> ItemInput:
     link_ok = not link or (is_http_link(link) and len(link) <= MAX_LINK_LENGTH)
     if fit:
         if not link_ok:
-            link = ""
+            link, link_ok = "", True
         heading = (heading or link)[:MAX_HEADING_LENGTH].rstrip()
     if not heading:
         raise EditionError("an item has no heading")
