@@ -116,6 +116,8 @@ AUDIT_ACTION = {
     "edition.pause": _l("Sending paused"),
     "edition.resume": _l("Sending resumed"),
     "edition.cancel": _l("Sending cancelled"),
+    "edition.paused": _l("Sending paused itself after failures"),
+    "edition.finished": _l("Edition sent to everyone"),
     "edition.pick_feed_items": _l("Feed items added to an edition"),
     "digest.make": _l("Digest made"),
     "feed.add": _l("Feed added"),

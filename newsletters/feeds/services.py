@@ -153,8 +153,9 @@ def set_enabled(
         feed.failures_in_a_row = 0
         feed.next_attempt_at = utcnow()
         jobs.queued_work()
-    action = "feed.enable" if enabled else "feed.disable"
-    events.announce(action, f"feed:{feed.id}", actor=actor, url=feed.url)
+    events.announce(
+        "feed.enable" if enabled else "feed.disable", f"feed:{feed.id}", actor=actor, url=feed.url
+    )
     db.session.commit()
     return feed
 
