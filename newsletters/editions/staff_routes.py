@@ -52,7 +52,13 @@ PREVIEW_CSP = (
 
 @bp.context_processor
 def _editor_context() -> dict:
-    return {"status_labels": STATUS_LABELS, "EditionStatus": EditionStatus}
+    return {
+        "status_labels": STATUS_LABELS,
+        "EditionStatus": EditionStatus,
+        "IN_PROGRESS": states.IN_PROGRESS,
+        # Which buttons an edition gets: what its state allows (`can(edition, "pause")`).
+        "can": lambda edition, action: states.allowed(edition.status, Action(action)),
+    }
 
 
 def _edition_or_404(edition_id: int) -> Edition:
