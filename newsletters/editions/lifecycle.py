@@ -174,7 +174,7 @@ def start_scheduled(*, actor: events.Actor = events.WORKER) -> int:
 # --------------------------------------------------------------------------- controlling
 
 
-def pause(edition_id: int, reason: str | None = None, *, actor: events.Actor | None = None):
+def pause(edition_id: int, reason: str | None = None, *, actor: events.Actor | None = None) -> None:
     """Stop sending until resumed; the message in flight is the last to go out."""
     edition = get(edition_id, lock=True)
     transition(edition, Action.PAUSE)
