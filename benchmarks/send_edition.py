@@ -175,10 +175,10 @@ def create_audience(app, slug: str, tag: str, count: int) -> int:
 
 
 def create_edition(app, slug: str) -> int:
-    from newsletters.editions import sending
+    from newsletters.editions import editing, sending
 
     with app.app_context():
-        edition = sending.create_edition(
+        edition = editing.create_draft(
             newsletter_slug=slug,
             subject="Nyt fra bestyrelsesmødet: økonomi, ældre og kystbeskyttelse",
             preheader="Bestyrelsen godkendte udspillet til økonomiforhandlingerne",

@@ -85,10 +85,13 @@ def _listen(app: Flask) -> None:
     """Features that react to what lower layers announce (newsletters/events.py)."""
     from newsletters.audit import services as audit
     from newsletters.bounces import erasure as bounces_erasure
+    from newsletters.bounces import processing as bounces
     from newsletters.editions import erasure as editions_erasure
     from newsletters.reports import erasures as reports_erasures
 
     audit.init_app(app)
+    # A refused delivery is recorded as a bounce (editions announce it).
+    bounces.init_app(app)
     # An erased subscriber's rows in the features above subscriptions, and their export.
     editions_erasure.init_app(app)
     bounces_erasure.init_app(app)

@@ -33,7 +33,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import event
 
 from newsletters import busy, jobs
-from newsletters.editions import sending
+from newsletters.editions import delivery, lifecycle
 from newsletters.extensions import db
 from newsletters.feeds import digests
 from newsletters.feeds import services as feeds
@@ -152,8 +152,8 @@ def _intake_job(worker_id: str) -> bool:
 
 
 def _editions_job(worker_id: str) -> bool:
-    started = sending.start_scheduled()
-    stats = sending.send_due(worker_id)
+    started = lifecycle.start_scheduled()
+    stats = delivery.send_due(worker_id)
     if stats.connection_lost:
         log.warning("mail server unavailable for editions: %s", stats.errors[-1])
         return False

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from newsletters.editions import sending
 from newsletters.editions.models import Delivery
 from newsletters.extensions import db
+from newsletters.timeutil import utcnow
 from tests.support.editions import confirmed_audience, draft, received_counts
 
 pytestmark = pytest.mark.e2e
@@ -24,9 +25,7 @@ def _send_until_done(app, edition_id: int, rounds: int = 40) -> sending.Progress
             if progress.status != "sending":
                 break
             # Make retried deliveries due at once (backoff is tested elsewhere).
-            db.session.execute(
-                sending.update(sending.deliveries).values(next_attempt_at=sending.utcnow())
-            )
+            db.session.execute(sa.update(Delivery).values(next_attempt_at=utcnow()))
             db.session.commit()
         db.session.remove()
         return progress

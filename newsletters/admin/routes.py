@@ -32,7 +32,7 @@ from newsletters.admin.forms import EraseForm, ImportForm, SuppressForm, Welcome
 from newsletters.audit import services as audit
 from newsletters.audit.web import actor
 from newsletters.catalog.models import Newsletter
-from newsletters.catalog.services import newsletter_by_slug
+from newsletters.catalog.services import BOARD_NEWSLETTER, newsletter_by_slug
 from newsletters.extensions import db, limiter
 from newsletters.inputs import clamp_day, larger_body, page_number
 from newsletters.mailing.addresses import InvalidAddress
@@ -186,7 +186,7 @@ def _import_form() -> ImportForm:
 def subscribers_import():
     form = _import_form()
     if request.method == "GET":
-        form.newsletter.data = request.args.get("newsletter") or "bestyrelse"
+        form.newsletter.data = request.args.get("newsletter") or BOARD_NEWSLETTER
         return render_template("admin/import.html", form=form, report=None, problems=None)
     if not form.validate():
         return render_template("admin/import.html", form=form, report=None, problems=None), 422

@@ -21,7 +21,7 @@ from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions.rendering import markdown_to_html, markdown_to_text
 from newsletters.extensions import db
 from newsletters.mailing import outbox
-from newsletters.mailing.compose import render_mail
+from newsletters.mailing.compose import list_id_for, render_mail
 from newsletters.subscriptions import links
 from newsletters.subscriptions.models import (
     ConsentAction,
@@ -163,7 +163,7 @@ def send(slug: str, *, by_staff_id: int | None, ip: str | None = None) -> int:
     ).all()
     body_html = markdown_to_html(current.body_markdown)
     body_text = markdown_to_text(current.body_markdown)
-    list_id = f"{newsletter.name} <{newsletter.slug}.{current_app.config['MAIL_DOMAIN']}>"
+    list_id = list_id_for(newsletter.name, newsletter.slug)
     now = utcnow()
     for subscription_id, subscriber in rows:
         offers = [

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from newsletters import events
 from newsletters.bounces import parsing
 from newsletters.bounces.models import Bounce, BounceKind
 from newsletters.editions.models import Delivery
@@ -25,6 +26,26 @@ from newsletters.mailing.addresses import InvalidAddress, normalise_email
 from newsletters.subscriptions import suppression
 from newsletters.subscriptions.models import Subscriber, SuppressionReason
 from newsletters.timeutil import utcnow
+
+
+def init_app(app: Flask) -> None:
+    """Record the refusals the sender announces (a 5xx at send time) as hard bounces."""
+    events.listen(app, _record_refusal, ["delivery.refused"])
+
+
+def _record_refusal(event: events.Event) -> None:
+    """A permanent refusal of a delivery: a hard bounce, in the sender's transaction."""
+    data = event.data
+    if not data.get("permanent", True):
+        return
+    record_bounce(
+        data["subscriber_id"],
+        BounceKind.HARD,
+        status=data.get("status", ""),
+        diagnostic=data.get("diagnostic", ""),
+        source="smtp",
+        delivery_id=data.get("delivery_id"),
+    )
 
 
 @dataclass

@@ -23,9 +23,20 @@ class SeedNewsletter:
     digest_hour: int = 7
 
 
+# The newsletter written after each board meeting: its editions have a meeting date and a
+# list of decisions (items), and new mayors are enrolled in it.
+BOARD_NEWSLETTER = "bestyrelse"
+
+
+def is_board_newsletter(newsletter: Newsletter | str) -> bool:
+    """Whether `newsletter` (or the newsletter of this slug) is the board's."""
+    slug = newsletter if isinstance(newsletter, str) else newsletter.slug
+    return slug == BOARD_NEWSLETTER
+
+
 KL_NEWSLETTERS: tuple[SeedNewsletter, ...] = (
     SeedNewsletter(
-        "bestyrelse",
+        BOARD_NEWSLETTER,
         "Nyt fra KL's bestyrelse",
         "Et kort referat af KL's bestyrelsesmøde med de vigtigste beslutninger, sendt lige "
         "efter hvert møde. Borgmestre modtager det, når de tiltræder.",

@@ -4,8 +4,9 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from newsletters.editions import sending
-from newsletters.editions.sending import EditionError
+from newsletters import events
+from newsletters.editions import editing, lifecycle
+from newsletters.editions.states import EditionError
 
 editions_cli = AppGroup("editions", help="Compose and send editions.")
 
@@ -33,13 +34,14 @@ def create_command(slug: str, subject: str, body_file: Path, preheader: str, mee
     except UnicodeDecodeError:
         _fail(f"{body_file}: not UTF-8 text")
     try:
-        edition = sending.create_edition(
+        edition = editing.create_draft(
             newsletter_slug=slug,
             subject=subject,
             body_markdown=body,
             preheader=preheader,
             meeting_date=meeting_date.date() if meeting_date else None,
             created_by="cli",
+            actor=events.CLI,
         )
     except EditionError as error:
         _fail(f"edition not created: {error}")
@@ -52,7 +54,7 @@ def create_command(slug: str, subject: str, body_file: Path, preheader: str, mee
 def send_command(edition_id: int) -> None:
     """Start sending a draft edition; the worker delivers it."""
     try:
-        recipients = sending.start_send(edition_id)
+        recipients = lifecycle.start_send(edition_id, actor=events.CLI)
     except EditionError as error:
         _fail(f"not sent: {error}")
     click.echo(f"edition {edition_id}: sending to {recipients} recipient(s); the worker delivers")
@@ -63,7 +65,7 @@ def send_command(edition_id: int) -> None:
 def status_command(edition_id: int) -> None:
     """Show a send's progress."""
     try:
-        p = sending.progress(edition_id)
+        p = lifecycle.progress(edition_id)
     except EditionError as error:
         _fail(str(error))
     click.echo(
@@ -79,7 +81,7 @@ def _control(name: str, done: str, action) -> None:
     @click.argument("edition_id", type=int)
     def command(edition_id: int) -> None:
         try:
-            action(edition_id)
+            action(edition_id, actor=events.CLI)
         except EditionError as error:
             _fail(f"not {done}: {error}")
         click.echo(f"edition {edition_id}: {done}")
@@ -87,6 +89,6 @@ def _control(name: str, done: str, action) -> None:
     command.__doc__ = f"{name.capitalize()} a send."
 
 
-_control("pause", "paused", sending.pause)
-_control("resume", "resumed", sending.resume)
-_control("cancel", "cancelled", sending.cancel)
+_control("pause", "paused", lifecycle.pause)
+_control("resume", "resumed", lifecycle.resume)
+_control("cancel", "cancelled", lifecycle.cancel)

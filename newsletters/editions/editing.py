@@ -1,8 +1,9 @@
 """Composing editions on the staff pages: drafts and their items, test sends, the lists.
 
-Each function that writes is one transaction. Starting, pausing and cancelling a send
-are in `sending`; this module never changes an edition that is no longer a draft or
-scheduled (`Edition.editable`).
+Each function that writes is one transaction and announces its change (the audit entry)
+before it commits. Drafts and their items are made and checked in `drafts`; starting,
+pausing and cancelling a send are in `lifecycle`; this module never changes an edition
+that is no longer a draft or scheduled (`states.OPEN`).
 """
 
 from __future__ import annotations
@@ -11,42 +12,45 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from urllib.parse import urlsplit
 
-from flask import current_app
 from sqlalchemy import func, select
 
+from newsletters import events
 from newsletters.catalog.models import Newsletter
-from newsletters.catalog.services import newsletter_by_slug
-from newsletters.editions import sending
-from newsletters.editions.models import Edition, EditionItem, EditionStatus
+from newsletters.catalog.services import is_board_newsletter, newsletter_by_slug
+from newsletters.editions import drafts
+from newsletters.editions.drafts import MAX_SUBJECT_LENGTH, ItemInput, is_http_link
+from newsletters.editions.models import Edition
 from newsletters.editions.rendering import RenderedEdition, render_edition
-from newsletters.editions.sending import EditionError, ItemInput
+from newsletters.editions.states import (
+    FINISHED,
+    IN_PROGRESS,
+    OPEN,
+    EditionError,
+    NotEditable,
+)
 from newsletters.extensions import db
 from newsletters.mailing import outbox
 from newsletters.mailing.addresses import InvalidAddress, normalise_email
-from newsletters.mailing.compose import RenderedMail
+from newsletters.mailing.compose import RenderedMail, list_id_for
 from newsletters.urls import public_url
 
-# The newsletter written after each board meeting: it has a meeting date and items.
-BOARD_NEWSLETTER = "bestyrelse"
-MAX_SUBJECT_LENGTH = 300
+__all__ = [
+    "FINISHED",
+    "IN_PROGRESS",
+    "MAX_SUBJECT_LENGTH",
+    "OPEN",
+    "BadTestAddresses",
+    "EditionError",
+    "ItemInput",
+    "NotEditable",
+    "is_http_link",
+]
+
 # Addresses a test goes to besides the editor's own.
 MAX_TEST_ADDRESSES = 5
 TEST_KIND = "test_edition"
 TEST_PREFIX = "[TEST] "
-
-OPEN = (EditionStatus.DRAFT, EditionStatus.SCHEDULED)
-IN_PROGRESS = (EditionStatus.SENDING, EditionStatus.PAUSED)
-FINISHED = (EditionStatus.SENT, EditionStatus.CANCELLED)
-
-
-class NotEditable(EditionError):
-    """The edition is being sent or has been: it can no longer be changed."""
-
-    def __init__(self, edition: Edition) -> None:
-        super().__init__(f"edition {edition.id} is {edition.status.value}, it cannot be changed")
-        self.status = edition.status
 
 
 class BadTestAddresses(EditionError):
@@ -61,40 +65,10 @@ class BadTestAddresses(EditionError):
 
 def has_items(newsletter_slug: str) -> bool:
     """Whether editions of this newsletter have a meeting date and a list of items."""
-    return newsletter_slug == BOARD_NEWSLETTER
-
-
-def is_http_link(link: str) -> bool:
-    parts = urlsplit(link.strip())
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    return is_board_newsletter(newsletter_slug)
 
 
 # --------------------------------------------------------------------------- drafts
-
-
-def _clean_subject(subject: str) -> str:
-    subject = " ".join((subject or "").split())
-    if not subject:
-        raise EditionError("the subject is empty")
-    if len(subject) > MAX_SUBJECT_LENGTH:
-        raise EditionError(f"the subject is longer than {MAX_SUBJECT_LENGTH} characters")
-    return subject
-
-
-def _clean_items(items: Sequence[ItemInput]) -> list[ItemInput]:
-    cleaned = []
-    for item in items:
-        heading = " ".join(item.heading.split())
-        link = item.link.strip()
-        if not heading:
-            raise EditionError("an item has no heading")
-        if len(heading) > MAX_SUBJECT_LENGTH:
-            raise EditionError(f"an item's heading is longer than {MAX_SUBJECT_LENGTH} characters")
-        if link and not is_http_link(link):
-            # The link goes into every mail's HTML as it is: http(s) only, never javascript:.
-            raise EditionError(f"an item's link is not an http(s) address: {link!r}")
-        cleaned.append(ItemInput(heading=heading, text_markdown=item.text_markdown, link=link))
-    return cleaned
 
 
 def create_draft(
@@ -106,17 +80,29 @@ def create_draft(
     meeting_date: date | None = None,
     items: Sequence[ItemInput] = (),
     created_by: str,
+    actor: events.Actor | None = None,
 ) -> Edition:
-    """A new draft edition, its items in the order given; one transaction."""
-    return sending.create_edition(
-        newsletter_slug=newsletter_slug,
-        subject=_clean_subject(subject),
-        body_markdown=body_markdown or "",
-        preheader=preheader or "",
-        meeting_date=meeting_date,
-        items=_clean_items(items),
-        created_by=created_by,
-    )
+    """A new draft edition, its items in the order given; one transaction (audited as
+    `edition.create`)."""
+    newsletter = newsletter_by_slug(newsletter_slug)
+    if newsletter is None:
+        raise EditionError(f"there is no newsletter '{newsletter_slug}'")
+    try:
+        edition = drafts.create_draft(
+            newsletter,
+            subject,
+            body_markdown,
+            preheader=preheader,
+            meeting_date=meeting_date,
+            items=items,
+            created_by=created_by,
+            actor=actor,
+        )
+    except EditionError:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    return edition
 
 
 def update_draft(
@@ -127,36 +113,28 @@ def update_draft(
     preheader: str = "",
     meeting_date: date | None = None,
     items: Sequence[ItemInput] = (),
+    actor: events.Actor | None = None,
 ) -> Edition:
-    """Replace a draft's (or scheduled edition's) content and items; one transaction.
+    """Replace a draft's (or scheduled edition's) content and items; one transaction
+    (audited as `edition.save`).
 
     Raises NotEditable once the edition is sending or sent: what subscribers get must
     not change under them.
     """
-    edition = db.session.get(Edition, edition_id, with_for_update=True, populate_existing=True)
-    if edition is None:
-        raise EditionError(f"there is no edition {edition_id}")
-    if not edition.editable:
-        raise NotEditable(edition)
+    edition = drafts.edition_to_change(edition_id)
     try:
-        edition.subject = _clean_subject(subject)
-        cleaned = _clean_items(items)
+        drafts.replace_content(
+            edition,
+            subject=subject,
+            body_markdown=body_markdown,
+            preheader=preheader,
+            meeting_date=meeting_date,
+            items=items,
+        )
     except EditionError:
         db.session.rollback()
         raise
-    edition.preheader = (preheader or "").strip()
-    edition.body_markdown = body_markdown or ""
-    edition.meeting_date = meeting_date
-    # Replaced, not matched up: the rows have no identity of their own that matters.
-    edition.items = [
-        EditionItem(
-            position=position,
-            heading=item.heading,
-            text_markdown=item.text_markdown,
-            link=item.link,
-        )
-        for position, item in enumerate(cleaned)
-    ]
+    events.announce("edition.save", f"edition:{edition.id}", actor=actor, subject=edition.subject)
     db.session.commit()
     return edition
 
@@ -201,7 +179,13 @@ def parse_test_addresses(raw: str) -> list[str]:
     return valid
 
 
-def send_test(edition_id: int, *, editor_email: str, extra_addresses: str = "") -> list[str]:
+def send_test(
+    edition_id: int,
+    *,
+    editor_email: str,
+    extra_addresses: str = "",
+    actor: events.Actor | None = None,
+) -> list[str]:
     """Queue the edition, subject marked [TEST], for the editor and up to five more
     addresses, in one transaction; the outbox worker delivers it. Returns the addresses.
 
@@ -217,11 +201,16 @@ def send_test(edition_id: int, *, editor_email: str, extra_addresses: str = "") 
         subject=TEST_PREFIX + rendered.subject, text=rendered.text, html=rendered.html
     )
     newsletter = edition.newsletter
-    list_id = f"{newsletter.name} <{newsletter.slug}.{current_app.config['MAIL_DOMAIN']}>"
+    list_id = list_id_for(newsletter.name, newsletter.slug)
     for address in addresses:
         # No List-Unsubscribe: a test is not a subscription, and a one-click header
         # pointing at a page that cannot unsubscribe anyone would be a lie.
         outbox.enqueue(kind=TEST_KIND, to=address, mail=mail, list_id=list_id)
+    # A count, not the addresses: they may be subscribers', and the audit log must hold
+    # nothing an erasure would have to remove.
+    events.announce(
+        "edition.test_send", f"edition:{edition.id}", actor=actor, addresses=len(addresses)
+    )
     db.session.commit()
     return addresses
 

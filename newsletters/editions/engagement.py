@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletters.catalog.models import Newsletter
-from newsletters.editions.models import Edition, EditionLink, EditionOpens, EditionStatus
+from newsletters.editions import states
+from newsletters.editions.models import Edition, EditionLink, EditionOpens
 from newsletters.extensions import db
 from newsletters.urls import public_url
 
@@ -42,10 +43,7 @@ def _insert():
 
 def counting(edition: Edition) -> bool:
     """Whether a send of this edition counts (not a draft's test send or preview)."""
-    return bool(edition.newsletter.engagement_counting) and edition.status not in (
-        EditionStatus.DRAFT,
-        EditionStatus.SCHEDULED,
-    )
+    return bool(edition.newsletter.engagement_counting) and edition.status not in states.OPEN
 
 
 def register_links(edition_id: int, urls: list[str]) -> dict[str, int]:
@@ -129,7 +127,7 @@ def opened(edition_id: int) -> None:
         .join(Edition, Edition.newsletter_id == Newsletter.id)
         .where(
             Edition.id == edition_id,
-            Edition.status.in_((EditionStatus.SENDING, EditionStatus.PAUSED, EditionStatus.SENT)),
+            Edition.status.in_(states.PUBLISHED),
         )
     )
     if not counts:

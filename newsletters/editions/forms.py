@@ -31,9 +31,9 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from newsletters.editions.drafts import ItemInput
 from newsletters.editions.editing import MAX_SUBJECT_LENGTH, MAX_TEST_ADDRESSES, is_http_link
 from newsletters.editions.models import EditionStatus
-from newsletters.editions.sending import ItemInput
 from newsletters.labels import labels_of
 from newsletters.timeutil import utcnow
 

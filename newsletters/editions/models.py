@@ -15,17 +15,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletters.catalog.models import Newsletter
 from newsletters.columns import value_enum
+from newsletters.editions.states import Action, EditionStatus, allowed
 from newsletters.extensions import db
 from newsletters.timeutil import UTCDateTime, utcnow
-
-
-class EditionStatus(enum.StrEnum):
-    DRAFT = "draft"
-    SCHEDULED = "scheduled"
-    SENDING = "sending"
-    PAUSED = "paused"
-    SENT = "sent"
-    CANCELLED = "cancelled"
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -73,7 +65,8 @@ class Edition(db.Model):
 
     @property
     def editable(self) -> bool:
-        return self.status in (EditionStatus.DRAFT, EditionStatus.SCHEDULED)
+        """Whether its content may still change (states: draft or scheduled)."""
+        return allowed(self.status, Action.EDIT)
 
 
 class EditionItem(db.Model):

@@ -23,7 +23,7 @@ from flask_babel import force_locale
 
 from newsletters.editions import engagement
 from newsletters.editions.models import Edition
-from newsletters.mailing.compose import HEADER_POLICY, envelope_sender, inline_css
+from newsletters.mailing.compose import HEADER_POLICY, envelope_sender, inline_css, list_id_for
 from newsletters.urls import public_url
 
 ALLOWED_TAGS = {
@@ -247,7 +247,7 @@ def edition_template(edition: Edition, locale: str = "da") -> EditionTemplate:
     headers = [
         ("From", cfg["MAIL_DEFAULT_SENDER"]),
         ("Subject", rendered.subject),
-        ("List-Id", f"{newsletter.name} <{newsletter.slug}.{domain}>"),
+        ("List-Id", list_id_for(newsletter.name, newsletter.slug)),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("Auto-Submitted", "auto-generated"),
         ("Precedence", "bulk"),

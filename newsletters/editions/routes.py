@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
-from newsletters.editions import archive, engagement
-from newsletters.editions.models import Edition, EditionStatus
+from newsletters.editions import archive, engagement, states
+from newsletters.editions.models import Edition
 from newsletters.editions.rendering import render_edition
 from newsletters.extensions import db
 from newsletters.i18n import current_locale
@@ -14,13 +14,11 @@ from newsletters.urls import public_url
 
 bp = Blueprint("editions", __name__)
 
-PUBLISHED = (EditionStatus.SENDING, EditionStatus.PAUSED, EditionStatus.SENT)
-
 
 @bp.get("/editions/<int:edition_id>")
 def web_version(edition_id: int):
     edition = db.session.get(Edition, edition_id)
-    if edition is None or edition.status not in PUBLISHED:
+    if edition is None or edition.status not in states.PUBLISHED:
         abort(404)
     # Not personal: the links lead to the pages where a reader asks for their own link.
     # PUBLIC_BASE_URL, never the request's Host: the page is kept by shared caches.

@@ -1,7 +1,8 @@
 """The editors' pages: a newsletter's editions, compose, preview, test, send, progress.
 
-Thin views over `editing` (drafts, tests) and `sending` (starting and controlling a
-send). GET shows, POST acts; every POST carries the CSRF token.
+Thin views over `editing` (drafts, tests) and `lifecycle` (starting and controlling a
+send); the services announce each change for the audit log. GET shows, POST acts;
+every POST carries the CSRF token.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from flask_babel import format_decimal, format_number
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from newsletters.audit.web import audit
+from newsletters import events
 from newsletters.catalog.services import newsletter_by_slug
-from newsletters.editions import editing, sending
-from newsletters.editions.editing import BadTestAddresses, NotEditable
+from newsletters.editions import editing, lifecycle, states
+from newsletters.editions.editing import BadTestAddresses
 from newsletters.editions.forms import (
     EMPTY_ITEM_ROWS,
     MAX_ITEM_ROWS,
@@ -35,8 +36,7 @@ from newsletters.editions.forms import (
     TestSendForm,
 )
 from newsletters.editions.models import Edition, EditionStatus
-from newsletters.editions.routes import PUBLISHED
-from newsletters.editions.sending import EditionError
+from newsletters.editions.states import Action, EditionError, NotEditable
 from newsletters.extensions import limiter
 from newsletters.inputs import page_number
 from newsletters.staff.access import editor_required
@@ -52,7 +52,13 @@ PREVIEW_CSP = (
 
 @bp.context_processor
 def _editor_context() -> dict:
-    return {"status_labels": STATUS_LABELS, "EditionStatus": EditionStatus}
+    return {
+        "status_labels": STATUS_LABELS,
+        "EditionStatus": EditionStatus,
+        "IN_PROGRESS": states.IN_PROGRESS,
+        # Which buttons an edition gets: what its state allows (`can(edition, "pause")`).
+        "can": lambda edition, action: states.allowed(edition.status, Action(action)),
+    }
 
 
 def _edition_or_404(edition_id: int) -> Edition:
@@ -106,8 +112,7 @@ def _compose(form: EditionForm, newsletter, edition: Edition | None, status: int
     ), status
 
 
-def _after_save(edition: Edition, form: EditionForm, action: str):
-    audit(action, f"edition:{edition.id}", subject=form.subject.data)
+def _after_save(edition: Edition, form: EditionForm):
     flash(_("The edition has been saved."), "success")
     if request.form.get("action") == "more-items":
         # Back to the form with the items and more empty rows than before. (Enter in a
@@ -138,12 +143,13 @@ def new_edition(slug: str):
             meeting_date=form.meeting_date.data,
             items=form.item_inputs(),
             created_by=current_user.email,
+            actor=events.Actor.of_request(),
         )
     except EditionError:
         # The form checks what the service checks; this is a last line of defence.
         form.subject.errors.append(_("The edition could not be saved. Check the fields."))
         return _compose(form, newsletter, None, 422)
-    return _after_save(edition, form, "edition.create")
+    return _after_save(edition, form)
 
 
 @bp.route("/editions/<int:edition_id>/edit", methods=["GET", "POST"])
@@ -167,6 +173,7 @@ def edit(edition_id: int):
             body_markdown=form.body.data or "",
             meeting_date=form.meeting_date.data,
             items=form.item_inputs(),
+            actor=events.Actor.of_request(),
         )
     except NotEditable:
         # Started (or scheduled and started by the worker) while the form was open.
@@ -174,7 +181,7 @@ def edit(edition_id: int):
     except EditionError:
         form.subject.errors.append(_("The edition could not be saved. Check the fields."))
         return _compose(form, edition.newsletter, edition, 422)
-    return _after_save(edition, form, "edition.save")
+    return _after_save(edition, form)
 
 
 # --------------------------------------------------------------------------- the edition
@@ -182,13 +189,13 @@ def edit(edition_id: int):
 
 def _edition_page(edition: Edition, test_form: TestSendForm | None = None, status: int = 200):
     progress = None
-    if edition.status not in editing.OPEN:
-        progress = sending.progress(edition.id)
+    if edition.status not in states.OPEN:
+        progress = lifecycle.progress(edition.id)
     return render_template(
         "editions/edition.html",
         edition=edition,
         progress=progress,
-        published=edition.status in PUBLISHED,
+        published=edition.status in states.PUBLISHED,
         test_form=test_form or TestSendForm(formdata=None),
     ), status
 
@@ -244,7 +251,10 @@ def test_send(edition_id: int):
     if form.validate():
         try:
             addresses = editing.send_test(
-                edition.id, editor_email=current_user.email, extra_addresses=form.addresses.data
+                edition.id,
+                editor_email=current_user.email,
+                extra_addresses=form.addresses.data,
+                actor=events.Actor.of_request(),
             )
         except BadTestAddresses as error:
             if error.too_many:
@@ -262,9 +272,6 @@ def test_send(edition_id: int):
                     )
                 )
         else:
-            # A count, not the addresses: they may be subscribers', and the audit log
-            # must hold nothing an erasure would have to remove.
-            audit("edition.test_send", f"edition:{edition.id}", addresses=len(addresses))
             flash(
                 _(
                     "The test is on its way to %(addresses)s.",
@@ -283,13 +290,13 @@ def _send_page(edition: Edition, schedule_form: ScheduleForm | None = None, stat
     return render_template(
         "editions/send.html",
         edition=edition,
-        recipients=sending.recipients_count(edition.id),
+        recipients=lifecycle.recipients_count(edition.id),
         schedule_form=schedule_form or ScheduleForm(formdata=None),
     ), status
 
 
 def _cannot_send(edition: Edition):
-    if edition.status in (EditionStatus.SENDING, EditionStatus.PAUSED, EditionStatus.SENT):
+    if edition.status in states.PUBLISHED:
         # A second press of the button, or another editor was first: show the send.
         flash(_("This edition has already been sent or is being sent."), "info")
         return redirect(url_for(".progress", edition_id=edition.id), code=303)
@@ -316,10 +323,9 @@ def confirm_send(edition_id: int):
 def send(edition_id: int):
     edition = _edition_or_404(edition_id)
     try:
-        recipients = sending.start_send(edition.id)
+        recipients = lifecycle.start_send(edition.id, actor=events.Actor.of_request())
     except EditionError:
         return _cannot_send(_edition_or_404(edition_id))
-    audit("edition.send", f"edition:{edition.id}", recipients=recipients)
     flash(
         _("The send has started: %(count)s recipient(s).", count=format_number(recipients)),
         "success",
@@ -337,10 +343,9 @@ def schedule(edition_id: int):
     if not form.validate():
         return _send_page(edition, form, 422)
     try:
-        sending.schedule(edition.id, form.when_utc())
+        lifecycle.schedule(edition.id, form.when_utc(), actor=events.Actor.of_request())
     except EditionError:
         return _cannot_send(_edition_or_404(edition_id))
-    audit("edition.schedule", f"edition:{edition.id}", at=form.when_utc().isoformat())
     flash(_("The edition has been scheduled."), "success")
     return redirect(url_for(".edition", edition_id=edition.id), code=303)
 
@@ -350,7 +355,7 @@ def schedule(edition_id: int):
 def unschedule(edition_id: int):
     edition = _edition_or_404(edition_id)
     try:
-        sending.unschedule(edition.id)
+        lifecycle.unschedule(edition.id, actor=events.Actor.of_request())
     except EditionError:
         return _conflict(
             _edition_or_404(edition_id),
@@ -359,7 +364,6 @@ def unschedule(edition_id: int):
                 status=STATUS_LABELS[edition.status].lower(),
             ),
         )
-    audit("edition.unschedule", f"edition:{edition.id}")
     flash(_("The edition is no longer scheduled; it is a draft again."), "success")
     return redirect(url_for(".edition", edition_id=edition.id), code=303)
 
@@ -368,7 +372,7 @@ def unschedule(edition_id: int):
 
 
 def _progress_data(edition: Edition) -> dict:
-    p = sending.progress(edition.id)
+    p = lifecycle.progress(edition.id)
     skipped = p.counts.get("skipped", 0)
     numbers = {
         "recipients": p.recipients,
@@ -399,7 +403,7 @@ def _progress_data(edition: Edition) -> dict:
 @editor_required
 def progress(edition_id: int):
     edition = _edition_or_404(edition_id)
-    if edition.status in editing.OPEN:
+    if edition.status in states.OPEN:
         return redirect(url_for(".edition", edition_id=edition.id))
     return render_template("editions/progress.html", edition=edition, data=_progress_data(edition))
 
@@ -410,10 +414,10 @@ def progress_json(edition_id: int):
     return jsonify(_progress_data(_edition_or_404(edition_id)))
 
 
-def _control(edition_id: int, action, done: str, failed: str, audit_action: str):
+def _control(edition_id: int, action, done: str, failed: str):
     edition = _edition_or_404(edition_id)
     try:
-        action(edition.id)
+        action(edition.id, actor=events.Actor.of_request())
     except EditionError:
         # Usually a race: the send finished, paused itself or another editor acted.
         edition = _edition_or_404(edition_id)
@@ -422,7 +426,6 @@ def _control(edition_id: int, action, done: str, failed: str, audit_action: str)
             "error",
         )
     else:
-        audit(audit_action, f"edition:{edition_id}")
         flash(done, "success")
     return redirect(url_for(".progress", edition_id=edition_id), code=303)
 
@@ -432,10 +435,9 @@ def _control(edition_id: int, action, done: str, failed: str, audit_action: str)
 def pause(edition_id: int):
     return _control(
         edition_id,
-        sending.pause,
+        lifecycle.pause,
         _("The send is paused. No more messages go out until you resume it."),
         _("The send could not be paused: the edition is %(status)s."),
-        "edition.pause",
     )
 
 
@@ -444,10 +446,9 @@ def pause(edition_id: int):
 def resume(edition_id: int):
     return _control(
         edition_id,
-        sending.resume,
+        lifecycle.resume,
         _("The send has been resumed."),
         _("The send could not be resumed: the edition is %(status)s."),
-        "edition.resume",
     )
 
 
@@ -456,11 +457,7 @@ def resume(edition_id: int):
 def cancel(edition_id: int):
     edition = _edition_or_404(edition_id)
     if request.method == "GET":
-        if edition.status not in (
-            EditionStatus.SENDING,
-            EditionStatus.PAUSED,
-            EditionStatus.SCHEDULED,
-        ):
+        if not states.allowed(edition.status, Action.CANCEL):
             return _conflict(
                 edition,
                 _(
@@ -473,8 +470,7 @@ def cancel(edition_id: int):
         )
     return _control(
         edition_id,
-        sending.cancel,
+        lifecycle.cancel,
         _("The send has been cancelled. Messages not yet sent will not be sent."),
         _("The send could not be cancelled: the edition is %(status)s."),
-        "edition.cancel",
     )

@@ -34,12 +34,12 @@ from flask import current_app
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from newsletters import jobs
+from newsletters import events, jobs
 from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
 from newsletters.catalog.services import newsletter_by_slug
-from newsletters.editions import sending
-from newsletters.editions.models import Edition, EditionItem, EditionStatus
-from newsletters.editions.sending import EditionError
+from newsletters.editions import drafts, lifecycle
+from newsletters.editions.drafts import ItemInput
+from newsletters.editions.states import EditionError
 from newsletters.extensions import db
 from newsletters.feeds.models import DigestRun, Feed, FeedItem, SkipReason
 from newsletters.timeutil import utcnow
@@ -106,6 +106,16 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
+def feed_item_input(item: FeedItem) -> ItemInput:
+    """A feed item as an edition's item (a copy): its title, summary (as text, never
+    Markdown of the feed's making) and link; editions' drafts check it."""
+    return ItemInput(
+        heading=item.title or item.link,
+        text_markdown=escape_markdown(item.summary_text),
+        link=item.link,
+    )
+
+
 def _new_items(
     newsletter: Newsletter, since: datetime | None, cutoff: datetime, window_start: datetime
 ):
@@ -158,7 +168,11 @@ def _window_start(newsletter: Newsletter, cutoff: datetime, last_built: DigestRu
 
 
 def build_digest(
-    newsletter_id: int, *, slot: Slot | None = None, created_by: str = "scheduler"
+    newsletter_id: int,
+    *,
+    slot: Slot | None = None,
+    created_by: str = "scheduler",
+    actor: events.Actor | None = None,
 ) -> DigestOutcome:
     """Make the digest of the items first seen since the last digest, in one transaction.
 
@@ -166,7 +180,8 @@ def build_digest(
     made SCHEDULED for now, so the worker starts it even if this process stops here.
     Review: it waits as a draft. Raises DigestAlreadyBuilt if another builder made the
     digest of this interval (or this scheduled `slot`) first, or a scheduler recorded
-    the slot as skipped.
+    the slot as skipped. Made by someone (`actor`): announced as `digest.make` (the
+    audit entry); the scheduler's digests are not.
     """
     newsletter = db.session.get(Newsletter, newsletter_id)
     if newsletter is None:
@@ -192,26 +207,27 @@ def build_digest(
     )
     edition = None
     if items:
-        edition = Edition(
-            newsletter_id=newsletter.id,
-            subject=_subject(newsletter, now)[:300],
-            body_markdown="",
+        # The editor's rules for items, fitted (nobody can correct a feed): a heading cut
+        # to length, a link that is not http(s) left out. Not audited: nobody acted.
+        edition = drafts.create_draft(
+            newsletter,
+            _subject(newsletter, now),
+            items=[feed_item_input(item) for item in items],
             created_by=created_by,
-            status=EditionStatus.SCHEDULED if auto else EditionStatus.DRAFT,
             scheduled_at=now if auto else None,
-            items=[
-                EditionItem(
-                    position=position,
-                    heading=item.title[:300] or item.link[:300],
-                    text_markdown=escape_markdown(item.summary_text),
-                    link=item.link if len(item.link) <= 1000 else "",
-                )
-                for position, item in enumerate(items)
-            ],
+            fit=True,
+            actor=actor or events.WORKER,
+            audited=False,
         )
-        db.session.add(edition)
-        db.session.flush()
         run.edition_id = edition.id
+        if actor is not None:
+            events.announce(
+                "digest.make",
+                f"edition:{edition.id}",
+                actor=actor,
+                newsletter=newsletter.slug,
+                auto_send=auto,
+            )
         if auto:
             jobs.queued_work()
     db.session.add(run)
@@ -247,9 +263,12 @@ def feed_based_newsletters() -> list[Newsletter]:
     )
 
 
-def run_digests(slug: str | None = None, *, created_by: str = "cli") -> list[DigestOutcome]:
+def run_digests(
+    slug: str | None = None, *, created_by: str = "cli", actor: events.Actor | None = None
+) -> list[DigestOutcome]:
     """Make now the digest of every feed-based newsletter (or of `slug`), and start
-    sending those in auto-send mode at once."""
+    sending those in auto-send mode at once (as `actor`, the CLI by default)."""
+    actor = actor or events.CLI
     if slug is not None:
         newsletter = newsletter_by_slug(slug)
         if newsletter is None:
@@ -265,10 +284,10 @@ def run_digests(slug: str | None = None, *, created_by: str = "cli") -> list[Dig
         targets = [n.id for n in feed_based_newsletters()]
     outcomes = []
     for newsletter_id in targets:
-        outcome = build_digest(newsletter_id, created_by=created_by)
+        outcome = build_digest(newsletter_id, created_by=created_by, actor=actor)
         if outcome.edition_id is not None and outcome.auto_send:
             try:
-                outcome.recipients = sending.start_send(outcome.edition_id)
+                outcome.recipients = lifecycle.start_send(outcome.edition_id, actor=actor)
             except EditionError:
                 # A worker's scheduler started it a moment before us: it is being sent.
                 db.session.rollback()

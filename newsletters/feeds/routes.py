@@ -8,12 +8,11 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from newsletters.audit.web import audit
+from newsletters import events
 from newsletters.catalog.models import DigestCadence, DigestMode
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions import editing
-from newsletters.editions.editing import NotEditable
-from newsletters.editions.sending import EditionError
+from newsletters.editions.states import EditionError, NotEditable
 from newsletters.feeds import digests, services
 from newsletters.feeds.forms import (
     CADENCE_LABELS,
@@ -95,7 +94,11 @@ def add_feed(slug: str):
         return _feeds_page(newsletter, feed_form=form, status=422)
     try:
         feed = services.add_feed(
-            newsletter.slug, form.url.data, title=form.title.data or "", by=current_user.email
+            newsletter.slug,
+            form.url.data,
+            title=form.title.data or "",
+            by=current_user.email,
+            actor=events.Actor.of_request(),
         )
     except services.DuplicateFeed:
         form.url.errors.append(_("%(name)s already has this feed.", name=newsletter.name))
@@ -106,7 +109,6 @@ def add_feed(slug: str):
     except FeedError:
         form.url.errors.append(_("Enter an address that starts with https:// or http://."))
         return _feeds_page(newsletter, feed_form=form, status=422)
-    audit("feed.add", f"feed:{feed.id}", newsletter=newsletter.slug, url=feed.url)
     flash(
         _(
             "The feed %(url)s has been added and is being fetched now. Reload the page in a "
@@ -131,13 +133,7 @@ def digest_settings(slug: str):
         cadence=DigestCadence(form.cadence.data),
         hour=form.hour.data,
         by_staff_id=current_user.id,
-    )
-    audit(
-        "feed.digest_settings",
-        f"newsletter:{newsletter.slug}",
-        mode=form.mode.data,
-        cadence=form.cadence.data,
-        hour=form.hour.data,
+        actor=events.Actor.of_request(),
     )
     flash(_("The digest settings of %(name)s have been saved.", name=newsletter.name), "success")
     return redirect(url_for(".feeds", slug=newsletter.slug), code=303)
@@ -159,8 +155,7 @@ def _back_to(feed) -> str:
 def fetch_feed(feed_id: int):
     feed = _feed_or_404(feed_id)
     back = _back_to(feed)
-    [outcome] = services.fetch_feeds([feed.id])
-    audit("feed.fetch", f"feed:{feed.id}", status=outcome.status, new=outcome.new)
+    [outcome] = services.fetch_feeds([feed.id], actor=events.Actor.of_request())
     if outcome.disabled:
         flash(_("The publisher has removed the feed (410 Gone); it has been disabled."), "error")
     elif outcome.error:
@@ -192,8 +187,12 @@ def disable_feed(feed_id: int):
 
 
 def _set_enabled(feed_id: int, enabled: bool):
-    feed = services.set_enabled(_feed_or_404(feed_id).id, enabled, by_staff_id=current_user.id)
-    audit("feed.enable" if enabled else "feed.disable", f"feed:{feed.id}", url=feed.url)
+    feed = services.set_enabled(
+        _feed_or_404(feed_id).id,
+        enabled,
+        by_staff_id=current_user.id,
+        actor=events.Actor.of_request(),
+    )
     if enabled:
         flash(_("The feed %(url)s is enabled and is fetched again.", url=feed.url), "success")
     else:
@@ -207,8 +206,9 @@ def remove_feed(feed_id: int):
     feed = _feed_or_404(feed_id)
     back = _back_to(feed)
     feed_id = feed.id
-    url = services.remove_feed(feed_id, by_staff_id=current_user.id)
-    audit("feed.remove", f"feed:{feed_id}", url=url)
+    url = services.remove_feed(
+        feed_id, by_staff_id=current_user.id, actor=events.Actor.of_request()
+    )
     flash(
         _("The feed %(url)s has been removed. Editions already made keep its items.", url=url),
         "success",
@@ -221,20 +221,15 @@ def remove_feed(feed_id: int):
 def make_digest(slug: str):
     newsletter = _newsletter_or_404(slug)
     try:
-        [outcome] = digests.run_digests(newsletter.slug, created_by=current_user.email)
+        [outcome] = digests.run_digests(
+            newsletter.slug, created_by=current_user.email, actor=events.Actor.of_request()
+        )
     except digests.DigestAlreadyBuilt:
         flash(_("Another digest was being made at the same moment. Try again."), "error")
         return redirect(url_for("editor.newsletter", slug=newsletter.slug), code=303)
     except digests.DigestError:
         flash(_("%(name)s has no feeds, or its digest is off.", name=newsletter.name), "error")
         return redirect(url_for("editor.newsletter", slug=newsletter.slug), code=303)
-    if outcome.edition_id is not None:
-        audit(
-            "digest.make",
-            f"edition:{outcome.edition_id}",
-            newsletter=newsletter.slug,
-            auto_send=outcome.auto_send,
-        )
     if outcome.edition_id is None:
         flash(_("There are no new items since the last digest; no edition was made."), "info")
         return redirect(url_for("editor.newsletter", slug=newsletter.slug), code=303)
@@ -286,12 +281,13 @@ def add_picked_items(edition_id: int):
     chosen = set(form.items.data)
     ordered = [item.id for item in form.feed_items if item.id in chosen]
     try:
-        added = services.pick_items_into_edition(edition.id, ordered, by_staff_id=current_user.id)
+        added = services.pick_items_into_edition(
+            edition.id, ordered, by_staff_id=current_user.id, actor=events.Actor.of_request()
+        )
     except NotEditable:
         return redirect(url_for("editor.edit", edition_id=edition.id))
     except EditionError:
         abort(404)
-    audit("edition.pick_feed_items", f"edition:{edition.id}", items=added)
     flash(
         _("%(count)s item(s) from the feeds have been added to the edition.", count=added),
         "success",

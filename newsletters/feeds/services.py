@@ -1,8 +1,9 @@
 """Feeds: attaching them to newsletters, fetching them, storing their items, their health.
 
 Every function that writes is one transaction (a fetch: one per feed, so one broken
-feed never undoes another's items). Staff actions take the acting account's id so an
-audit trail can be added where they are.
+feed never undoes another's items). A staff action takes the actor and announces the
+change before it commits (newsletters/events.py: the audit entry). Items picked into an
+edition go through editions' drafts, which own the edition's rows.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from newsletters import jobs, outbound
+from newsletters import events, jobs, outbound
 from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
 from newsletters.catalog.services import newsletter_by_slug
+from newsletters.editions import drafts
 from newsletters.extensions import db
+from newsletters.feeds.digests import feed_item_input
 from newsletters.feeds.fetching import FetchRequest, FetchResult, FetchSettings, fetch_all
 from newsletters.feeds.models import MAX_URL_LENGTH, Feed, FeedItem
 from newsletters.feeds.parsing import ParsedFeed, ParsedItem, watch_parent
@@ -97,7 +100,9 @@ def check_feed_address(url: str) -> None:
         raise RefusedFeedAddress(url, reason)
 
 
-def add_feed(slug: str, url: str, *, title: str = "", by: str = "") -> Feed:
+def add_feed(
+    slug: str, url: str, *, title: str = "", by: str = "", actor: events.Actor | None = None
+) -> Feed:
     """Attach a feed to a newsletter; it is fetched at the next scheduler round.
 
     Its items go into the newsletter's digests if its digest is on (auto-send or
@@ -119,6 +124,8 @@ def add_feed(slug: str, url: str, *, title: str = "", by: str = "") -> Feed:
         newsletter_id=newsletter.id, url=url, title=title, created_by=by, next_attempt_at=utcnow()
     )
     db.session.add(feed)
+    db.session.flush()
+    events.announce("feed.add", f"feed:{feed.id}", actor=actor, newsletter=newsletter.slug, url=url)
     jobs.queued_work()
     db.session.commit()
     return feed
@@ -131,7 +138,13 @@ def get_feed(feed_id: int) -> Feed:
     return feed
 
 
-def set_enabled(feed_id: int, enabled: bool, *, by_staff_id: int | None = None) -> Feed:
+def set_enabled(
+    feed_id: int,
+    enabled: bool,
+    *,
+    by_staff_id: int | None = None,
+    actor: events.Actor | None = None,
+) -> Feed:
     """Enable or disable a feed; enabling clears its errors and makes it due now."""
     feed = get_feed(feed_id)
     feed.enabled = enabled
@@ -140,15 +153,21 @@ def set_enabled(feed_id: int, enabled: bool, *, by_staff_id: int | None = None) 
         feed.failures_in_a_row = 0
         feed.next_attempt_at = utcnow()
         jobs.queued_work()
+    events.announce(
+        "feed.enable" if enabled else "feed.disable", f"feed:{feed.id}", actor=actor, url=feed.url
+    )
     db.session.commit()
     return feed
 
 
-def remove_feed(feed_id: int, *, by_staff_id: int | None = None) -> str:
+def remove_feed(
+    feed_id: int, *, by_staff_id: int | None = None, actor: events.Actor | None = None
+) -> str:
     """Delete a feed and its items (digests already made keep their copies); its URL."""
     feed = get_feed(feed_id)
     url = feed.url
     db.session.delete(feed)
+    events.announce("feed.remove", f"feed:{feed_id}", actor=actor, url=url)
     db.session.commit()
     return url
 
@@ -205,39 +224,25 @@ def recent_items(*, days: int = 14, limit: int = 100) -> list[FeedItem]:
 
 
 def pick_items_into_edition(
-    edition_id: int, item_ids: Sequence[int], *, by_staff_id: int | None = None
+    edition_id: int,
+    item_ids: Sequence[int],
+    *,
+    by_staff_id: int | None = None,
+    actor: events.Actor | None = None,
 ) -> int:
     """Append the chosen feed items, in the order given, to a draft's items (heading,
-    summary, link: copies, as in a digest); the number added. One transaction."""
-    from newsletters.editions.editing import NotEditable
-    from newsletters.editions.models import Edition, EditionItem
-    from newsletters.editions.sending import EditionError
-    from newsletters.feeds.digests import escape_markdown
-
-    edition = db.session.get(Edition, edition_id, with_for_update=True, populate_existing=True)
-    if edition is None:
-        raise EditionError(f"there is no edition {edition_id}")
-    if not edition.editable:
-        raise NotEditable(edition)
+    summary, link: copies, as in a digest, checked as editions check every item); the
+    number added. One transaction. EditionError if there is no such edition,
+    NotEditable once it is being sent."""
+    edition = drafts.edition_to_change(edition_id)
     found = {
         item.id: item
         for item in db.session.scalars(select(FeedItem).where(FeedItem.id.in_(list(item_ids))))
     }
-    position = max((i.position for i in edition.items), default=-1) + 1
-    added = 0
-    for item_id in item_ids:
-        item = found.get(item_id)
-        if item is None:
-            continue  # removed with its feed meanwhile
-        edition.items.append(
-            EditionItem(
-                position=position + added,
-                heading=(item.title or item.link)[:300],
-                text_markdown=escape_markdown(item.summary_text),
-                link=item.link if len(item.link) <= 1000 else "",
-            )
-        )
-        added += 1
+    # An item removed with its feed meanwhile is left out.
+    chosen = [feed_item_input(found[i]) for i in item_ids if i in found]
+    added = drafts.add_items(edition, chosen, fit=True)
+    events.announce("edition.pick_feed_items", f"edition:{edition.id}", actor=actor, items=added)
     db.session.commit()
     return added
 
@@ -249,6 +254,7 @@ def update_digest_settings(
     cadence: DigestCadence,
     hour: int,
     by_staff_id: int | None = None,
+    actor: events.Actor | None = None,
 ) -> Newsletter:
     """Change how a newsletter's digest is made: auto-send, review or off; when.
 
@@ -270,6 +276,14 @@ def update_digest_settings(
     newsletter.digest_mode = DigestMode(mode)
     newsletter.digest_cadence = DigestCadence(cadence)
     newsletter.digest_hour = hour
+    events.announce(
+        "feed.digest_settings",
+        f"newsletter:{newsletter.slug}",
+        actor=actor,
+        mode=DigestMode(mode).value,
+        cadence=DigestCadence(cadence).value,
+        hour=hour,
+    )
     db.session.commit()
     return newsletter
 
@@ -326,8 +340,13 @@ def _requests(feeds: Iterable[Feed]) -> list[FetchRequest]:
     return [FetchRequest(f.id, f.url, f.etag, f.last_modified) for f in feeds]
 
 
-def fetch_feeds(feed_ids: Sequence[int] | None = None) -> list[FetchOutcome]:
-    """Fetch the given feeds, or every enabled one, now, whether due or not."""
+def fetch_feeds(
+    feed_ids: Sequence[int] | None = None, *, actor: events.Actor | None = None
+) -> list[FetchOutcome]:
+    """Fetch the given feeds, or every enabled one, now, whether due or not.
+
+    Asked for by someone (`actor`): each fetch is announced (`feed.fetch`, the audit
+    entry) once its outcome is recorded."""
     query = select(Feed).order_by(Feed.id)
     if feed_ids is None:
         query = query.where(Feed.enabled.is_(True))
@@ -335,7 +354,18 @@ def fetch_feeds(feed_ids: Sequence[int] | None = None) -> list[FetchOutcome]:
         query = query.where(Feed.id.in_(list(feed_ids)))
     requests = _requests(db.session.scalars(query))
     db.session.commit()  # no transaction held open while the network is slow
-    return _fetch_and_record(requests)
+    outcomes = _fetch_and_record(requests)
+    if actor is not None:
+        for outcome in outcomes:
+            events.announce(
+                "feed.fetch",
+                f"feed:{outcome.feed_id}",
+                actor=actor,
+                status=outcome.status,
+                new=outcome.new,
+            )
+        db.session.commit()
+    return outcomes
 
 
 def fetch_due(

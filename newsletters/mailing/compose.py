@@ -66,6 +66,17 @@ def envelope_sender() -> str:
     return cfg["MAIL_ENVELOPE_FROM"] or parseaddr(cfg["MAIL_DEFAULT_SENDER"])[1]
 
 
+def list_id_for(name: str | None = None, slug: str | None = None) -> str:
+    """The List-Id header's value (RFC 2919): a newsletter's name and slug under the mail
+    domain, or the house's own for mail that belongs to no newsletter. Every message of
+    a newsletter (editions, tests, welcome letters, confirmations) carries the same one,
+    so a reader's filter catches them all."""
+    domain = current_app.config["MAIL_DOMAIN"]
+    if slug is None:
+        return f"KL Nyhedsbreve <{domain}>"
+    return f"{name or slug} <{slug}.{domain}>"
+
+
 def build_message(
     *,
     to: str,
@@ -88,7 +99,7 @@ def build_message(
     # An explicit domain: make_msgid() would otherwise look up the FQDN (slow, and leaky).
     msg["Message-ID"] = make_msgid(domain=domain)
     msg["Auto-Submitted"] = "auto-generated"
-    msg["List-Id"] = list_id or f"KL Nyhedsbreve <{domain}>"
+    msg["List-Id"] = list_id or list_id_for()
     if unsubscribe_url:
         msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -8,7 +8,7 @@ from flask import Flask
 from sqlalchemy import insert, select
 
 from newsletters.catalog.services import newsletter_by_slug
-from newsletters.editions import sending
+from newsletters.editions import editing
 from newsletters.extensions import db
 from newsletters.subscriptions.models import Subscriber, Subscription, SubscriptionStatus
 from newsletters.timeutil import utcnow
@@ -63,7 +63,7 @@ def draft(
     body: str = "KL's bestyrelse har i dag **besluttet** at ...",
 ) -> int:
     with app.app_context():
-        edition = sending.create_edition(
+        edition = editing.create_draft(
             newsletter_slug=slug, subject=subject, body_markdown=body, created_by="test"
         )
         return edition.id
