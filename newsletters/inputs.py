@@ -128,6 +128,11 @@ class AppRequest(Request):
             and stream.is_exhausted
         ):
             raise RequestEntityTooLarge()
+        # A multipart part whose name the parser could not read (a line break in it)
+        # comes back under the key None, which no form field has and which hooks that
+        # look at every key (CSRF's) cannot take: such a body is malformed.
+        if None in self.form or None in self.files:
+            raise BadRequest("a form part without a readable name")
 
 
 def body_limit(req: Request) -> int | None:
@@ -139,7 +144,11 @@ def body_limit(req: Request) -> int | None:
 
 
 def _has_nul(values) -> bool:
-    return any("\x00" in key or any("\x00" in v for v in vals) for key, vals in values.lists())
+    # A multipart part whose name the parser could not read has the key None.
+    return any(
+        "\x00" in (key or "") or any(isinstance(v, str) and "\x00" in v for v in vals)
+        for key, vals in values.lists()
+    )
 
 
 def init_app(app: Flask) -> None:
