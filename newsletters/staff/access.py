@@ -30,8 +30,10 @@ from flask import Flask, Response, abort, flash, g, redirect, request, session, 
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
+from newsletters import events
+from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db, login_manager
-from newsletters.staff import services
+from newsletters.staff import rights, services
 from newsletters.staff.models import Staff, StaffRole, StaffSession
 
 STAFF_PREFIX = "/staff"
@@ -92,10 +94,22 @@ def current_session(staff_id: int) -> StaffSession | None:
     return record
 
 
-def start_session(staff: Staff) -> None:
-    """Log the account in on a fresh session that the server can end."""
-    # Nothing from before the login (an old CSRF token, another account) carries over.
+def start_session(
+    staff: Staff, *, login_method: str = "password", second_factor: str | None = None
+) -> None:
+    """Log the account in on a fresh session that the server can end: the one place a
+    sign-in completes, and the one `staff.login` audit entry (how, and with which second
+    factor: "totp", "recovery" or None)."""
+    # Nothing from before the login (an old CSRF token, another account, a half-way
+    # login) carries over.
     session.clear()
+    events.announce(
+        "staff.login",
+        f"staff:{staff.id}",
+        actor=events.Actor(staff_id=staff.id, ip=request.remote_addr, via="web"),
+        login_method=login_method,
+        second_factor=second_factor,
+    )
     secret = services.open_session(
         staff.id, ip=request.remote_addr, user_agent=request.headers.get("User-Agent", "")
     )
@@ -103,6 +117,14 @@ def start_session(staff: Staff) -> None:
     session.permanent = True
     session[SESSION_KEY] = secret
     g.pop("_staff_session", None)
+
+
+def this_session_id() -> int | None:
+    """The id of the staff_sessions row of this request's login, if any."""
+    if not current_user.is_authenticated:
+        return None
+    record = current_session(current_user.id)
+    return record.id if record is not None else None
 
 
 def end_session() -> None:
@@ -178,3 +200,32 @@ editor_required = _require(StaffRole.EDITOR, StaffRole.ADMIN)
 
 admin_required = _require(StaffRole.ADMIN)
 """Those who manage staff and newsletters."""
+
+
+# --------------------------------------------------------------------------- rights
+
+
+def allowed_newsletters(staff: Staff) -> list[Newsletter]:
+    """The newsletters `staff` may work on (every one unless an administrator limited
+    them), in display order: what the lists show."""
+    return rights.allowed_newsletters(staff)
+
+
+def require_newsletter(slug: str) -> None:
+    """Refuse the request with 403 (and an audit entry) unless the signed-in staff member
+    may work on the newsletter `slug`. An unknown slug passes: the view answers 404."""
+    if not current_user.is_authenticated:
+        abort(403)
+    newsletter_id = db.session.scalar(db.select(Newsletter.id).where(Newsletter.slug == slug))
+    if newsletter_id is None or rights.may_use(current_user, newsletter_id):
+        return
+    db.session.rollback()
+    events.announce(
+        "newsletter.access_refused",
+        f"newsletter:{slug}"[:200],
+        actor=events.Actor.of_request(),
+        method=request.method,
+        path=request.path[:200],
+    )
+    db.session.commit()
+    abort(403)
