@@ -219,7 +219,7 @@ def test_hostile_codes_are_refused_cleanly(client, app, code):
     make_staff(app, EDITOR, "editor", totp=True)
     password_step(client, EDITOR)
     response = post_code(client, code)
-    assert response.status_code in (413, 422)
+    assert response.status_code in (400, 413, 422)
     assert not signed_in(client)
 
 
@@ -232,13 +232,14 @@ def test_the_half_way_state_is_bound_to_its_account_browser_and_time(client, app
     assert response.status_code == 303 and response.headers["Location"] == "/staff/login"
     # A code of another account does not open this one.
     password_step(client, EDITOR)
+    admins = pyotp.random_base32(32)
     with app.app_context():
         db.session.execute(
-            text("UPDATE staff SET totp_secret = :s WHERE email = :e"),
-            {"s": pyotp.random_base32(32), "e": ADMIN},
+            text("UPDATE staff SET totp_secret = :s WHERE email = :e"), {"s": admins, "e": ADMIN}
         )
         db.session.commit()
-    assert post_code(client, totp_code()).status_code == 422 or signed_in(client)
+    assert post_code(client, totp_code(admins)).status_code == 422
+    assert not signed_in(client)
     # Time runs out.
     password_step(client, EDITOR)
     clock.advance(minutes=11)
@@ -256,7 +257,7 @@ def test_a_changed_session_version_voids_the_half_way_state(client, app):
     password_step(client, EDITOR)
     with app.app_context():
         services.set_password(services.staff_by_email(EDITOR).id, "et-helt-nyt-kodeord-123")
-    response = post_code(client, totp_code())
+    response = client.get("/staff/login/code")
     assert response.status_code == 303 and response.headers["Location"] == "/staff/login"
     assert not signed_in(client)
 
