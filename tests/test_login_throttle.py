@@ -218,8 +218,9 @@ def test_attempts_are_audited_and_no_typed_address_is_stored(app, clock):
         rows = db.session.scalars(select(LoginThrottle)).all()
     assert actions[:5] == [("staff.login_failed", "staff:unknown", "203.0.113.5")] * 5
     assert actions[5] == ("staff.login_throttled", "staff:unknown", "203.0.113.5")
-    assert len(actions) == 6
-    # A login is recorded by its session row.
+    assert actions[6][0] == "staff.login" and actions[6][2] == "198.51.100.7"
+    assert len(actions) == 7
+    # A login is recorded by its session row too.
     with app.app_context():
         [session] = db.session.scalars(select(StaffSession)).all()
         assert session.ip == "198.51.100.7" and session.staff_id is not None
