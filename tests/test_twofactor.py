@@ -425,3 +425,22 @@ def test_migration_0012_goes_down_and_up_keeping_the_accounts(app):
 
 def test_the_test_secret_is_a_real_one():
     assert len(TEST_TOTP_SECRET) == 32
+
+
+def test_a_login_through_single_sign_on_is_not_asked_for_the_local_second_factor(make_app):
+    """The identity provider's own factors count: only password logins need TOTP."""
+    app = make_app()
+    admin_id = make_staff(app, ADMIN, "admin", totp=False)
+
+    def sso_login():
+        from newsletters.staff import access
+
+        access.start_session(services.staff_by_id(admin_id), login_method="oidc")
+        return "ok"
+
+    app.add_url_rule("/test-sso-login", "test_sso_login", sso_login)
+    client = app.test_client()
+    assert client.get("/test-sso-login").status_code == 200
+    assert client.get("/staff/users").status_code == 200
+    [(_, _, details)] = entries(app, "staff.login")
+    assert details == {"login_method": "oidc", "second_factor": None}

@@ -40,6 +40,9 @@ STAFF_PREFIX = "/staff"
 # Our key in the (cookie) session, next to Flask-Login's _user_id, _id and _fresh: the
 # secret of the staff_sessions row.
 SESSION_KEY = "staff_session"
+# How this login was made ("password", or the single sign-on's): the local second factor
+# is required of password logins only.
+LOGIN_METHOD_KEY = "staff_login_method"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,6 +119,7 @@ def start_session(
     login_user(staff)
     session.permanent = True
     session[SESSION_KEY] = secret
+    session[LOGIN_METHOD_KEY] = login_method
     g.pop("_staff_session", None)
 
 

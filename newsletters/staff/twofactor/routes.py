@@ -56,6 +56,9 @@ def _insist_on_second_factor():
         return None
     if request.endpoint in ALLOWED_WITHOUT or not twofactor.missing(current_user):
         return None
+    if session.get(access.LOGIN_METHOD_KEY, "password") != "password":
+        # Signed in through the organisation's identity provider: its own factors count.
+        return None
     flash(_("Set up two-factor login before you continue."), "info")
     return redirect(url_for("staff.twofactor.setup"), code=303)
 
