@@ -125,6 +125,14 @@ class DefaultConfig:
     # LOGIN_MAX_DELAY_SECONDS.
     LOGIN_FAILURES_BEFORE_DELAY = 5
     LOGIN_MAX_DELAY_SECONDS = 900
+    # Two factors (TOTP, staff/twofactor): always required of administrators; true here
+    # requires them of editors too (each is sent to set them up at the next login).
+    TWOFA_REQUIRED_FOR_EDITORS = False
+    # Minutes between a right password and the code (or the set-up) of the second step;
+    # the half-way state lives in the signed session cookie and is no login.
+    TWOFA_STEP_MINUTES = 10
+    # The name an authenticator app shows next to the account.
+    TWOFA_ISSUER = "KL Nyhedsbreve"
     # How long a browser that logged in is remembered as known (a signed cookie).
     STAFF_DEVICE_MAX_AGE_DAYS = 365
     # Test sends of an edition per staff account.

@@ -6,10 +6,12 @@ import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs, quote, urlsplit
 
+import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from newsletters import timeutil
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
 from newsletters.staff import access, services
@@ -21,18 +23,38 @@ from tests.support.pages import csrf_token
 PASSWORD = "rigtig-hest-batteri-hæfteklamme"
 EDITOR = "redaktoer@kl.dk"
 ADMIN = "admin@kl.dk"
+# The authenticator app of the test administrators (make_staff sets it up for them).
+TEST_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
 # --------------------------------------------------------------------------- helpers
 
 
 def make_staff(
-    app: Flask, email: str = EDITOR, role: str = "editor", password: str = PASSWORD
+    app: Flask,
+    email: str = EDITOR,
+    role: str = "editor",
+    password: str = PASSWORD,
+    *,
+    totp: bool | None = None,
 ) -> int:
+    """A staff account; administrators (or `totp=True`) have two factors set up with
+    TEST_TOTP_SECRET, as their role requires."""
     with app.app_context():
-        staff_id = services.create_staff(email, role=role, password=password).id
+        staff = services.create_staff(email, role=role, password=password)
+        if totp or (totp is None and role == "admin"):
+            staff.totp_secret = TEST_TOTP_SECRET
+            staff.totp_enabled_at = timeutil.utcnow()
+            db.session.commit()
+        staff_id = staff.id
         db.session.remove()
         return staff_id
+
+
+def totp_code(secret: str = TEST_TOTP_SECRET, steps: int = 0) -> str:
+    """The code an authenticator app shows now by the app's clock (`steps` later)."""
+    now = timeutil.utcnow().timestamp()
+    return pyotp.TOTP(secret).at(now + 30 * steps)
 
 
 def staff_row(app: Flask, email: str) -> Staff | None:
@@ -49,7 +71,17 @@ def login(client: FlaskClient, email: str, password: str = PASSWORD, **extra: st
     page = client.get("/staff/login")
     data = {"csrf_token": csrf_token(page.data), "email": email, "password": password}
     data.update(extra)
-    return client.post("/staff/login", data=data)
+    response = client.post("/staff/login", data=data)
+    if response.status_code == 303 and response.headers["Location"] == "/staff/login/code":
+        # The second step, as the person with the app would: a code not used before.
+        with client.application.app_context():
+            staff = services.staff_by_email(email)
+            staff.totp_last_counter = None
+            db.session.commit()
+            db.session.remove()
+        token = csrf_token(client.get("/staff/login/code").data)
+        response = client.post("/staff/login/code", data={"csrf_token": token, "code": totp_code()})
+    return response
 
 
 def post_with_token(

@@ -195,8 +195,11 @@ def test_cli_set_role_ends_the_sessions(runner, app, logged_in):
     assert result.exit_code == 0, result.output
     assert "is now admin" in result.output
     assert logged_in.get("/staff/").status_code == 302
-    assert login(logged_in, EDITOR).status_code == 303
-    assert logged_in.get("/staff/users").status_code == 200
+    # An administrator now: two factors must be set up before anything else.
+    response = login(logged_in, EDITOR)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/staff/two-factor/setup"
+    assert logged_in.get("/staff/users").status_code == 302
     result = runner.invoke(args=["staff", "set-role", "ingen@kl.dk", "editor"])
     assert result.exit_code == 1 and "no staff account" in result.output
 

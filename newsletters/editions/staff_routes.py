@@ -39,7 +39,7 @@ from newsletters.editions.models import Edition, EditionStatus
 from newsletters.editions.states import Action, EditionError, NotEditable
 from newsletters.extensions import limiter
 from newsletters.inputs import page_number
-from newsletters.staff.access import editor_required
+from newsletters.staff.access import editor_required, require_newsletter
 
 bp = Blueprint("editor", __name__, url_prefix="/staff")
 
@@ -65,6 +65,7 @@ def _edition_or_404(edition_id: int) -> Edition:
     edition = editing.get_edition(edition_id)
     if edition is None:
         abort(404)
+    require_newsletter(edition.newsletter.slug)
     return edition
 
 
@@ -90,6 +91,7 @@ def _not_editable(edition: Edition):
 @bp.get("/newsletters/<slug>")
 @editor_required
 def newsletter(slug: str):
+    require_newsletter(slug)
     page = page_number(request.args.get("page"))
     editions = editing.newsletter_editions(slug, page=page)
     if editions is None:
@@ -125,6 +127,7 @@ def _after_save(edition: Edition, form: EditionForm):
 @bp.route("/newsletters/<slug>/editions/new", methods=["GET", "POST"])
 @editor_required
 def new_edition(slug: str):
+    require_newsletter(slug)
     newsletter = newsletter_by_slug(slug)
     if newsletter is None:
         abort(404)

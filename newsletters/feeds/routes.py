@@ -24,7 +24,7 @@ from newsletters.feeds.forms import (
     PickItemsForm,
 )
 from newsletters.feeds.services import FeedError
-from newsletters.staff.access import admin_required, editor_required
+from newsletters.staff.access import admin_required, editor_required, require_newsletter
 from newsletters.timeutil import utcnow
 
 bp = Blueprint("feeds", __name__, url_prefix="/staff")
@@ -40,6 +40,7 @@ def _feeds_context() -> dict:
 
 
 def _newsletter_or_404(slug: str):
+    require_newsletter(slug)
     newsletter = newsletter_by_slug(slug)
     if newsletter is None:
         abort(404)
@@ -141,9 +142,11 @@ def digest_settings(slug: str):
 
 def _feed_or_404(feed_id: int):
     try:
-        return services.get_feed(feed_id)
+        feed = services.get_feed(feed_id)
     except services.FeedNotFound:
         abort(404)
+    require_newsletter(feed.newsletter.slug)
+    return feed
 
 
 def _back_to(feed) -> str:
@@ -263,6 +266,7 @@ def pick_items(edition_id: int):
     edition = editing.get_edition(edition_id)
     if edition is None:
         abort(404)
+    require_newsletter(edition.newsletter.slug)
     if not edition.editable:
         return redirect(url_for("editor.edit", edition_id=edition.id))
     return _pick_page(edition, _pick_form(False))
@@ -274,6 +278,7 @@ def add_picked_items(edition_id: int):
     edition = editing.get_edition(edition_id)
     if edition is None:
         abort(404)
+    require_newsletter(edition.newsletter.slug)
     form = _pick_form()
     if not form.validate():
         return _pick_page(edition, form, 422)

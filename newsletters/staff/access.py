@@ -31,14 +31,18 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from newsletters import events
+from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db, login_manager
-from newsletters.staff import oidc, services
+from newsletters.staff import oidc, rights, services
 from newsletters.staff.models import Staff, StaffRole, StaffSession
 
 STAFF_PREFIX = "/staff"
 # Our key in the (cookie) session, next to Flask-Login's _user_id, _id and _fresh: the
 # secret of the staff_sessions row.
 SESSION_KEY = "staff_session"
+# How this login was made ("password", or the single sign-on's): the local second factor
+# is required of password logins only.
+LOGIN_METHOD_KEY = "staff_login_method"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,10 +107,14 @@ def current_session(staff_id: int) -> StaffSession | None:
     return record
 
 
-def start_session(staff: Staff, *, login_method: str = "password") -> None:
-    """Log the account in on a fresh session that the server can end: the one place
-    that completes a sign-in, whatever its method, and writes its `staff.login` entry."""
-    # Nothing from before the login (an old CSRF token, another account) carries over.
+def start_session(
+    staff: Staff, *, login_method: str = "password", second_factor: str | None = None
+) -> None:
+    """Log the account in on a fresh session that the server can end: the one place a
+    sign-in completes, whatever its method, and the one `staff.login` audit entry (how, and
+    with which second factor: "totp", "recovery" or None)."""
+    # Nothing from before the login (an old CSRF token, another account, a half-way
+    # login) carries over.
     session.clear()
     # Committed with the session row (open_session commits).
     events.announce(
@@ -114,6 +122,8 @@ def start_session(staff: Staff, *, login_method: str = "password") -> None:
         f"staff:{staff.id}",
         actor=events.Actor(staff_id=staff.id, ip=request.remote_addr, via="web"),
         login_method=login_method,
+        # Named only when there was one (a password and a code, or a recovery code).
+        **({"second_factor": second_factor} if second_factor else {}),
     )
     secret = services.open_session(
         staff.id,
@@ -124,7 +134,16 @@ def start_session(staff: Staff, *, login_method: str = "password") -> None:
     login_user(staff)
     session.permanent = True
     session[SESSION_KEY] = secret
+    session[LOGIN_METHOD_KEY] = login_method
     g.pop("_staff_session", None)
+
+
+def this_session_id() -> int | None:
+    """The id of the staff_sessions row of this request's login, if any."""
+    if not current_user.is_authenticated:
+        return None
+    record = current_session(current_user.id)
+    return record.id if record is not None else None
 
 
 def end_session() -> None:
@@ -202,3 +221,32 @@ editor_required = _require(StaffRole.EDITOR, StaffRole.ADMIN)
 
 admin_required = _require(StaffRole.ADMIN)
 """Those who manage staff and newsletters."""
+
+
+# --------------------------------------------------------------------------- rights
+
+
+def allowed_newsletters(staff: Staff) -> list[Newsletter]:
+    """The newsletters `staff` may work on (every one unless an administrator limited
+    them), in display order: what the lists show."""
+    return rights.allowed_newsletters(staff)
+
+
+def require_newsletter(slug: str) -> None:
+    """Refuse the request with 403 (and an audit entry) unless the signed-in staff member
+    may work on the newsletter `slug`. An unknown slug passes: the view answers 404."""
+    if not current_user.is_authenticated:
+        abort(403)
+    newsletter_id = db.session.scalar(db.select(Newsletter.id).where(Newsletter.slug == slug))
+    if newsletter_id is None or rights.may_use(current_user, newsletter_id):
+        return
+    db.session.rollback()
+    events.announce(
+        "newsletter.access_refused",
+        f"newsletter:{slug}"[:200],
+        actor=events.Actor.of_request(),
+        method=request.method,
+        path=request.path[:200],
+    )
+    db.session.commit()
+    abort(403)

@@ -4,8 +4,10 @@ from typing import NoReturn
 import click
 from flask.cli import AppGroup
 
-from newsletters.staff import services
-from newsletters.staff.models import StaffRole
+from newsletters import events
+from newsletters.staff import rights, services
+from newsletters.staff.models import Staff, StaffRole
+from newsletters.staff.twofactor import services as twofactor
 
 staff_cli = AppGroup("staff", help="Staff accounts (editors and administrators).")
 
@@ -97,3 +99,61 @@ def set_role_command(email: str, role: str) -> None:
     except services.StaffError as error:
         _refuse(str(error), "set-role", unchanged)
     click.echo(f"{address} is now {role}; its open sessions have ended")
+
+
+def _account(email: str, command: str, unchanged: str) -> Staff:
+    try:
+        address = services.normalise_staff_email(email)
+    except services.StaffError as error:
+        _refuse(str(error), command, unchanged)
+    staff = services.staff_by_email(address)
+    if staff is None:
+        _refuse(f"there is no staff account for {address}", command, unchanged)
+    return staff
+
+
+@staff_cli.command("reset-2fa")
+@click.argument("email")
+def reset_2fa_command(email: str) -> None:
+    """For a locked-out person: remove EMAIL's two-factor set-up and recovery codes and end
+    its sessions. Where the role requires two factors, the next login sets them up again."""
+    staff = _account(email, "reset-2fa", "nothing was changed")
+    ended = twofactor.reset(staff.id, actor=events.CLI)
+    then = (
+        "they set it up again at their next login"
+        if twofactor.required_for(staff)
+        else "they log in with the password alone"
+    )
+    click.echo(
+        f"two-factor login of {staff.email} reset: secret and recovery codes removed, "
+        f"{ended} open session(s) ended; {then}"
+    )
+
+
+@staff_cli.command("newsletters")
+@click.argument("email")
+@click.option("--only", help="Limit the editor to these newsletters (slugs, comma-separated).")
+@click.option("--all", "all_", is_flag=True, help="Let the editor work on every newsletter.")
+def newsletters_command(email: str, only: str | None, all_: bool) -> None:
+    """Show, or with --only/--all change, the newsletters EMAIL may work on."""
+    unchanged = "the newsletters were not changed"
+    if only is not None and all_:
+        _refuse("give --only or --all, not both", "newsletters", unchanged)
+    staff = _account(email, "newsletters", unchanged)
+    if only is not None:
+        slugs = [s.strip() for s in only.split(",") if s.strip()]
+        if not slugs:
+            _refuse("--only needs at least one newsletter slug", "newsletters", unchanged)
+        try:
+            rights.set_newsletters(staff.id, slugs, actor=events.CLI)
+        except services.StaffError as error:
+            _refuse(str(error), "newsletters", unchanged)
+    elif all_:
+        rights.set_newsletters(staff.id, None, actor=events.CLI)
+    limit = rights.slugs_of(staff)
+    if staff.role is StaffRole.ADMIN:
+        click.echo(f"{staff.email} is an administrator: every newsletter")
+    elif limit:
+        click.echo(f"{staff.email} may work on: {', '.join(limit)}")
+    else:
+        click.echo(f"{staff.email} may work on every newsletter")

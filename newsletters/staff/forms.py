@@ -19,6 +19,7 @@ from newsletters.labels import labels_of
 from newsletters.names import name_field_check
 from newsletters.staff.models import StaffRole
 from newsletters.staff.services import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+from newsletters.subscriptions.forms import MultiCheckboxField
 
 ROLE_LABELS = labels_of(StaffRole, "staff_role")
 
@@ -142,3 +143,13 @@ class NewsletterSettingsForm(FlaskForm):
             NumberRange(min=0, max=10000, message=_l("Enter a whole number from 0 to 10000.")),
         ],
     )
+
+
+class NewsletterRightsForm(FlaskForm):
+    """Which newsletters an editor may work on; none ticked = every newsletter."""
+
+    newsletters = MultiCheckboxField(_l("Newsletters"), choices=[], validate_choice=True)
+
+    def __init__(self, *args, choices: list[tuple[str, str]] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.newsletters.choices = list(choices)

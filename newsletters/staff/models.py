@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletters.columns import value_enum
@@ -48,6 +48,11 @@ class Staff(db.Model):
     # access when the claim stops naming a role. False for a role set here (the CLI, an
     # invitation), which the claim may raise or change but not take away.
     role_from_provider: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Two factors (staff/twofactor): the TOTP secret (base32) once confirmed with a code,
+    # when that was, and the last time step whose code was accepted (a code is used once).
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_counter: Mapped[int | None] = mapped_column(Integer)
 
     # Flask-Login's user interface. The user loader hands out active accounts only.
     is_anonymous = False
@@ -65,12 +70,46 @@ class Staff(db.Model):
         """Editors and administrators compose and send editions."""
         return self.role in (StaffRole.EDITOR, StaffRole.ADMIN)
 
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_secret is not None and self.totp_enabled_at is not None
+
     def get_id(self) -> str:
         """The identity Flask-Login keeps in the session: id and session version."""
         return f"{self.id}:{self.session_version}"
 
     def __repr__(self) -> str:
         return f"<Staff {self.id} {self.role}>"
+
+
+class RecoveryCode(db.Model):
+    """One of the ten single-use codes that sign in when the authenticator app is lost.
+    Only a hash is kept; the codes are shown once, when they are made."""
+
+    __tablename__ = "staff_recovery_codes"
+    __table_args__ = (UniqueConstraint("staff_id", "code_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    # SHA-256 of the account id and the normalised code (60 random bits).
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffNewsletter(db.Model):
+    """An editor limited to some newsletters: one row per newsletter they may work on.
+    No rows for an account means every newsletter (administrators are never limited)."""
+
+    __tablename__ = "staff_newsletters"
+
+    staff_id: Mapped[int] = mapped_column(
+        ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True
+    )
+    newsletter_id: Mapped[int] = mapped_column(
+        ForeignKey("newsletters.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class StaffSession(db.Model):

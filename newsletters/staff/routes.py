@@ -23,19 +23,24 @@ from newsletters.audit.services import record_now as audit_record_now
 from newsletters.audit.web import audit
 from newsletters.catalog.services import newsletter_by_slug, update_newsletter
 from newsletters.extensions import db, limiter
-from newsletters.staff import access, devices, oidc, services, throttle
+from newsletters.staff import access, devices, oidc, rights, services, throttle
 from newsletters.staff.access import admin_required, staff_required
 from newsletters.staff.forms import (
     ROLE_LABELS,
     InviteForm,
     LoginForm,
+    NewsletterRightsForm,
     NewsletterSettingsForm,
     NewStaffForm,
 )
+from newsletters.staff.twofactor import routes as twofactor_routes
+from newsletters.staff.twofactor import services as twofactor
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 # The session rules (lifetime, idle time, user loader) come with the staff pages.
 bp.record_once(lambda state: access.init_app(state.app))
+# The second factor's pages: /staff/login/code, /staff/two-factor/...
+bp.register_blueprint(twofactor_routes.bp)
 
 
 @bp.context_processor
@@ -125,6 +130,9 @@ def login():
         # One answer for an unknown address, a wrong password and a deactivated account.
         return _login_page(form, 422, failed=True)
     throttle.succeeded(attempt)
+    if twofactor.needed_at_login(staff):
+        # Not logged in yet: the code (or setting one up) comes first.
+        return twofactor_routes.begin_second_step(staff, attempt, form.next.data)
     # The staff_sessions row it opens records the login (who, when, address, browser).
     access.start_session(staff)
     response = redirect(form.next.data or url_for(".dashboard"), code=303)
@@ -215,7 +223,11 @@ def logout():
 @bp.get("/")
 @staff_required
 def dashboard():
-    return render_template("staff/dashboard.html", newsletters=services.newsletter_overview())
+    allowed = {n.id for n in access.allowed_newsletters(current_user)}
+    return render_template(
+        "staff/dashboard.html",
+        newsletters=[n for n in services.newsletter_overview() if n.id in allowed],
+    )
 
 
 # --------------------------------------------------------------------------- sessions
@@ -321,12 +333,15 @@ def user_sessions_end(staff_id: int):
 
 
 def _users_page(invite_form: InviteForm | None = None, status: int = 200):
+    accounts = services.list_staff()
     return render_template(
         "staff/users.html",
-        accounts=services.list_staff(),
+        accounts=accounts,
         invitations=services.open_invitations(),
         invite_form=invite_form or InviteForm(),
         sso=_sso(),
+        limits={a.id: rights.slugs_of(a) for a in accounts},
+        names={n.slug: n.name for n in rights.allowed_newsletters(current_user)},
     ), status
 
 
@@ -371,6 +386,35 @@ def invitation_withdraw(invitation_id: int):
     if invitation is None:
         abort(404)
     flash(_("The invitation for %(email)s has been withdrawn.", email=invitation.email), "success")
+    return redirect(url_for(".users"), code=303)
+
+
+@bp.route("/users/<int:staff_id>/newsletters", methods=["GET", "POST"])
+@admin_required
+def user_newsletters(staff_id: int):
+    """An administrator limits an editor to some newsletters (none ticked: all)."""
+    staff = services.staff_by_id(staff_id)
+    if staff is None:
+        abort(404)
+    choices = [(n.slug, n.name) for n in rights.allowed_newsletters(current_user)]
+    form = NewsletterRightsForm(choices=choices)
+    if request.method == "GET":
+        form.newsletters.data = rights.slugs_of(staff) or []
+        return render_template("staff/user_newsletters.html", form=form, account=staff)
+    if not form.validate():
+        return render_template("staff/user_newsletters.html", form=form, account=staff), 422
+    new = rights.set_newsletters(staff.id, form.newsletters.data, actor=events.Actor.of_request())
+    if new:
+        flash(
+            _(
+                "%(email)s may now work on %(newsletters)s only.",
+                email=staff.email,
+                newsletters=", ".join(dict(choices)[slug] for slug in new),
+            ),
+            "success",
+        )
+    else:
+        flash(_("%(email)s may now work on every newsletter.", email=staff.email), "success")
     return redirect(url_for(".users"), code=303)
 
 
@@ -440,6 +484,7 @@ def user_activate(staff_id: int):
 @bp.route("/newsletters/<slug>/settings", methods=["GET", "POST"])
 @admin_required
 def newsletter_settings(slug: str):
+    access.require_newsletter(slug)
     newsletter = newsletter_by_slug(slug)
     if newsletter is None:
         abort(404)

@@ -77,6 +77,9 @@ class SessionEnd(enum.StrEnum):
     OTHER_CLIENT = "other_client"
     # Ended from the list of sessions, by its owner or an administrator.
     ENDED = "ended"
+    # The two factors were set up, changed or turned off (the others end), or reset.
+    SECOND_FACTOR = "second_factor_changed"
+    SECOND_FACTOR_RESET = "second_factor_reset"
 
 
 def normalise_staff_email(email: str) -> str:
@@ -621,6 +624,7 @@ def open_invitations() -> list[StaffInvitation]:
 
 @dataclass(frozen=True)
 class NewsletterOverview:
+    id: int
     slug: str
     name: str
     is_public: bool
@@ -637,6 +641,7 @@ def newsletter_overview() -> list[NewsletterOverview]:
     )
     rows = db.session.execute(
         db.select(
+            Newsletter.id,
             Newsletter.slug,
             Newsletter.name,
             Newsletter.is_public,

@@ -154,14 +154,30 @@ def _claim(key: str, source: str, row: LoginThrottle | None, remembered: int, no
 def begin(email: str) -> Attempt:
     """Decide whether a login attempt for `email` may check its password now, and count
     it (committed) if so. `retry_after` > 0: refuse it, nothing was counted."""
+    key = account_key(email)
+    return _begin(key, services.staff_by_email(email), _account_tag(key))
+
+
+def code_key(staff_id: int) -> str:
+    """The throttle's key for the second factor (a code) of one account."""
+    secret = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(secret, f"staff-code:{staff_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def begin_code(staff: Staff) -> Attempt:
+    """The same for a code of the second factor (TOTP or recovery code) of `staff`:
+    wrong codes slow down the place they come from exactly as wrong passwords do, and
+    places that never signed in to the account also count for the account as a whole."""
+    return _begin(code_key(staff.id), staff, _account_tag(account_key(staff.email)))
+
+
+def _begin(key: str, staff: Staff | None, device_tag: str) -> Attempt:
     now = utcnow()
     amount, period = _limit()
     since = now - period
-    key = account_key(email)
     device_id, device_accounts = _device()
-    staff = services.staff_by_email(email)
     ip = request.remote_addr
-    known_device = device_id is not None and _account_tag(key) in device_accounts
+    known_device = device_id is not None and device_tag in device_accounts
     known = known_device or (staff is not None and services.has_signed_in_from(staff.id, ip))
     source = (
         "device:" + hashlib.sha256(device_id.encode()).hexdigest()[:32]
@@ -219,10 +235,15 @@ def succeeded(attempt: Attempt) -> None:
 
 def remember_device(response: Response, attempt: Attempt) -> None:
     """Mark this browser as known for the account it just logged in to."""
+    remember_device_for(response, attempt.account_key)
+
+
+def remember_device_for(response: Response, key: str) -> None:
+    """The same, given the account's key (account_key of its address)."""
     device_id, accounts = _device()
     if device_id is None:
         device_id = secrets.token_urlsafe(16)
-    tag = _account_tag(attempt.account_key)
+    tag = _account_tag(key)
     accounts = [tag] + [a for a in accounts if a != tag][: DEVICE_ACCOUNTS - 1]
     cfg = current_app.config
     response.set_cookie(

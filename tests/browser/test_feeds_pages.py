@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from newsletters.extensions import db
-from newsletters.staff import services
+from tests.browser import test_staff_pages as staff_pages
 from tests.browser.helpers import AxeAudit, submit
 from tests.support.editions import confirmed_audience, draft
 from tests.support.feedserver import FeedServer
@@ -33,9 +32,8 @@ def feed_server() -> Iterator[FeedServer]:
 
 
 def make_admin(live_server: LiveServer) -> None:
-    with live_server.app.app_context():
-        services.create_staff(ADMIN, role="admin", password=PASSWORD)
-        db.session.remove()
+    # With two factors, as an administrator must have them.
+    staff_pages.make_admin(live_server)
 
 
 def audit(axe: AxeAudit, page, label: str) -> None:
@@ -57,6 +55,7 @@ def test_admin_attaches_a_feed_and_an_editor_reviews_and_sends_the_digest(
     page.fill("#email", ADMIN)
     page.fill("#password", PASSWORD)
     submit(page)
+    staff_pages.second_step(page)
     with page.expect_navigation():
         page.click("main a[href='/staff/newsletters/kl-nyheder/feeds']")
     audit(axe, page, "feeds, none yet")

@@ -1,0 +1,1 @@
+"""Two factors for staff accounts: TOTP (an authenticator app) and recovery codes."""
