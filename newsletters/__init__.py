@@ -64,6 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from newsletters.mailing.routes import bp as mailing_bp
     from newsletters.staff.routes import bp as staff_bp
     from newsletters.subscriptions.routes import bp as subscriptions_bp
+    from newsletters.webhooks.routes import bp as webhooks_bp
 
     app.register_blueprint(assets_bp)
     app.register_blueprint(editions_bp)
@@ -73,6 +74,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(editor_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(feeds_bp)
+    app.register_blueprint(webhooks_bp)
     cli.init_app(app)
     _listen(app)
     _init_worker(app)
@@ -82,8 +84,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def _listen(app: Flask) -> None:
     """Features that react to what lower layers announce (newsletters/events.py)."""
     from newsletters.audit import services as audit
+    from newsletters.webhooks import services as webhooks
 
     audit.init_app(app)
+    webhooks.init_app(app)
 
 
 def _default_instance_path() -> str | None:

@@ -22,6 +22,7 @@ from newsletters.subscriptions.models import (
     Subscription,
     SubscriptionStatus,
 )
+from newsletters.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "AuditEntry",
@@ -50,4 +51,6 @@ __all__ = [
     "Subscriber",
     "Subscription",
     "SubscriptionStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

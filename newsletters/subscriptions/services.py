@@ -15,8 +15,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
 
-from newsletters import busy, jobs
-from newsletters.audit import services as audit
+from newsletters import busy, events, jobs
 from newsletters.bounces import suppression
 from newsletters.bounces.models import Bounce, Suppression, SuppressionReason
 from newsletters.catalog.models import Newsletter
@@ -28,7 +27,7 @@ from newsletters.mailing.compose import render_mail
 from newsletters.mailing.models import OutboxMessage
 from newsletters.names import clean_name
 from newsletters.subscriptions import links
-from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION
+from newsletters.subscriptions.consent import CURRENT_CONSENT_VERSION, announce_consent
 from newsletters.subscriptions.models import (
     ConsentAction,
     ConsentEvent,
@@ -85,18 +84,33 @@ def record_event(
     consent_version: str | None = None,
     at: datetime | None = None,
 ) -> None:
+    """Add a consent record to the transaction, and announce it (webhooks listen)."""
+    at = at or utcnow()
     db.session.add(
         ConsentEvent(
             subscription=subscription,
             action=action,
             method=method or ctx.method,
-            at=at or utcnow(),
+            at=at,
             ip=(ctx.ip or None) and ctx.ip[:64],
             user_agent=(ctx.user_agent or None) and ctx.user_agent[:512],
             consent_text_version=consent_version,
             locale=ctx.locale,
             basis=basis,
         )
+    )
+    subscriber = subscription.subscriber
+    if subscriber.id is None:
+        db.session.flush()
+    announce_consent(
+        action.value,
+        subscriber_id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name or "",
+        municipality=subscriber.municipality or "",
+        newsletter=subscription.newsletter.slug,
+        method=method or ctx.method,
+        at=at,
     )
 
 
@@ -807,14 +821,16 @@ def erase(
         suppression.suppress(
             email, SuppressionReason.ERASURE, keep_address=False, by_staff_id=by_staff_id
         )
-    if by_staff_id is not None:
-        audit.record(
-            by_staff_id,
-            "subscriber.erase",
-            f"subscriber:{subscriber_id}",
-            {"never_again": never_again},
-            ip,
-        )
+    # Audited when staff erase; announced always (webhooks scrub the address from what
+    # they hold and report the erasure by id).
+    events.announce(
+        "subscriber.erase",
+        f"subscriber:{subscriber_id}",
+        actor=events.Actor(staff_id=by_staff_id, ip=ip),
+        audited=by_staff_id is not None,
+        subscriber_id=subscriber_id,
+        never_again=never_again,
+    )
     db.session.commit()
     db.session.expunge_all()
     return True
