@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
 from newsletters import labels
@@ -19,6 +20,6 @@ class WebhookForm(FlaskForm):
     )
     events = MultiCheckboxField(
         _l("Events"),
-        choices=[(name, labels.WEBHOOK_EVENT[name]) for name in EVENT_TYPES],
+        choices=[SelectChoice(name, labels.WEBHOOK_EVENT[name]) for name in EVENT_TYPES],
         validate_choice=False,
     )
