@@ -200,15 +200,18 @@ def deliver_due(worker_id: str, *, stop: threading.Event | None = None) -> int:
     until = time.monotonic() + max(lease - cfg.timeout - 1.0, lease / 2)
     client = client_for(current_app._get_current_object(), cfg)
     attempted = 0
-    for item in _run(groups, client, cfg, until, stop):
-        if isinstance(item, Outcome):
-            attempted += 1
-            _record(item)
-        else:
-            ids, after_failure_of = item
-            # Queued after the failure's outcome, so that is recorded already.
-            not_before = _next_attempt_of(after_failure_of) if after_failure_of else None
-            _put_back(ids, not_before)
+    for batch in _run(groups, client, cfg, until, stop):
+        # Whatever has come in by now is written in one transaction: a worker killed
+        # before it commits sends those again (with the same webhook-id), never fewer.
+        outcomes = [item for item in batch if isinstance(item, Outcome)]
+        attempted += len(outcomes)
+        _record(outcomes)
+        for item in batch:
+            if not isinstance(item, Outcome):
+                ids, after_failure_of = item
+                # Queued after the failure's outcome, so that is recorded already.
+                not_before = _next_attempt_of(after_failure_of) if after_failure_of else None
+                _put_back(ids, not_before)
     return attempted
 
 
@@ -218,9 +221,10 @@ def _run(
     cfg: Settings,
     until: float,
     stop: threading.Event | None,
-) -> Iterator[Outcome | tuple[list[int], int | None]]:
-    """Each endpoint's calls in order, in threads; yields outcomes as they come, and
-    (ids, id of the failed delivery they wait behind, if any) for the calls not made."""
+) -> Iterator[list[Outcome | tuple[list[int], int | None]]]:
+    """Each endpoint's calls in order, in threads; yields what has come in each time
+    (outcomes, and (ids, id of the failed delivery they wait behind, if any) for calls
+    not made), in the order it came."""
     results: queue.Queue = queue.Queue()
     done = object()
 
@@ -248,11 +252,16 @@ def _run(
             pool.submit(run_group, calls)
         remaining = len(groups)
         while remaining:
-            item = results.get()
-            if item is done:
-                remaining -= 1
-            else:
-                yield item
+            batch = [results.get()]
+            while True:
+                try:
+                    batch.append(results.get_nowait())
+                except queue.Empty:
+                    break
+            remaining -= sum(1 for item in batch if item is done)
+            batch = [item for item in batch if item is not done]
+            if batch:
+                yield batch
 
 
 def _next_attempt_of(delivery_id: int) -> datetime | None:
@@ -275,14 +284,54 @@ def _put_back(ids: list[int], not_before: datetime | None) -> None:
     db.session.commit()
 
 
-def _record(outcome: Outcome) -> None:
-    """Write one outcome: delivered, or failed with its next attempt; one transaction."""
+def _record(outcomes: list[Outcome]) -> None:
+    """Write outcomes: delivered, or failed with the next attempt; one transaction."""
+    if not outcomes:
+        return
+    delivered = [o for o in outcomes if o.ok]
+    if delivered:
+        _record_delivered(delivered)
+    for outcome in outcomes:
+        if not outcome.ok:
+            _record_failure(outcome)
+    db.session.commit()
+
+
+def _record_delivered(outcomes: list[Outcome]) -> None:
+    """Set-based: one UPDATE per answer status, one for the endpoints."""
+    now = max(o.attempted_at for o in outcomes)
+    by_status: dict[int | None, list[int]] = {}
+    for outcome in outcomes:
+        by_status.setdefault(outcome.status, []).append(outcome.call.delivery_id)
+    for status, ids in by_status.items():
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids))
+            .values(
+                attempts=WebhookDelivery.attempts + 1,
+                last_attempt_at=now,
+                last_status=status,
+                last_error=None,
+                delivered_at=now,
+                leased_until=None,
+                leased_by=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    db.session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id.in_({o.call.endpoint_id for o in outcomes}))
+        .values(last_attempt_at=now, last_success_at=now, failing_since=None, last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _record_failure(outcome: Outcome) -> None:
     call = outcome.call
     now = outcome.attempted_at
     delivery = db.session.get(WebhookDelivery, call.delivery_id)
     endpoint = db.session.get(WebhookEndpoint, call.endpoint_id)
     if delivery is None or endpoint is None:  # removed meanwhile
-        db.session.rollback()
         return
     delivery.attempts += 1
     delivery.last_attempt_at = now
@@ -290,14 +339,6 @@ def _record(outcome: Outcome) -> None:
     delivery.leased_until = None
     delivery.leased_by = None
     endpoint.last_attempt_at = now
-    if outcome.ok:
-        delivery.delivered_at = now
-        delivery.last_error = None
-        endpoint.last_success_at = now
-        endpoint.failing_since = None
-        endpoint.last_error = None
-        db.session.commit()
-        return
     error = (outcome.error or "failed")[:1000]
     delivery.last_error = error
     endpoint.last_error = error
@@ -316,4 +357,4 @@ def _record(outcome: Outcome) -> None:
             endpoint.id,
             f"Every delivery failed for {hours:g} hours; the last: {error}",
         )
-    db.session.commit()
+    db.session.flush()
