@@ -603,7 +603,7 @@ def test_real_subscribe_confirm_unsubscribe_bounce_and_erasure_send_their_events
     assert deliver(app) == 1
     erased = receiver.wait_for(7)[6]
     assert erased.event["type"] == "subscriber.erased"
-    assert erased.event["data"] == {"subscriber_id": subscriber_id}
+    assert erased.event["data"] == {"subscriber_id": subscriber_id, "never_again": False}
     for row in deliveries(app):
         assert address not in row.payload and "ukendt-kommune" not in row.payload
 
@@ -627,6 +627,20 @@ def test_an_erased_persons_address_is_never_sent_in_a_later_delivery(hooks_app, 
     for call in later:
         assert b"slet.mig" not in call.body and b"kommune.dk" not in call.body
     assert json.loads(later[0].body)["data"]["subscriber_id"] == subscriber_id
+
+
+def test_an_erasure_announced_by_target_alone_still_scrubs(hooks_app, receiver, clock):
+    add(hooks_app, receiver.url, "bounce.recorded,subscriber.erased")
+    announce(hooks_app, "bounce.recorded", subscriber_id=41, email="x@kommune.dk", kind="soft")
+    with hooks_app.app_context():
+        events.announce("subscriber.erase", "subscriber:41", audited=False, name="X Y")
+        db.session.commit()
+    bounce, erased = deliveries(hooks_app)
+    assert "x@kommune.dk" not in bounce.payload and json.loads(bounce.payload)["data"] == {
+        "subscriber_id": 41,
+        "kind": "soft",
+    }
+    assert json.loads(erased.payload)["data"] == {"subscriber_id": 41}
 
 
 def test_edition_lifecycle_announcements_are_events(hooks_app, receiver, clock):

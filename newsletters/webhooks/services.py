@@ -55,7 +55,17 @@ ANNOUNCEMENTS: dict[str, str] = {
 # it is about was erased: everything else (address, name, municipality, a bounce's
 # diagnostic that quotes the address) goes.
 KEPT_AFTER_ERASURE = frozenset(
-    {"subscriber_id", "newsletter", "method", "at", "kind", "status", "source", "mail_stopped"}
+    {
+        "subscriber_id",
+        "never_again",
+        "newsletter",
+        "method",
+        "at",
+        "kind",
+        "status",
+        "source",
+        "mail_stopped",
+    }
 )
 
 
@@ -253,11 +263,25 @@ def init_app(app: Flask) -> None:
 def _on_announcement(event: events.Event) -> None:
     event_type = ANNOUNCEMENTS[event.name]
     data = dict(event.data)
-    subscriber_id = data.get("subscriber_id")
+    subscriber_id = _subscriber_of(event)
     if event_type == "subscriber.erased":
-        scrub_subscriber(int(subscriber_id))
+        if subscriber_id is not None:
+            scrub_subscriber(subscriber_id)
+            data["subscriber_id"] = subscriber_id
         data = {key: value for key, value in data.items() if key in KEPT_AFTER_ERASURE}
     queue_event(event_type, data, subscriber_id=subscriber_id)
+
+
+def _subscriber_of(event: events.Event) -> int | None:
+    """The subscriber an announcement is about: its data's subscriber_id, else its
+    target ("subscriber:7")."""
+    value = event.data.get("subscriber_id")
+    if value is None and event.target.startswith("subscriber:"):
+        value = event.target.removeprefix("subscriber:")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def queue_event(
