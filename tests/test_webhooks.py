@@ -31,7 +31,7 @@ from tests.test_bounces import sample
 from tests.test_staff import EDITOR, login, make_staff
 from tests.test_unsubscribe import _unsubscribe_path
 
-HOOKS = {"WEBHOOKS_ALLOW_PRIVATE": True, "WEBHOOKS_TIMEOUT": 3}
+HOOKS = {"WEBHOOKS_ALLOW_PRIVATE": True, "WEBHOOKS_TIMEOUT": 10}
 
 
 @pytest.fixture
