@@ -65,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from newsletters.reports.staff_routes import bp as reports_bp
     from newsletters.staff.routes import bp as staff_bp
     from newsletters.subscriptions.routes import bp as subscriptions_bp
+    from newsletters.webhooks.routes import bp as webhooks_bp
 
     app.register_blueprint(assets_bp)
     app.register_blueprint(editions_bp)
@@ -75,6 +76,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(feeds_bp)
     app.register_blueprint(reports_bp)
+    app.register_blueprint(webhooks_bp)
     cli.init_app(app)
     _listen(app)
     _init_worker(app)
@@ -88,6 +90,7 @@ def _listen(app: Flask) -> None:
     from newsletters.bounces import processing as bounces
     from newsletters.editions import erasure as editions_erasure
     from newsletters.reports import erasures as reports_erasures
+    from newsletters.webhooks import services as webhooks
 
     audit.init_app(app)
     # A refused delivery is recorded as a bounce (editions announce it).
@@ -97,6 +100,8 @@ def _listen(app: Flask) -> None:
     bounces_erasure.init_app(app)
     # Erasures counted per newsletter and week (nothing personal), for the reports.
     reports_erasures.init_app(app)
+    # Outgoing webhooks: a delivery row per subscribed endpoint, in the same transaction.
+    webhooks.init_app(app)
 
 
 def _default_instance_path() -> str | None:

@@ -12,6 +12,7 @@ def init_app(app: Flask) -> None:
     from newsletters.feeds.cli import digests_cli, feeds_cli
     from newsletters.staff.cli import staff_cli
     from newsletters.subscriptions.cli import subscribers_cli
+    from newsletters.webhooks.cli import webhooks_cli
     from newsletters.worker import worker_command
 
     app.cli.add_command(bounces_cli)
@@ -21,4 +22,5 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(digests_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(subscribers_cli)
+    app.cli.add_command(webhooks_cli)
     app.cli.add_command(worker_command)

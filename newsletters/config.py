@@ -89,6 +89,25 @@ class DefaultConfig:
     # recorded, and its items go in the next digest. From 1 to 720.
     DIGEST_CATCH_UP_MINUTES = 60
 
+    # Outgoing webhooks (newsletters/webhooks). Endpoints on loopback, private,
+    # link-local, multicast or reserved addresses are refused unless this is true (also
+    # plain http:// is then allowed); checked when an endpoint is added and again at
+    # every connection.
+    WEBHOOKS_ALLOW_PRIVATE = False
+    # Endpoints called at the same time (each endpoint's events go in order).
+    WEBHOOKS_CONCURRENCY = 4
+    # One deadline for a whole call: connecting, TLS, sending, the answer.
+    WEBHOOKS_TIMEOUT = 10
+    # After a failed call: the first retry waits this long, doubling each time up to the
+    # maximum, until WEBHOOKS_RETRY_HOURS after the event (then it is given up).
+    WEBHOOKS_RETRY_BACKOFF_SECONDS = 30
+    WEBHOOKS_RETRY_MAX_BACKOFF_SECONDS = 3 * 3600
+    WEBHOOKS_RETRY_HOURS = 24
+    # An endpoint whose every call failed for this long is disabled, the reason shown.
+    WEBHOOKS_DISABLE_AFTER_HOURS = 24
+    # Deliveries a worker claims at a time.
+    WEBHOOKS_BATCH_SIZE = 50
+
     # Links in mails.
     CONFIRM_MAX_AGE_DAYS = 7
     MANAGE_MAX_AGE_DAYS = 30

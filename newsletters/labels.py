@@ -167,6 +167,22 @@ AUDIT_ACTION = {
     "suppression.lift": _l("Suppression lifted"),
     "welcome_letter.save": _l("Welcome letter saved"),
     "welcome_letter.send": _l("Welcome letter sent"),
+    "webhook.add": _l("Webhook added"),
+    "webhook.remove": _l("Webhook removed"),
+    "webhook.enable": _l("Webhook enabled again"),
+    "webhook.disable": _l("Webhook disabled (kept failing)"),
+}
+
+# The event types of outgoing webhooks (newsletters/webhooks).
+WEBHOOK_EVENT = {
+    "subscription.requested": _l("Someone asked to subscribe"),
+    "subscription.confirmed": _l("A subscription was confirmed"),
+    "subscription.unsubscribed": _l("Someone unsubscribed"),
+    "subscriber.erased": _l("A subscriber was erased"),
+    "bounce.recorded": _l("A bounce was recorded"),
+    "edition.started": _l("Sending of an edition started"),
+    "edition.finished": _l("Sending of an edition finished"),
+    "edition.paused": _l("Sending of an edition paused"),
 }
 
 # The keys of an audit entry's details.
@@ -190,6 +206,8 @@ AUDIT_DETAIL = {
     "count": _l("number"),
     "detail": _l("detail"),
     "email": _l("address"),
+    "endpoint": _l("webhook endpoint"),
+    "events": _l("events"),
     "enrol": _l("enrolled"),
     "archive_public": _l("public archive"),
     "confirmed_newsletter_ids": _l("newsletters it was confirmed for"),
@@ -237,6 +255,7 @@ LABELS: dict[str, dict[str, Any]] = {
     "digest_cadence": DIGEST_CADENCE,
     "audit_action": AUDIT_ACTION,
     "audit_detail": AUDIT_DETAIL,
+    "webhook_event": WEBHOOK_EVENT,
 }
 
 

@@ -25,6 +25,7 @@ from newsletters.subscriptions.models import (
     Suppression,
     SuppressionReason,
 )
+from newsletters.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "AuditEntry",
@@ -54,4 +55,6 @@ __all__ = [
     "Subscriber",
     "Subscription",
     "SubscriptionStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -1,19 +1,19 @@
 """Scale-out: the worker's jobs on Celery (Redis or RabbitMQ), chosen by configuration.
 
 With CELERY_BROKER_URL set, one task per lane of the worker (`newsletters.worker.LANES`:
-mail, editions, feeds) runs exactly what that lane of the in-process worker runs: the
+mail, editions, feeds, webhooks) runs exactly what that lane of the in-process worker runs: the
 same job functions, claiming rows under leases, so any number of Celery workers may run
 on any number of machines. Celery beat sends each lane a tick every
 WORKER_POLL_SECONDS; a commit that queues work sends one to each lane at once.
 
-Each lane's task goes to its own queue (`mail`, `editions`, `feeds`), so a slow feed
-server can hold only the feeds queue: give it a worker process of its own, and mail
-never waits behind a fetch.
+Each lane's task goes to its own queue (`mail`, `editions`, `feeds`, `webhooks`), so a
+slow feed server or webhook endpoint can hold only its own queue: give it a worker
+process of its own, and mail never waits behind a fetch.
 
     celery -A wsgi.celery worker --beat -Q mail,editions --loglevel=INFO
-    celery -A wsgi.celery worker -Q feeds --loglevel=INFO
+    celery -A wsgi.celery worker -Q feeds,webhooks --loglevel=INFO
 
-A worker started without -Q consumes all three queues (fine on a laptop; a fetch then
+A worker started without -Q consumes all four queues (fine on a laptop; a fetch then
 holds one of its pool's slots, at most FEEDS_TIMEOUT_SECONDS).
 """
 
@@ -56,8 +56,8 @@ def celery_init_app(app: Flask) -> Celery:
         task_acks_late=False,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        # One queue per lane: a worker consumes those it is given with -Q (all three
-        # without -Q), so feeds can have workers of their own.
+        # One queue per lane: a worker consumes those it is given with -Q (all four
+        # without -Q), so feeds and webhooks can have workers of their own.
         task_queues=[Queue(name) for name in LANE_QUEUES],
         task_default_queue="mail",
         task_routes={tick_name(lane): {"queue": lane} for lane in LANE_QUEUES},

@@ -1,9 +1,10 @@
 """The worker: runs every feature's background jobs until stopped.
 
-Its jobs run in three lanes, each a thread with its own app context, database session
+Its jobs run in four lanes, each a thread with its own app context, database session
 and wake-up, so none waits for another: **mail** (posted forms, then the outbox:
-confirmation and link mails), **editions** (scheduled sends, sending), and **feeds**
-(fetching the feeds that are due, digests at their hour, daily housekeeping). A feed
+confirmation and link mails), **editions** (scheduled sends, sending), **feeds**
+(fetching the feeds that are due, digests at their hour, daily housekeeping) and
+**webhooks** (calls to the registered endpoints, WEBHOOKS_TIMEOUT at most each). A feed
 server that answers slowly holds the feeds lane, at most FEEDS_TIMEOUT_SECONDS per
 fetch, and never a confirmation mail. A stop (SIGTERM) stops every lane: each finishes
 what it is doing (the feeds lane starts no further fetch) and the worker returns.
@@ -40,6 +41,7 @@ from newsletters.feeds import services as feeds
 from newsletters.mailing import outbox
 from newsletters.subscriptions.erasure import purge_pending
 from newsletters.subscriptions.intake import process_subscribe_requests
+from newsletters.webhooks import delivery as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,10 @@ def _feeds_job(worker_id: str) -> bool:
     return feeds.fetch_due(worker_id, stop=_stopping.get()) > 0
 
 
+def _webhooks_job(worker_id: str) -> bool:
+    return webhooks.deliver_due(worker_id, stop=_stopping.get()) > 0
+
+
 def _digests_job(worker_id: str) -> bool:
     return digests.scheduled_digests(worker_id) > 0
 
@@ -210,6 +216,7 @@ LANES: tuple[Lane, ...] = (
     Lane("mail", (_intake_job, _outbox_job)),
     Lane("editions", (_editions_job,)),
     Lane("feeds", (_feeds_job, _digests_job, _purge_daily)),
+    Lane("webhooks", (_webhooks_job,)),
 )
 
 # Every job, for `run_once`: as above, and the editions job after the digests so that a
@@ -220,6 +227,7 @@ JOBS: list[Callable[[str], bool]] = [
     _feeds_job,
     _digests_job,
     _editions_job,
+    _webhooks_job,
     _purge_daily,
 ]
 

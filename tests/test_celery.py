@@ -164,8 +164,9 @@ def test_each_lane_has_its_own_queue(make_app):
         "newsletters.tick.mail": "mail",
         "newsletters.tick.editions": "editions",
         "newsletters.tick.feeds": "feeds",
+        "newsletters.tick.webhooks": "webhooks",
     }
-    assert {q.name for q in celery.conf.task_queues} == {"mail", "editions", "feeds"}
+    assert {q.name for q in celery.conf.task_queues} == {"mail", "editions", "feeds", "webhooks"}
     assert {e["task"] for e in celery.conf.beat_schedule.values()} == set(routes)
 
 

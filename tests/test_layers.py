@@ -50,6 +50,7 @@ LAYERS: dict[str, int] = {
     "admin": 4,
     "audit": 4,
     "reports": 4,
+    "webhooks": 4,
 }
 WIRING = 5
 LAYER_NAMES = [

@@ -90,7 +90,7 @@ def test_the_deadline_covers_every_redirect_together(make_app, feed_server):
     assert feed_row(app, feed_id).last_success_at is None
 
 
-def test_the_worker_runs_mail_editions_and_feeds_in_lanes_of_their_own():
+def test_the_worker_runs_mail_editions_feeds_and_webhooks_in_lanes_of_their_own():
     from newsletters import worker
 
     lanes = {lane.name: lane.jobs for lane in LANES}
@@ -98,6 +98,7 @@ def test_the_worker_runs_mail_editions_and_feeds_in_lanes_of_their_own():
         "mail": (worker._intake_job, worker._outbox_job),
         "editions": (worker._editions_job,),
         "feeds": (worker._feeds_job, worker._digests_job, worker._purge_daily),
+        "webhooks": (worker._webhooks_job,),
     }
     # `run_once` (flask worker --once) still runs every job, each once.
     assert sorted(map(id, worker.JOBS)) == sorted(id(j) for jobs in lanes.values() for j in jobs)

@@ -74,7 +74,43 @@ def record_bounce(
     fingerprint: str | None = None,
 ) -> bool:
     """Record one bounce (in the caller's transaction) and stop mail to the address if
-    it calls for that; True if mail was stopped now."""
+    it calls for that; True if mail was stopped now. Announced as `bounce.recorded`."""
+    stopped = _record_bounce(
+        subscriber_id,
+        kind,
+        status=status,
+        diagnostic=diagnostic,
+        source=source,
+        delivery_id=delivery_id,
+        fingerprint=fingerprint,
+    )
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is not None:
+        events.announce(
+            "bounce.recorded",
+            f"subscriber:{subscriber_id}",
+            audited=False,
+            subscriber_id=subscriber_id,
+            email=subscriber.email,
+            kind=kind.value,
+            status=status[:20],
+            diagnostic=diagnostic[:500],
+            source=source,
+            mail_stopped=stopped,
+        )
+    return stopped
+
+
+def _record_bounce(
+    subscriber_id: int,
+    kind: BounceKind,
+    *,
+    status: str,
+    diagnostic: str,
+    source: str,
+    delivery_id: int | None,
+    fingerprint: str | None,
+) -> bool:
     db.session.add(
         Bounce(
             subscriber_id=subscriber_id,

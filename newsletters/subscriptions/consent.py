@@ -1,5 +1,5 @@
-"""Consent: the texts shown next to the subscribe form, by version, and the record of
-every step a subscription takes (asked, confirmed, enrolled, withdrawn).
+"""Consent: the texts shown next to the subscribe form, by version, the record of every
+step a subscription takes (asked, confirmed, enrolled, withdrawn), and its announcement.
 
 Append a new text version when the wording changes; never edit a published one, because
 every consent record points at the version its subscriber saw.
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from newsletters import events
 from newsletters.extensions import db
 from newsletters.subscriptions.models import ConsentAction, ConsentEvent, Subscription
 from newsletters.timeutil import utcnow
@@ -57,17 +58,69 @@ def record_event(
     consent_version: str | None = None,
     at: datetime | None = None,
 ) -> None:
-    """Add one step of a subscription's consent history to the current transaction."""
+    """Add one step of a subscription's consent history to the current transaction, and
+    announce it."""
+    at = at or utcnow()
     db.session.add(
         ConsentEvent(
             subscription=subscription,
             action=action,
             method=method or ctx.method,
-            at=at or utcnow(),
+            at=at,
             ip=(ctx.ip or None) and ctx.ip[:64],
             user_agent=(ctx.user_agent or None) and ctx.user_agent[:512],
             consent_text_version=consent_version,
             locale=ctx.locale,
             basis=basis,
         )
+    )
+    # Announced in the same transaction (outgoing webhooks listen).
+    subscriber = subscription.subscriber
+    if subscriber.id is None:
+        db.session.flush()
+    announce_consent(
+        action.value,
+        subscriber_id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name or "",
+        municipality=subscriber.municipality or "",
+        newsletter=subscription.newsletter.slug,
+        method=method or ctx.method,
+        at=at,
+    )
+
+
+# What each kind of consent record announces (newsletters.events): outgoing webhooks
+# listen. An enrolment on a recorded basis is a confirmed subscription to the outside.
+ANNOUNCEMENTS = {
+    "requested": "subscription.requested",
+    "confirmed": "subscription.confirmed",
+    "enrolled": "subscription.confirmed",
+    "withdrawn": "subscription.unsubscribed",
+}
+
+
+def announce_consent(
+    action: str,
+    *,
+    subscriber_id: int,
+    email: str,
+    name: str,
+    municipality: str,
+    newsletter: str,
+    method: str,
+    at: datetime,
+) -> None:
+    """Announce a consent record (not audited: the consent record is its own proof)."""
+    events.announce(
+        ANNOUNCEMENTS[action],
+        f"subscriber:{subscriber_id}",
+        audited=False,
+        subscriber_id=subscriber_id,
+        email=email,
+        name=name,
+        municipality=municipality,
+        newsletter=newsletter,
+        method=method,
+        at=at.isoformat(),
     )

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: signed calls to other systems when subscriptions, bounces and sends change."""
