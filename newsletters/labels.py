@@ -127,6 +127,7 @@ AUDIT_ACTION = {
     "edition.finished": _l("Edition sent to everyone"),
     "edition.started": _l("Sending started"),
     "delivery.refused": _l("Message refused by the mail server"),
+    "bounce.recorded": _l("Bounce recorded"),
     "edition.pick_feed_items": _l("Feed items added to an edition"),
     "digest.make": _l("Digest made"),
     "feed.add": _l("Feed added"),

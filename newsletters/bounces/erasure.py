@@ -24,7 +24,9 @@ def init_app(app: Flask) -> None:
 
 def _forget(event: events.Event) -> None:
     """Delete the erased subscriber's bounces, in the erasure's transaction."""
-    db.session.execute(delete(Bounce).where(Bounce.subscriber_id == event.data["subscriber_id"]))
+    subscriber_id = event.data.get("subscriber_id")
+    if subscriber_id is not None:
+        db.session.execute(delete(Bounce).where(Bounce.subscriber_id == subscriber_id))
 
 
 def _bounces_of(subscriber_id: int) -> list[dict[str, Any]]:

@@ -26,9 +26,9 @@ def init_app(app: Flask) -> None:
 
 def _forget(event: events.Event) -> None:
     """Delete the erased subscriber's deliveries, in the erasure's transaction."""
-    db.session.execute(
-        delete(Delivery).where(Delivery.subscriber_id == event.data["subscriber_id"])
-    )
+    subscriber_id = event.data.get("subscriber_id")
+    if subscriber_id is not None:
+        db.session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
 
 
 def _editions_received(subscriber_id: int) -> list[dict[str, Any]]:
