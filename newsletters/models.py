@@ -1,6 +1,7 @@
 """Every model, imported in one place so that metadata and Alembic see all tables."""
 
 from newsletters.admin.models import WelcomeLetter
+from newsletters.api.models import ApiToken
 from newsletters.audit.models import AuditEntry
 from newsletters.bounces.models import Bounce, BounceKind, Suppression, SuppressionReason
 from newsletters.catalog.models import Newsletter
@@ -24,6 +25,7 @@ from newsletters.subscriptions.models import (
 )
 
 __all__ = [
+    "ApiToken",
     "AuditEntry",
     "Bounce",
     "BounceKind",

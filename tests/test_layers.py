@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "bounces": 4,
     "admin": 4,
     "audit": 4,
+    "api": 4,
 }
 WIRING = 5
 LAYER_NAMES = [
