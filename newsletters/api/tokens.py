@@ -31,7 +31,7 @@ SCOPES = (
     "webhooks:manage",
 )
 PREFIX = "nlt_"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,35}$")
 # A token is the prefix and 43 URL-safe characters; anything else is not looked up.
 TOKEN_PATTERN = re.compile(r"^nlt_[A-Za-z0-9_-]{43}$")
 # `last_used_at` is written at most this often per token (not on every request).
@@ -76,7 +76,7 @@ def _check_name(name: str) -> str:
     name = (name or "").strip()
     if not NAME_PATTERN.match(name):
         raise TokenRefused(
-            "a token's name is 1 to 100 letters, digits, '.', '_' or '-', "
+            "a token's name is 1 to 36 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return name

@@ -508,7 +508,10 @@ def import_subscribers(
                 "welcomed": report.welcomed,
                 "unchanged": report.unchanged,
                 "skipped": report.skipped,
-                "from": "web" if actor_id is not None else "cli",
+                "from": "web"
+                if actor_id is not None
+                else ("api" if ctx.method.startswith("api:") else "cli"),
+                **({"api_token": ctx.method[4:]} if ctx.method.startswith("api:") else {}),
             },
             ctx.ip,
         )
