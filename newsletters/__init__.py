@@ -58,6 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from newsletters import models  # noqa: F401
     from newsletters.admin.routes import bp as admin_bp
     from newsletters.api.routes import bp as api_bp
+    from newsletters.api.staff_routes import bp as api_staff_bp
     from newsletters.assets import bp as assets_bp
     from newsletters.editions.routes import bp as editions_bp
     from newsletters.editions.staff_routes import bp as editor_bp
@@ -75,6 +76,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(feeds_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(api_staff_bp)
     cli.init_app(app)
     _listen(app)
     _init_worker(app)
