@@ -245,7 +245,7 @@ def test_broken_json_is_400_and_a_huge_body_413(api):
         ({"email": "a@example.dk", "newsletters": []}, "newsletters"),
         ({"email": "a@example.dk", "newsletters": ["nope"]}, "newsletters"),
         ({"email": "a@example.dk", "newsletters": "momentum"}, "newsletters"),
-        ({"email": "a@example.dk", "newsletters": ["momentum"], "municipality": "Gotham"}, "municipality"),
+        ({"email": "a@example.dk", "newsletters": ["momentum"], "municipality": "Oz"}, "munic"),
         ({"email": "a@example.dk", "newsletters": ["momentum"], "locale": "fr"}, "locale"),
         ({"email": "a@example.dk", "newsletters": ["momentum"], "extra": 1}, "extra"),
         ({"newsletters": ["momentum"]}, "email"),
