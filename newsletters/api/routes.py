@@ -94,8 +94,8 @@ spec = SpecTree(
 
 P = schemas.ProblemDetails
 # Every authenticated operation may answer these.
-COMMON = {"HTTP_401": P, "HTTP_403": P, "HTTP_429": P}
-WITH_BODY = {**COMMON, "HTTP_400": P, "HTTP_413": P, "HTTP_415": P}
+COMMON = {"HTTP_400": P, "HTTP_401": P, "HTTP_403": P, "HTTP_429": P}
+WITH_BODY = {**COMMON, "HTTP_413": P, "HTTP_415": P}
 
 
 def _answers(**codes: Any) -> Answers:
