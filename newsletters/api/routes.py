@@ -170,7 +170,7 @@ def caller() -> tokens.Caller:
     return g.api_caller
 
 
-def _ctx(locale: str = "da") -> subscriber_services.RequestContext:
+def _context(locale: str = "da") -> subscriber_services.RequestContext:
     return subscriber_services.RequestContext(
         ip=request.remote_addr,
         user_agent=request.headers.get("User-Agent"),
@@ -308,7 +308,7 @@ def subscribe():
         slugs=body.newsletters,
         name=name,
         municipality=municipality,
-        ctx=_ctx(body.locale or "da"),
+        ctx=_context(body.locale or "da"),
     )
     return schemas.Accepted(
         detail="If the address may be mailed, a confirmation mail is on its way."
@@ -474,7 +474,7 @@ def enrol():
                 newsletter_slug=slug,
                 basis=body.basis.strip(),
                 welcome=body.welcome,
-                ctx=_ctx(),
+                ctx=_context(),
                 file_name=f"api:{caller().name}",
             )
         except ImportRefused as refused:
