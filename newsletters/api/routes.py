@@ -9,8 +9,6 @@ that also make the OpenAPI document (422). Refusals are problem details (problem
 from __future__ import annotations
 
 import copy
-import csv
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -460,17 +458,19 @@ def enrol():
         raise _field_error("basis", "state the basis for the enrolment")
     known = {n.slug for n in db.session.scalars(select(Newsletter))}
     _check_newsletters(body.newsletters, known)
-    row = io.StringIO()
-    writer = csv.writer(row)
-    writer.writerow(["email", "name", "municipality", "role"])
-    writer.writerow([email, name, municipality, body.role.strip()])
+    # The one-row file the import reads (not a spreadsheet for people: no defusing of
+    # cells, which would change a name; every cell quoted, quotes doubled).
+    cells = [email, name, municipality, body.role.strip()]
+    document = "email,name,municipality,role\r\n" + ",".join(
+        '"' + cell.replace('"', '""') + '"' for cell in cells
+    )
     outcome = schemas.EnrolmentOutcome(
         id=0, enrolled=[], unchanged=[], withdrawn=[], suppressed=False
     )
     for slug in dict.fromkeys(body.newsletters):
         try:
             report = import_subscribers(
-                row.getvalue().encode("utf-8"),
+                document.encode("utf-8"),
                 newsletter_slug=slug,
                 basis=body.basis.strip(),
                 welcome=body.welcome,
