@@ -57,6 +57,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Import every model so metadata (and Alembic) see all tables.
     from newsletters import models  # noqa: F401
     from newsletters.admin.routes import bp as admin_bp
+    from newsletters.api.routes import bp as api_bp
+    from newsletters.api.staff_routes import bp as api_staff_bp
     from newsletters.assets import bp as assets_bp
     from newsletters.editions.routes import bp as editions_bp
     from newsletters.editions.staff_routes import bp as editor_bp
@@ -77,6 +79,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(feeds_bp)
     app.register_blueprint(reports_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(api_staff_bp)
     cli.init_app(app)
     _listen(app)
     _init_worker(app)
@@ -153,6 +157,8 @@ def _resolve_defaults(app: Flask) -> None:
         cfg["DEV_MAILBOX"] = app.debug
     if cfg.get("DKFDS_DIST") is None:
         cfg["DKFDS_DIST"] = str(ROOT / "node_modules" / "dkfds" / "dist")
+    if cfg.get("SWAGGER_UI_DIST") is None:
+        cfg["SWAGGER_UI_DIST"] = str(ROOT / "node_modules" / "swagger-ui-dist")
     catch_up = cfg.get("DIGEST_CATCH_UP_MINUTES")
     # Slots are a day apart (23 hours when the clocks go forward): one window must close
     # well before the next slot opens (feeds/digests.py).

@@ -6,6 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from newsletters.api.cli import api_tokens_cli
     from newsletters.bounces.cli import bounces_cli
     from newsletters.catalog.cli import seed_command
     from newsletters.editions.cli import editions_cli
@@ -15,6 +16,7 @@ def init_app(app: Flask) -> None:
     from newsletters.webhooks.cli import webhooks_cli
     from newsletters.worker import worker_command
 
+    app.cli.add_command(api_tokens_cli)
     app.cli.add_command(bounces_cli)
     app.cli.add_command(seed_command)
     app.cli.add_command(editions_cli)

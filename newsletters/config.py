@@ -188,6 +188,11 @@ class DefaultConfig:
     JOIN_MAX_AGE_DAYS = 60
     # Welcome letters an administrator can send per hour (each to every enrolled person).
     RATELIMIT_WELCOME_LETTER = "5 per hour"
+    # Requests one REST API token may make (Flask-Limiter syntax); past it, 429 with
+    # Retry-After. Each token has its own count.
+    API_RATE_LIMIT = "600 per minute"
+    # Path to swagger-ui-dist (npm install), the assets of /api/v1/docs.
+    SWAGGER_UI_DIST: str | None = None
     # Rows per page on the staff's subscriber and audit pages.
     STAFF_PAGE_SIZE = 50
 

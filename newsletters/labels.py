@@ -41,6 +41,8 @@ CONSENT_METHOD = {
     "import_invite": _l("Import with an invitation"),
     "import_basis": _l("Import on a recorded basis"),
     "welcome-link": _l("Link in the welcome letter"),
+    # "api:<token name>": through the REST API (see `label`).
+    "api": _l("Through the API"),
 }
 
 EDITION_STATUS = {
@@ -113,6 +115,9 @@ DIGEST_CADENCE = {
 }
 
 AUDIT_ACTION = {
+    "api_token.create": _l("API token created"),
+    "api_token.first_use": _l("API token used for the first time"),
+    "api_token.revoke": _l("API token revoked"),
     "edition.create": _l("Edition created"),
     "edition.save": _l("Edition saved"),
     "edition.test_send": _l("Test sent"),
@@ -189,6 +194,7 @@ WEBHOOK_EVENT = {
 # The keys of an audit entry's details.
 AUDIT_DETAIL = {
     "addresses": _l("addresses"),
+    "api_token": _l("API token"),
     "at": _l("at"),
     "auto_send": _l("sent automatically"),
     "confirmed_with": _l("confirmed with"),
@@ -232,6 +238,7 @@ AUDIT_DETAIL = {
     "role": _l("role"),
     "session": _l("session"),
     "sessions": _l("sessions ended"),
+    "scopes": _l("scopes"),
     "status": _l("status"),
     "subject": _l("subject"),
     "subscriber_id": _l("subscriber"),
@@ -263,6 +270,9 @@ LABELS: dict[str, dict[str, Any]] = {
 def label(value: Any, kind: str) -> str:
     """The reader's words for a stored code; an unknown code is shown as it is."""
     code = getattr(value, "value", value)
+    if kind == "consent_method" and isinstance(code, str) and code.startswith("api:"):
+        # The channel names the API token that asked.
+        return f"{LABELS[kind]['api']} ({code[4:]})"
     text = LABELS[kind].get(code)
     return str(text) if text is not None else str(code)
 

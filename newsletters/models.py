@@ -1,6 +1,7 @@
 """Every model, imported in one place so that metadata and Alembic see all tables."""
 
 from newsletters.admin.models import WelcomeLetter
+from newsletters.api.models import ApiToken
 from newsletters.audit.models import AuditEntry
 from newsletters.bounces.models import Bounce, BounceKind
 from newsletters.catalog.models import Newsletter
@@ -28,6 +29,7 @@ from newsletters.subscriptions.models import (
 from newsletters.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
+    "ApiToken",
     "AuditEntry",
     "Bounce",
     "BounceKind",

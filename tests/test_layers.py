@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "audit": 4,
     "reports": 4,
     "webhooks": 4,
+    "api": 4,
 }
 WIRING = 5
 LAYER_NAMES = [

@@ -49,6 +49,8 @@ class SubscriberRow:
     stopped: bool
     # (newsletter name, status) of each subscription.
     subscriptions: list[tuple[str, str]] = field(default_factory=list)
+    # The newsletters' slugs, in the same order (for the API).
+    slugs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -101,13 +103,16 @@ def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50)
         for s in subscribers
     }
     if rows:
-        for subscriber_id, name, status in db.session.execute(
-            select(Subscription.subscriber_id, Newsletter.name, Subscription.status)
+        for subscriber_id, name, slug, status in db.session.execute(
+            select(
+                Subscription.subscriber_id, Newsletter.name, Newsletter.slug, Subscription.status
+            )
             .join(Newsletter, Newsletter.id == Subscription.newsletter_id)
             .where(Subscription.subscriber_id.in_(list(rows)))
             .order_by(Newsletter.position, Newsletter.id)
         ):
             rows[subscriber_id].subscriptions.append((name, status.value))
+            rows[subscriber_id].slugs.append(slug)
     return SubscriberPage(
         rows=list(rows.values()),
         total=total,

@@ -29,7 +29,11 @@ def _record_event(event: events.Event) -> None:
     if not event.audited:
         return
     actor = event.actor or events.Actor()
-    record(actor.staff_id, event.name, event.target, event.data, actor.ip)
+    details = event.data
+    if actor.via.startswith("api:") and "api_token" not in details:
+        # A change made through the REST API names the token that made it.
+        details = {**details, "api_token": actor.via.removeprefix("api:")}
+    record(actor.staff_id, event.name, event.target, details, actor.ip)
 
 
 def record(

@@ -42,9 +42,13 @@ def erase(
     never_again: bool = False,
     by_staff_id: int | None = None,
     ip: str | None = None,
+    actor: events.Actor | None = None,
 ) -> bool:
     """Delete the subscriber and everything stored about them (GDPR Art. 17); one
     transaction. False if there was no such subscriber.
+
+    Audited when staff (`by_staff_id`) or another named actor (`actor`: the REST API's
+    token) erase; a person erasing themselves is announced without an audit entry.
 
     With `never_again` only a keyed hash of the address stays, on the suppression list,
     so the person is never mailed again without the address being kept. An existing
@@ -59,8 +63,8 @@ def erase(
     events.announce(
         ERASE,
         f"subscriber:{subscriber_id}",
-        actor=events.Actor(by_staff_id, ip, "web"),
-        audited=by_staff_id is not None,
+        actor=actor or events.Actor(by_staff_id, ip, "web"),
+        audited=by_staff_id is not None or actor is not None,
         subscriber_id=subscriber_id,
         never_again=never_again,
         # Which newsletters lose a reader (the reports count erasures per newsletter).

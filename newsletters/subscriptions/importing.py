@@ -492,7 +492,8 @@ def import_subscribers(
     if not dry_run:
         # Counts only: the audit log never names a subscriber. The chunks have
         # committed; the announcement is a transaction of its own.
-        via = "web" if actor_id is not None else "cli"
+        api = ctx.method.startswith("api:")
+        via = "web" if actor_id is not None else ("api" if api else "cli")
         events.announce(
             "subscribers.import",
             f"newsletter:{newsletter_slug}",
@@ -510,6 +511,7 @@ def import_subscribers(
                 "unchanged": report.unchanged,
                 "skipped": report.skipped,
                 "from": via,
+                **({"api_token": ctx.method[4:]} if api else {}),
             },
         )
         db.session.commit()

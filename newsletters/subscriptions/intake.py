@@ -85,6 +85,8 @@ def accept_subscribe_request(
             "user_agent": (ctx.user_agent or None) and ctx.user_agent[:512],
             "locale": ctx.locale,
             "consent_text_version": CURRENT_CONSENT_VERSION,
+            # The channel when not the public form (the API: "api:<token name>").
+            "method": None if ctx.method == "web_form" else ctx.method[:40],
             "attempts": 0,
         },
     )
@@ -112,7 +114,9 @@ def _process_subscribe_request(request_id: int, worker_id: str) -> bool:
     if row is None or row.leased_by != worker_id:
         db.session.rollback()
         return False
-    ctx = RequestContext(ip=row.ip, user_agent=row.user_agent, locale=row.locale, method="web_form")
+    ctx = RequestContext(
+        ip=row.ip, user_agent=row.user_agent, locale=row.locale, method=row.method or "web_form"
+    )
     attempts_before = row.attempts
     try:
         slugs = [s for s in row.newsletters.split(",") if s]

@@ -146,6 +146,9 @@ class SubscribeRequest(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     locale: Mapped[str] = mapped_column(String(8), default="da")
     consent_text_version: Mapped[str] = mapped_column(String(40))
+    # The channel it came through, for the consent record: None is the subscribe form
+    # ("web_form"); "api:<token name>" the REST API.
+    method: Mapped[str | None] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # No index: the table is nearly empty (rows go as they are processed) and every
     # index would slow the INSERT the form waits for.
