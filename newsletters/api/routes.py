@@ -52,6 +52,7 @@ from newsletters.subscriptions.importing import (
     normalise_municipality,
 )
 from newsletters.subscriptions.models import Subscriber
+from newsletters.webhooks import services as webhooks
 
 bp = Blueprint("api", __name__, url_prefix=problems.PREFIX)
 csrf.exempt(bp)
@@ -635,3 +636,62 @@ def resume(edition_id: int):
 def cancel(edition_id: int):
     """Cancel a send or a scheduled edition for good (as `flask editions cancel`)."""
     return _transition(edition_id, lifecycle.cancel)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def _webhook_out(endpoint, model=schemas.WebhookOut, **extra: Any):
+    return model(
+        id=endpoint.id,
+        url=endpoint.url,
+        events=[e for e in endpoint.events.split(",") if e],
+        enabled=endpoint.enabled,
+        disabled_reason=endpoint.disabled_reason,
+        created_at=endpoint.created_at,
+        last_success_at=endpoint.last_success_at,
+        last_error=endpoint.last_error,
+        **extra,
+    )
+
+
+@bp.get("/webhooks")
+@spec.validate(resp=_answers(HTTP_200=schemas.WebhookList, **COMMON), tags=["webhooks"])
+@scope("webhooks:manage")
+def webhooks_list():
+    """The registered webhook endpoints (never their secrets)."""
+    return schemas.WebhookList(items=[_webhook_out(e) for e in webhooks.list_endpoints()])
+
+
+@bp.post("/webhooks")
+@spec.validate(
+    json=schemas.WebhookIn,
+    resp=_answers(HTTP_201=schemas.WebhookCreated, HTTP_422=P, **WITH_BODY),
+    tags=["webhooks"],
+)
+@scope("webhooks:manage", json_body=True)
+def webhooks_add():
+    """Register an endpoint for some events; 201 with its signing secret, shown once.
+    Loopback and private addresses are refused unless WEBHOOKS_ALLOW_PRIVATE is on."""
+    body: schemas.WebhookIn = request.context.json
+    try:
+        endpoint, secret = webhooks.add_endpoint(body.url, body.events, actor=_actor())
+    except webhooks.WebhookError as error:
+        db.session.rollback()
+        raise _field_error(error.field, str(error)) from None
+    location = url_for(".webhooks_list")
+    return (
+        _webhook_out(endpoint, schemas.WebhookCreated, secret=secret),
+        201,
+        {"Location": f"{location}/{endpoint.id}"},
+    )
+
+
+@bp.delete("/webhooks/<int:endpoint_id>")
+@spec.validate(resp=_answers(HTTP_204=None, HTTP_404=P, **COMMON), tags=["webhooks"])
+@scope("webhooks:manage")
+def webhooks_remove(endpoint_id: int):
+    """Remove an endpoint; its queued deliveries are not sent."""
+    if not webhooks.remove_endpoint(endpoint_id, actor=_actor()):
+        raise Problem(404, "There is no such webhook.")
+    return Response(status=204)

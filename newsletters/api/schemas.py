@@ -228,3 +228,41 @@ class EditionOut(BaseModel):
     possible_duplicates: int
     rate_per_second: float
     paused_reason: str | None
+
+
+# --------------------------------------------------------------------------- webhooks
+
+WebhookEventType = Literal[
+    "subscription.requested",
+    "subscription.confirmed",
+    "subscription.unsubscribed",
+    "subscriber.erased",
+    "bounce.recorded",
+    "edition.started",
+    "edition.finished",
+    "edition.paused",
+]
+
+
+class WebhookIn(Strict):
+    url: Annotated[str, StringConstraints(max_length=2000, min_length=1, pattern=LINE)]
+    events: list[WebhookEventType] = Field(min_length=1, max_length=8)
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    events: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    last_success_at: datetime | None
+    last_error: str | None
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="The signing secret (whsec_...): shown this once only.")
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookOut]

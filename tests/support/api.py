@@ -8,7 +8,7 @@ from newsletters import events
 from newsletters.api import tokens
 from newsletters.extensions import db
 
-ALL_SCOPES = ",".join(s for s in tokens.SCOPES if s != "webhooks:manage")
+ALL_SCOPES = ",".join(tokens.SCOPES)
 
 
 def make_token(app: Flask, name: str = "site", scopes: str = ALL_SCOPES) -> str:
