@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from newsletters import events
 from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
 from newsletters.extensions import db
 
@@ -160,6 +161,7 @@ def update_newsletter(
     position: int,
     archive_public: bool | None = None,
     engagement_counting: bool | None = None,
+    actor: events.Actor | None = None,
 ) -> Newsletter:
     """Change a newsletter's texts, visibility, archive and place; the slug never changes.
 
@@ -181,6 +183,17 @@ def update_newsletter(
     if engagement_counting is not None:
         newsletter.engagement_counting = engagement_counting
     newsletter.position = position
+    if actor is not None:
+        events.announce(
+            "newsletter.settings",
+            f"newsletter:{slug}",
+            actor=actor,
+            name=newsletter.name,
+            is_public=is_public,
+            archive_public=newsletter.archive_public,
+            engagement_counting=newsletter.engagement_counting,
+            position=position,
+        )
     db.session.commit()
     # This process's public form shows the change at once; others within CHOICES_TTL_SECONDS.
     forget_cached_choices()

@@ -19,8 +19,6 @@ from flask_babel import ngettext
 from flask_login import current_user
 
 from newsletters import events, security
-from newsletters.audit.services import record_now as audit_record_now
-from newsletters.audit.web import audit
 from newsletters.catalog.services import newsletter_by_slug, update_newsletter
 from newsletters.extensions import db, limiter
 from newsletters.staff import access, devices, oidc, rights, services, throttle
@@ -114,19 +112,24 @@ def login():
     attempt = throttle.begin(form.email.data)
     target = f"staff:{attempt.staff.id}" if attempt.staff is not None else "staff:unknown"
     if attempt.retry_after:
-        audit_record_now(
-            None,
+        events.announce(
             "staff.login_throttled",
             target,
-            {"wait_seconds": attempt.retry_after, "known_place": attempt.known},
-            request.remote_addr,
+            actor=events.Actor(ip=request.remote_addr, via="web"),
+            wait_seconds=attempt.retry_after,
+            known_place=attempt.known,
         )
+        db.session.commit()
         return _login_page(form, 429, wait=attempt.retry_after)
     staff = services.authenticate(form.email.data, form.password.data)
     if staff is None:
-        audit_record_now(
-            None, "staff.login_failed", target, {"known_place": attempt.known}, request.remote_addr
+        events.announce(
+            "staff.login_failed",
+            target,
+            actor=events.Actor(ip=request.remote_addr, via="web"),
+            known_place=attempt.known,
         )
+        db.session.commit()
         # One answer for an unknown address, a wrong password and a deactivated account.
         return _login_page(form, 422, failed=True)
     throttle.succeeded(attempt)
@@ -430,6 +433,7 @@ def user_new():
                     role=form.role.data,
                     password=form.password.data,
                     name=form.name.data or "",
+                    actor=events.Actor.of_request(),
                 )
             except services.InvalidEmail:
                 form.email.errors.append(_("Enter a valid email address, for example navn@kl.dk."))
@@ -440,7 +444,6 @@ def user_new():
                     _("Choose another password: at least 12 characters, not the address.")
                 )
             else:
-                audit("staff.create", f"staff:{staff.id}", email=staff.email, role=staff.role.value)
                 flash(
                     _("The account for %(email)s has been created.", email=staff.email), "success"
                 )
@@ -453,7 +456,9 @@ def user_new():
 @admin_required
 def user_deactivate(staff_id: int):
     try:
-        staff = services.deactivate(staff_id, by_staff_id=current_user.id)
+        staff = services.deactivate(
+            staff_id, by_staff_id=current_user.id, actor=events.Actor.of_request()
+        )
     except services.StaffNotFound:
         abort(404)
     except services.SelfDeactivation:
@@ -461,7 +466,6 @@ def user_deactivate(staff_id: int):
     except services.LastAdmin:
         flash(_("There must be at least one active administrator."), "error")
     else:
-        audit("staff.deactivate", f"staff:{staff.id}", email=staff.email)
         flash(_("%(email)s has been deactivated and logged out.", email=staff.email), "success")
     return redirect(url_for(".users"), code=303)
 
@@ -470,10 +474,9 @@ def user_deactivate(staff_id: int):
 @admin_required
 def user_activate(staff_id: int):
     try:
-        staff = services.activate(staff_id)
+        staff = services.activate(staff_id, actor=events.Actor.of_request())
     except services.StaffNotFound:
         abort(404)
-    audit("staff.activate", f"staff:{staff.id}", email=staff.email)
     flash(_("%(email)s can log in again.", email=staff.email), "success")
     return redirect(url_for(".users"), code=303)
 
@@ -502,15 +505,7 @@ def newsletter_settings(slug: str):
                 position=form.position.data,
                 archive_public=bool(form.archive_public.data),
                 engagement_counting=bool(form.engagement_counting.data),
-            )
-            audit(
-                "newsletter.settings",
-                f"newsletter:{slug}",
-                name=form.name.data,
-                is_public=bool(form.is_public.data),
-                archive_public=bool(form.archive_public.data),
-                engagement_counting=bool(form.engagement_counting.data),
-                position=form.position.data,
+                actor=events.Actor.of_request(),
             )
             flash(_("The settings of %(name)s have been saved.", name=form.name.data), "success")
             return redirect(url_for(".dashboard"), code=303)

@@ -122,8 +122,16 @@ def staff_by_id(staff_id: int) -> Staff | None:
     return db.session.get(Staff, staff_id)
 
 
-def create_staff(email: str, *, role: str | StaffRole, password: str, name: str = "") -> Staff:
-    """Create an active account with a hashed password; StaffError says why not."""
+def create_staff(
+    email: str,
+    *,
+    role: str | StaffRole,
+    password: str,
+    name: str = "",
+    actor: events.Actor | None = None,
+) -> Staff:
+    """Create an active account with a hashed password; StaffError says why not.
+    Audited (`staff.create`) when an actor is named (the staff pages)."""
     address = normalise_staff_email(email)
     staff_role = parse_role(role)
     check_password_policy(password, email=address)
@@ -143,6 +151,15 @@ def create_staff(email: str, *, role: str | StaffRole, password: str, name: str 
     )
     db.session.add(staff)
     try:
+        if actor is not None:
+            db.session.flush()
+            events.announce(
+                "staff.create",
+                f"staff:{staff.id}",
+                actor=actor,
+                email=staff.email,
+                role=staff.role.value,
+            )
         db.session.commit()
     except IntegrityError as exc:
         # Created at the same moment by someone else.
@@ -204,8 +221,11 @@ def set_role(staff_id: int, role: str | StaffRole, *, by_staff_id: int | None = 
     return staff
 
 
-def deactivate(staff_id: int, *, by_staff_id: int | None = None) -> Staff:
-    """Stop the account from logging in and end its sessions (its history stays)."""
+def deactivate(
+    staff_id: int, *, by_staff_id: int | None = None, actor: events.Actor | None = None
+) -> Staff:
+    """Stop the account from logging in and end its sessions (its history stays);
+    audited (`staff.deactivate`) when an actor is named."""
     staff = _get(staff_id)
     if by_staff_id is not None and by_staff_id == staff_id:
         raise SelfDeactivation("you cannot deactivate your own account")
@@ -215,15 +235,20 @@ def deactivate(staff_id: int, *, by_staff_id: int | None = None) -> Staff:
         staff.is_active = False
         staff.session_version += 1
         _end_sessions_of(staff.id, SessionEnd.DEACTIVATED)
+        if actor is not None:
+            events.announce("staff.deactivate", f"staff:{staff.id}", actor=actor, email=staff.email)
         db.session.commit()
     return staff
 
 
-def activate(staff_id: int) -> Staff:
-    """Let a deactivated account log in again (with its old password)."""
+def activate(staff_id: int, *, actor: events.Actor | None = None) -> Staff:
+    """Let a deactivated account log in again (with its old password); audited
+    (`staff.activate`) when an actor is named."""
     staff = _get(staff_id)
     if not staff.is_active:
         staff.is_active = True
+        if actor is not None:
+            events.announce("staff.activate", f"staff:{staff.id}", actor=actor, email=staff.email)
         db.session.commit()
     return staff
 
