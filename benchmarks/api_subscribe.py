@@ -34,6 +34,8 @@ import urllib.parse
 from collections import Counter
 from pathlib import Path
 
+from harness.common import add_quick_argument, apply_quick
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 FLASK = [str(VENV_BIN / "flask"), "--app", "wsgi"]
@@ -159,7 +161,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run [10]")
     parser.add_argument("--connections", type=int, default=8, help="connections [8]")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    add_quick_argument(parser, "--duration 2")
     args = parser.parse_args()
+    apply_quick(args, parser, duration=2.0)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     if args.database == "postgresql":

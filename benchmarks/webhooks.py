@@ -35,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from harness.common import add_quick_argument, apply_quick
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -209,7 +211,9 @@ def main() -> int:
     parser.add_argument("--endpoints", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
+    add_quick_argument(parser, "--events 20 --repeat 1")
     args = parser.parse_args()
+    apply_quick(args, parser, events=20, repeat=1)
     total = args.events * args.endpoints
     receiver, port = start_receiver()
     best = {"loop": float("inf"), "threads": float("inf"), "app": float("inf")}

@@ -70,6 +70,17 @@ BENCHMARKS = {
             rf"archive Atom feed\s+{NUMBER} ms\s+< 100 ms",
         ],
     ),
+    "webhooks": (
+        [],
+        [
+            rf"bare loop of POSTs \(1 thread\):\s+{NUMBER} POST/s",
+            rf"app \(claim, sign, POST, record\):\s+{NUMBER} events/s",
+        ],
+    ),
+    "api_subscribe": (
+        [],
+        [rf"api / form: {NUMBER}"],
+    ),
     "import_csv": (
         [],
         [
@@ -90,7 +101,7 @@ def test_every_benchmark_is_covered():
 @pytest.mark.parametrize("name", list(BENCHMARKS))
 def test_benchmark_quick_run(name, tmp_path):
     extra, figures = BENCHMARKS[name]
-    if name == "subscribe_load" and shutil.which("wrk") is None:
+    if name in ("subscribe_load", "api_subscribe") and shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install -y wrk)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTERS_")}
     env["TMPDIR"] = str(tmp_path)
