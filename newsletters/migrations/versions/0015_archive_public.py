@@ -19,7 +19,10 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('newsletters') as batch:
+    # The table keeps AUTOINCREMENT on SQLite, should batch mode recreate it.
+    with op.batch_alter_table(
+        'newsletters', table_kwargs={'sqlite_autoincrement': True}
+    ) as batch:
         batch.add_column(
             sa.Column('archive_public', sa.Boolean(), nullable=False, server_default=sa.true())
         )
@@ -30,5 +33,8 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('newsletters') as batch:
+    # The table keeps AUTOINCREMENT on SQLite, should batch mode recreate it.
+    with op.batch_alter_table(
+        'newsletters', table_kwargs={'sqlite_autoincrement': True}
+    ) as batch:
         batch.drop_column('archive_public')

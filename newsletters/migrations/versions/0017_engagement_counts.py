@@ -20,7 +20,10 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('newsletters') as batch:
+    # The table keeps AUTOINCREMENT on SQLite, should batch mode recreate it.
+    with op.batch_alter_table(
+        'newsletters', table_kwargs={'sqlite_autoincrement': True}
+    ) as batch:
         batch.add_column(
             sa.Column(
                 'engagement_counting', sa.Boolean(), nullable=False, server_default=sa.false()
@@ -57,5 +60,8 @@ def upgrade():
 def downgrade():
     op.drop_table('edition_opens')
     op.drop_table('edition_links')
-    with op.batch_alter_table('newsletters') as batch:
+    # The table keeps AUTOINCREMENT on SQLite, should batch mode recreate it.
+    with op.batch_alter_table(
+        'newsletters', table_kwargs={'sqlite_autoincrement': True}
+    ) as batch:
         batch.drop_column('engagement_counting')

@@ -24,7 +24,9 @@ depends_on = None
 
 def upgrade():
     # Plain ADD COLUMNs and an index: SQLite keeps the table (and its AUTOINCREMENT).
-    with op.batch_alter_table('staff', schema=None) as batch_op:
+    with op.batch_alter_table(
+        'staff', schema=None, table_kwargs={'sqlite_autoincrement': True}
+    ) as batch_op:
         batch_op.add_column(sa.Column('oidc_issuer', sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column('oidc_subject', sa.String(length=255), nullable=True))
         batch_op.add_column(
@@ -35,7 +37,9 @@ def upgrade():
         batch_op.create_index(
             'uq_staff_oidc_issuer_oidc_subject', ['oidc_issuer', 'oidc_subject'], unique=True
         )
-    with op.batch_alter_table('staff_sessions', schema=None) as batch_op:
+    with op.batch_alter_table(
+        'staff_sessions', schema=None, table_kwargs={'sqlite_autoincrement': True}
+    ) as batch_op:
         batch_op.add_column(
             sa.Column(
                 'login_method', sa.String(length=20), nullable=False, server_default='password'

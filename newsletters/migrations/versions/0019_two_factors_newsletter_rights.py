@@ -23,7 +23,9 @@ depends_on = None
 
 def upgrade():
     # Nullable columns: SQLite adds them in place (the table keeps AUTOINCREMENT).
-    with op.batch_alter_table('staff', schema=None) as batch_op:
+    with op.batch_alter_table(
+        'staff', schema=None, table_kwargs={'sqlite_autoincrement': True}
+    ) as batch_op:
         batch_op.add_column(sa.Column('totp_secret', sa.String(length=64), nullable=True))
         batch_op.add_column(
             sa.Column('totp_enabled_at', sa.DateTime(timezone=True), nullable=True)
