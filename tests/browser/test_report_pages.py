@@ -51,7 +51,8 @@ def _sent_edition(live_server) -> int:
 
 def _images_loaded(page) -> list[int]:
     return page.eval_on_selector_all(
-        "figure.report-chart img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : -1)"
+        "figure.report-chart img",
+        "imgs => imgs.map(i => (i.complete && i.naturalWidth > 0 ? 'drawn' : 'broken'))",
     )
 
 
@@ -65,7 +66,7 @@ def test_report_pages_draw_their_charts_and_are_axe_clean(axe_page, live_server,
     response = page.goto(f"/staff/editions/{edition_id}/report")
     assert response.status == 200
     page.wait_for_load_state("load")
-    assert _images_loaded(page) == [800]
+    assert _images_loaded(page) == ["drawn"]
     audit(axe, page, "edition report")
     # The numbers behind the chart open from the keyboard.
     summary = page.locator("figure.report-chart summary")
@@ -77,6 +78,6 @@ def test_report_pages_draw_their_charts_and_are_axe_clean(axe_page, live_server,
     response = page.goto("/staff/newsletters/bestyrelse/report")
     assert response.status == 200
     page.wait_for_load_state("load")
-    assert _images_loaded(page) == [800, 800, 800]
+    assert _images_loaded(page) == ["drawn"] * 3
     audit(axe, page, "newsletter report")
     axe.assert_clean()
