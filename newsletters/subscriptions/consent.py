@@ -56,8 +56,10 @@ def record_event(
     basis: str | None = None,
     consent_version: str | None = None,
     at: datetime | None = None,
+    edition_id: int | None = None,
 ) -> None:
-    """Add one step of a subscription's consent history to the current transaction."""
+    """Add one step of a subscription's consent history to the current transaction
+    (`edition_id`: the edition whose link a withdrawal came from)."""
     db.session.add(
         ConsentEvent(
             subscription=subscription,
@@ -69,5 +71,6 @@ def record_event(
             consent_text_version=consent_version,
             locale=ctx.locale,
             basis=basis,
+            edition_id=edition_id,
         )
     )
