@@ -180,6 +180,9 @@ class SubscriberLink:
     link_key: str | None
     token_version: int
     newsletter_ids: tuple[int, ...] = ()
+    # The edition whose mail carried the link (an unsubscribe link in a send), so a
+    # withdrawal counts on that edition's report. Optional: links without it still work.
+    edition_id: int | None = None
     # Links signed before migration 0008 named the subscriber by row id. Such a link is
     # honoured only for the row that already existed when it was signed (its created_at
     # is not after the signature): a row created later took over a freed id and belongs
@@ -192,6 +195,8 @@ class SubscriberLink:
         data: dict[str, Any] = {"k": self.link_key, "v": self.token_version}
         if self.newsletter_ids:
             data["n"] = list(self.newsletter_ids)
+        if self.edition_id is not None:
+            data["e"] = self.edition_id
         return data
 
     @classmethod
@@ -205,10 +210,16 @@ class SubscriberLink:
                     raise ValueError("not a row id")
             elif not isinstance(key, str) or not LINK_KEY_PATTERN.fullmatch(key):
                 raise ValueError("not a link key")
+            edition_id = payload.get("e")
+            if edition_id is not None and (
+                type(edition_id) is not int or not 0 < edition_id < 2**31
+            ):
+                raise ValueError("not an edition id")
             return cls(
                 link_key=key,
                 token_version=int(payload["v"]),
                 newsletter_ids=tuple(int(n) for n in payload.get("n", ())),
+                edition_id=edition_id,
                 legacy_id=legacy_id,
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:

@@ -227,7 +227,9 @@ def test_links_in_a_sent_edition_name_the_person_by_key(mail_app, smtp_server):
     manage = urlsplit(mail.link("/manage/")).path
     for path in (unsubscribe, manage):
         payload = _payload(_token(path))
-        assert set(payload) <= {"k", "v", "n"} and payload["k"] == subscriber.link_key
+        # "e": the edition whose link it is (public: its web version names it too).
+        assert set(payload) <= {"k", "v", "n", "e"} and payload["k"] == subscriber.link_key
+        assert payload.get("e", edition_id) == edition_id
 
 
 def test_every_subscriber_gets_a_different_key(client, app):

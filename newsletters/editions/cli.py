@@ -5,7 +5,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletters import events
-from newsletters.editions import editing, lifecycle
+from newsletters.editions import editing, lifecycle, segments
 from newsletters.editions.states import EditionError
 
 editions_cli = AppGroup("editions", help="Compose and send editions.")
@@ -51,13 +51,36 @@ def create_command(slug: str, subject: str, body_file: Path, preheader: str, mee
 
 @editions_cli.command("send")
 @click.argument("edition_id", type=int)
-def send_command(edition_id: int) -> None:
+@click.option(
+    "--where",
+    "where",
+    default=None,
+    metavar="SEGMENT",
+    help=(
+        'Send only to the confirmed subscribers who match, e.g. "region=Hovedstaden AND '
+        'role=borgmester" (fields municipality/kommune, region, role/rolle; AND/OG, OR/ELLER, '
+        'NOT/IKKE, parentheses). --where "" sends to everyone; without --where the segment '
+        "stored on the edition (if any) is kept."
+    ),
+)
+def send_command(edition_id: int, where: str | None) -> None:
     """Start sending a draft edition; the worker delivers it."""
     try:
-        recipients = lifecycle.start_send(edition_id, actor=events.CLI)
+        recipients = lifecycle.start_send(
+            edition_id,
+            segment=lifecycle.STORED if where is None else where,
+            actor=events.CLI,
+        )
+    except segments.SegmentError as error:
+        _fail(f"not sent: --where: {error}")
     except EditionError as error:
         _fail(f"not sent: {error}")
-    click.echo(f"edition {edition_id}: sending to {recipients} recipient(s); the worker delivers")
+    segment = lifecycle.get(edition_id).segment
+    click.echo(
+        f"edition {edition_id}: sending to {recipients} recipient(s)"
+        + (f" matching {segment}" if segment else "")
+        + "; the worker delivers"
+    )
 
 
 @editions_cli.command("status")

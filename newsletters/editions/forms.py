@@ -31,6 +31,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from newsletters.editions import segments
 from newsletters.editions.drafts import ItemInput
 from newsletters.editions.editing import MAX_SUBJECT_LENGTH, MAX_TEST_ADDRESSES, is_http_link
 from newsletters.editions.models import EditionStatus
@@ -183,6 +184,23 @@ def local_timezone() -> ZoneInfo:
 def local_to_utc(local: datetime) -> datetime:
     """A wall-clock time in Copenhagen as an aware UTC datetime."""
     return local.replace(tzinfo=local_timezone()).astimezone(UTC)
+
+
+class SegmentForm(FlaskForm):
+    """Who gets a send: everyone confirmed (empty) or a segment (editions/segments.py)."""
+
+    segment = StringField(
+        _l("Send only to"),
+        filters=[_strip],
+        render_kw={"spellcheck": "false", "autocomplete": "off"},
+    )
+    canonical: str | None = None
+
+    def validate_segment(self, field) -> None:
+        try:
+            self.canonical = segments.canonical(field.data)
+        except segments.SegmentError as error:
+            raise ValidationError(str(error)) from error
 
 
 class ScheduleForm(FlaskForm):

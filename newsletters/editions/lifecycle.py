@@ -9,18 +9,23 @@ with the edition's id, newsletter slug, subject and the counts known then; not a
 again when an audit entry for the same action is already written).
 
 Starting inserts one delivery per confirmed subscriber with a single INSERT ... SELECT;
-the delivery loop (`delivery`) sends them.
+the delivery loop (`delivery`) sends them. A send may go to part of the readers: the
+edition's segment (`segments`, stored in its canonical spelling) is one more condition
+of that same statement.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import bindparam, func, insert, literal, select, update
 
 from newsletters import events, jobs
+from newsletters.editions import segments
 from newsletters.editions.models import Delivery, DeliveryStatus, Edition, EditionStatus
 from newsletters.editions.states import Action, EditionError, states_allowing, transition
 from newsletters.extensions import db
@@ -62,15 +67,38 @@ def _about(edition: Edition, **counts) -> dict:
 # --------------------------------------------------------------------------- starting
 
 
-def recipients_count(edition_id: int) -> int:
-    """How many would get the edition if it were sent now (for the confirmation)."""
+class Stored(enum.Enum):
+    """The segment already stored on the edition (a scheduled send keeps its own)."""
+
+    SEGMENT = "stored"
+
+
+STORED: Literal[Stored.SEGMENT] = Stored.SEGMENT
+SegmentText = str | None | Literal[Stored.SEGMENT]
+
+
+def _read(segment: SegmentText) -> str | None | Literal[Stored.SEGMENT]:
+    """The canonical spelling of a segment as typed (None: everyone), or STORED; raises
+    SegmentError. Read before the edition is locked: a bad one changes nothing."""
+    return segment if segment is STORED else segments.canonical(segment)
+
+
+def _segment(edition: Edition, segment: SegmentText) -> str | None:
+    return edition.segment if segment is STORED else segment
+
+
+def recipients_count(edition_id: int, segment: SegmentText = STORED) -> int:
+    """How many would get the edition if it were sent now (for the confirmation), to
+    `segment` (a text as typed; by default the one stored on it). Raises SegmentError."""
+    segment = _read(segment)
     edition = get(edition_id)
-    return db.session.scalar(_recipients(edition.newsletter_id, count=True)) or 0
+    query = _recipients(edition.newsletter_id, _segment(edition, segment), count=True)
+    return db.session.scalar(query) or 0
 
 
-def _recipients(newsletter_id: int, *, count: bool = False):
+def _recipients(newsletter_id: int, segment: str | None = None, *, count: bool = False):
     columns = (func.count(),) if count else (Subscription.subscriber_id,)
-    return (
+    query = (
         select(*columns)
         .select_from(Subscription)
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
@@ -82,18 +110,28 @@ def _recipients(newsletter_id: int, *, count: bool = False):
             suppression.not_suppressed(Subscriber.email),
         )
     )
+    part = segments.condition(segments.parse(segment))
+    return query if part is None else query.where(part)
 
 
-def start_send(edition_id: int, *, actor: events.Actor | None = None) -> int:
-    """Start sending: one delivery for every subscriber confirmed now, in one transaction.
+def start_send(
+    edition_id: int, *, segment: SegmentText = STORED, actor: events.Actor | None = None
+) -> int:
+    """Start sending: one delivery for every subscriber confirmed now who is in the
+    segment (a text as typed, None for everyone; by default the one stored on the
+    edition), in one transaction. The segment is stored on the edition.
 
     Returns the number of recipients. Set-based (INSERT ... SELECT), so 100 000
-    deliveries take one statement, not 100 000.
+    deliveries take one statement, not 100 000. Raises SegmentError (nothing changed)
+    for a segment that cannot be read.
     """
+    segment = _read(segment)
     edition = get(edition_id, lock=True)
+    chosen = _segment(edition, segment)
     transition(edition, Action.START)
+    edition.segment = chosen
     now = utcnow()
-    recipients = _recipients(edition.newsletter_id).add_columns(
+    recipients = _recipients(edition.newsletter_id, chosen).add_columns(
         literal(edition.id).label("edition_id"),
         literal(DeliveryStatus.QUEUED.value).label("status"),
         literal(0).label("attempts"),
@@ -119,7 +157,13 @@ def start_send(edition_id: int, *, actor: events.Actor | None = None) -> int:
     ).one()
     edition.started_at = now
     edition.paused_reason = None
-    events.announce("edition.send", _target(edition), actor=actor, recipients=edition.recipients)
+    events.announce(
+        "edition.send",
+        _target(edition),
+        actor=actor,
+        recipients=edition.recipients,
+        **({"segment": chosen} if chosen else {}),
+    )
     events.announce(
         "edition.started",
         _target(edition),
@@ -129,18 +173,39 @@ def start_send(edition_id: int, *, actor: events.Actor | None = None) -> int:
     )
     jobs.queued_work()
     db.session.commit()
-    log.info("edition %s: sending to %s recipients", edition.id, edition.recipients)
+    log.info(
+        "edition %s: sending to %s recipients%s",
+        edition.id,
+        edition.recipients,
+        f" ({chosen})" if chosen else "",
+    )
     return edition.recipients
 
 
-def schedule(edition_id: int, when: datetime, *, actor: events.Actor | None = None) -> None:
-    """Send at `when` (an aware datetime); the worker starts it then."""
+def schedule(
+    edition_id: int,
+    when: datetime,
+    *,
+    segment: SegmentText = STORED,
+    actor: events.Actor | None = None,
+) -> None:
+    """Send at `when` (an aware datetime) to `segment` (stored on the edition: the worker
+    starts it then, to that segment). Raises SegmentError (nothing changed)."""
+    segment = _read(segment)
     edition = get(edition_id, lock=True)
     if when.tzinfo is None:
         raise EditionError("the time must have a time zone")
+    chosen = _segment(edition, segment)
     transition(edition, Action.SCHEDULE)
     edition.scheduled_at = when
-    events.announce("edition.schedule", _target(edition), actor=actor, at=when.isoformat())
+    edition.segment = chosen
+    events.announce(
+        "edition.schedule",
+        _target(edition),
+        actor=actor,
+        at=when.isoformat(),
+        **({"segment": chosen} if chosen else {}),
+    )
     db.session.commit()
 
 

@@ -108,7 +108,7 @@ class Assembler:
                 delivery_id=r.delivery_id,
                 manage_url=self.links.manage(r.link_key, r.token_version, r.locale),
                 unsubscribe_url=self.links.unsubscribe(
-                    r.link_key, r.token_version, r.locale, template.newsletter_id
+                    r.link_key, r.token_version, r.locale, template.newsletter_id, r.edition_id
                 ),
                 date=self.date,
             )

@@ -55,6 +55,9 @@ class Edition(db.Model):
     first_delivery_id: Mapped[int | None] = mapped_column(Integer)
     # Why a send paused itself (too many failures in a row), shown to the editor.
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # The part of the readers it goes to, in its canonical spelling (editions/segments.py),
+    # e.g. "region=Hovedstaden AND role=borgmester"; None: every confirmed reader.
+    segment: Mapped[str | None] = mapped_column(Text)
 
     newsletter: Mapped[Newsletter] = relationship()
     items: Mapped[list[EditionItem]] = relationship(

@@ -25,7 +25,7 @@ from flask_login import current_user
 
 from newsletters import events
 from newsletters.catalog.services import newsletter_by_slug
-from newsletters.editions import editing, lifecycle, states
+from newsletters.editions import editing, lifecycle, segments, states
 from newsletters.editions.editing import BadTestAddresses
 from newsletters.editions.forms import (
     EMPTY_ITEM_ROWS,
@@ -33,6 +33,7 @@ from newsletters.editions.forms import (
     STATUS_LABELS,
     EditionForm,
     ScheduleForm,
+    SegmentForm,
     TestSendForm,
 )
 from newsletters.editions.models import Edition, EditionStatus
@@ -289,13 +290,39 @@ def test_send(edition_id: int):
 # --------------------------------------------------------------------------- sending
 
 
-def _send_page(edition: Edition, schedule_form: ScheduleForm | None = None, status: int = 200):
+def _send_page(
+    edition: Edition,
+    schedule_form: ScheduleForm | None = None,
+    segment_form: SegmentForm | None = None,
+    status: int = 200,
+):
+    """The send page; its count is for the segment in `segment_form` once that form has
+    been read (Count recipients), else for the one stored on the edition."""
+    if segment_form is None:
+        segment_form = SegmentForm(formdata=None, data={"segment": edition.segment or ""})
+        segment_form.canonical = edition.segment
+    counted = not segment_form.segment.errors
+    segment = segment_form.canonical if counted else None
     return render_template(
         "editions/send.html",
         edition=edition,
-        recipients=lifecycle.recipients_count(edition.id),
+        recipients=lifecycle.recipients_count(edition.id, segment) if counted else None,
+        segment=segment,
+        segment_form=segment_form,
         schedule_form=schedule_form or ScheduleForm(formdata=None),
+        region_names=", ".join(segments.REGIONS),
     ), status
+
+
+def _segment_of_request() -> tuple[SegmentForm | None, lifecycle.SegmentText]:
+    """The segment a send or schedule POST asks for: (the form, its canonical spelling);
+    (None, STORED) when the POST has no such field (a script: the stored one stays).
+    A form with errors comes back for the page (422)."""
+    if "segment" not in request.form:
+        return None, lifecycle.STORED
+    form = SegmentForm()
+    form.validate()
+    return form, form.canonical
 
 
 def _cannot_send(edition: Edition):
@@ -321,19 +348,52 @@ def confirm_send(edition_id: int):
     return _send_page(edition)
 
 
+@bp.post("/editions/<int:edition_id>/send/count")
+@editor_required
+def count_recipients(edition_id: int):
+    """The send page again, counted for the segment typed (nothing changes)."""
+    edition = _edition_or_404(edition_id)
+    if not edition.editable:
+        return _cannot_send(edition)
+    form = SegmentForm()
+    valid = form.validate()
+    return _send_page(edition, ScheduleForm(), form, 200 if valid else 422)
+
+
+def _started(edition: Edition, recipients: int, segment: str | None):
+    if segment:
+        flash(
+            _(
+                "The send has started: %(count)s recipient(s) matching %(segment)s.",
+                count=format_number(recipients),
+                segment=segment,
+            ),
+            "success",
+        )
+    else:
+        flash(
+            _("The send has started: %(count)s recipient(s).", count=format_number(recipients)),
+            "success",
+        )
+    return redirect(url_for(".progress", edition_id=edition.id), code=303)
+
+
 @bp.post("/editions/<int:edition_id>/send")
 @editor_required
 def send(edition_id: int):
     edition = _edition_or_404(edition_id)
+    form, segment = _segment_of_request()
+    if form is not None and form.errors:
+        if not edition.editable:
+            return _cannot_send(edition)
+        return _send_page(edition, ScheduleForm(), form, 422)
     try:
-        recipients = lifecycle.start_send(edition.id, actor=events.Actor.of_request())
+        recipients = lifecycle.start_send(
+            edition.id, segment=segment, actor=events.Actor.of_request()
+        )
     except EditionError:
         return _cannot_send(_edition_or_404(edition_id))
-    flash(
-        _("The send has started: %(count)s recipient(s).", count=format_number(recipients)),
-        "success",
-    )
-    return redirect(url_for(".progress", edition_id=edition.id), code=303)
+    return _started(edition, recipients, _edition_or_404(edition_id).segment)
 
 
 @bp.post("/editions/<int:edition_id>/schedule")
@@ -343,10 +403,14 @@ def schedule(edition_id: int):
     if not edition.editable:
         return _cannot_send(edition)
     form = ScheduleForm()
-    if not form.validate():
-        return _send_page(edition, form, 422)
+    segment_form, segment = _segment_of_request()
+    valid = form.validate()
+    if not valid or (segment_form is not None and segment_form.errors):
+        return _send_page(edition, form, segment_form, 422)
     try:
-        lifecycle.schedule(edition.id, form.when_utc(), actor=events.Actor.of_request())
+        lifecycle.schedule(
+            edition.id, form.when_utc(), segment=segment, actor=events.Actor.of_request()
+        )
     except EditionError:
         return _cannot_send(_edition_or_404(edition_id))
     flash(_("The edition has been scheduled."), "success")

@@ -57,9 +57,10 @@ def record_event(
     basis: str | None = None,
     consent_version: str | None = None,
     at: datetime | None = None,
+    edition_id: int | None = None,
 ) -> None:
     """Add one step of a subscription's consent history to the current transaction, and
-    announce it."""
+    announce it (`edition_id`: the edition whose link a withdrawal came from)."""
     at = at or utcnow()
     db.session.add(
         ConsentEvent(
@@ -72,6 +73,7 @@ def record_event(
             consent_text_version=consent_version,
             locale=ctx.locale,
             basis=basis,
+            edition_id=edition_id,
         )
     )
     # Announced in the same transaction (outgoing webhooks listen).

@@ -88,9 +88,18 @@ class BulkLinks:
         return f"{self._base}/manage/{token}{'?lang=en' if locale == 'en' else ''}"
 
     def unsubscribe(
-        self, link_key: str, token_version: int, locale: str, newsletter_id: int
+        self,
+        link_key: str,
+        token_version: int,
+        locale: str,
+        newsletter_id: int,
+        edition_id: int | None = None,
     ) -> str:
-        payload = SubscriberLink(link_key, token_version, (newsletter_id,)).payload()
+        """The one-click and footer link of a send; it names the edition, so a withdrawal
+        through it counts on that edition's report."""
+        payload = SubscriberLink(
+            link_key, token_version, (newsletter_id,), edition_id=edition_id
+        ).payload()
         token = self._unsubscribe.sign(payload)
         return f"{self._base}/unsubscribe/{token}{'?lang=en' if locale == 'en' else ''}"
 

@@ -131,11 +131,16 @@ def update_preferences(
 
 
 def _withdraw(
-    subscription: Subscription, ctx: RequestContext, *, method: str, now: datetime
+    subscription: Subscription,
+    ctx: RequestContext,
+    *,
+    method: str,
+    now: datetime,
+    edition_id: int | None = None,
 ) -> None:
     subscription.status = SubscriptionStatus.UNSUBSCRIBED
     subscription.unsubscribed_at = now
-    record_event(subscription, ConsentAction.WITHDRAWN, ctx, method=method)
+    record_event(subscription, ConsentAction.WITHDRAWN, ctx, method=method, edition_id=edition_id)
 
 
 # --------------------------------------------------------------------------- unsubscribe
@@ -167,14 +172,22 @@ def unsubscribe(token: str, *, ctx: RequestContext) -> UnsubscribeOutcome:
     if subscriber is None:
         return UnsubscribeOutcome(subscriber=None)
     return unsubscribe_subscriber(
-        subscriber.id, newsletter_ids=link.newsletter_ids or None, ctx=ctx
+        subscriber.id,
+        newsletter_ids=link.newsletter_ids or None,
+        ctx=ctx,
+        edition_id=link.edition_id,
     )
 
 
 def unsubscribe_subscriber(
-    subscriber_id: int, *, newsletter_ids: Sequence[int] | None, ctx: RequestContext
+    subscriber_id: int,
+    *,
+    newsletter_ids: Sequence[int] | None,
+    ctx: RequestContext,
+    edition_id: int | None = None,
 ) -> UnsubscribeOutcome:
-    """Withdraw the given newsletters (all when None) of one subscriber, recording it."""
+    """Withdraw the given newsletters (all when None) of one subscriber, recording it
+    (and the edition whose link was used, when the link names one)."""
     subscriber = db.session.get(Subscriber, subscriber_id)
     outcome = UnsubscribeOutcome(subscriber=subscriber)
     if subscriber is None:
@@ -185,7 +198,7 @@ def unsubscribe_subscriber(
             continue
         if subscription.status == SubscriptionStatus.UNSUBSCRIBED:
             continue
-        _withdraw(subscription, ctx, method=ctx.method, now=now)
+        _withdraw(subscription, ctx, method=ctx.method, now=now, edition_id=edition_id)
         outcome.newsletters.append(subscription.newsletter)
     db.session.commit()
     return outcome

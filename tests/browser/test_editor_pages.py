@@ -180,9 +180,28 @@ def test_editor_pages_are_axe_clean(running_clock, axe_page, live_server, axe, s
 
     past = (running_clock.local_now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
     page.fill("#scheduled_at", past)
-    response = submit(page, f"main form[action='{base}/schedule'] button[type=submit]")
+    response = submit(page, "#schedule-button")
     assert response.status == 422
     audit(axe, page, "send confirmation, time in the past")
+
+    # Enter in the segment field counts (the form's first button); it never sends.
+    page.goto(f"{base}/send")
+    page.fill("#segment", "region=Atlantis")
+    with page.expect_navigation() as navigation:
+        page.press("#segment", "Enter")
+    assert navigation.value.status == 422
+    expect(page.locator("#error-summary")).to_contain_text("er ikke en region")
+    audit(axe, page, "send confirmation, bad segment")
+    page.fill("#segment", "region=hovedstaden og rolle=borgmester")
+    with page.expect_navigation() as navigation:
+        page.press("#segment", "Enter")
+    assert navigation.value.status == 200
+    expect(page.locator("#send-summary")).to_contain_text(
+        "0 modtagere: de bekræftede abonnenter på Nyt fra KL's bestyrelse, der opfylder "
+        "region=Hovedstaden AND role=borgmester"
+    )
+    audit(axe, page, "send confirmation, counted for a segment")
+    assert edition_status(live_server, edition_id) is EditionStatus.DRAFT
 
     page.goto(base)
     page.fill("#addresses", "ikke-en-adresse")
