@@ -24,7 +24,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from harness.app import in_process_app
+from harness.app import admin_client, in_process_app
 from harness.common import ROOT, add_quick_argument, apply_quick
 from harness.databases import add_database_arguments, drop_databases, fresh_database
 from harness.report import Table
@@ -68,7 +68,6 @@ def run(args: argparse.Namespace) -> list[str]:
         EditionStatus,
     )
     from newsletters.extensions import db
-    from newsletters.staff import services as staff
     from newsletters.subscriptions.models import (
         ConsentAction,
         ConsentEvent,
@@ -91,7 +90,6 @@ def run(args: argparse.Namespace) -> list[str]:
     n = args.deliveries
     started = time.perf_counter()
     with app.app_context():
-        staff.create_staff("admin@kl.dk", role="admin", password="bench-password-long")  # noqa: S106
         board = newsletter_by_slug("bestyrelse")
         db.session.execute(
             update(Newsletter).where(Newsletter.id == board.id).values(engagement_counting=True)
@@ -229,8 +227,7 @@ def run(args: argparse.Namespace) -> list[str]:
         db.session.commit()
     setup = time.perf_counter() - started
 
-    client = app.test_client()
-    client.post("/staff/login", data={"email": "admin@kl.dk", "password": "bench-password-long"})
+    client = admin_client(app)
     pages = [
         ("edition report", f"/staff/editions/{edition_id}/report"),
         ("edition chart (per minute)", f"/staff/editions/{edition_id}/report/per-minute.svg"),

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.app import in_process_app
+from harness.app import admin_client, in_process_app
 from harness.common import ROOT, add_quick_argument, apply_quick
 from harness.databases import add_database_arguments, drop_databases, fresh_database
 from harness.report import Table
@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> None:
     from newsletters.catalog.services import newsletter_by_slug
     from newsletters.editions import editing, sending
     from newsletters.extensions import db
-    from newsletters.staff import services as staff
     from newsletters.subscriptions.models import (
         Subscriber,
         Subscription,
@@ -82,7 +81,6 @@ def run(args: argparse.Namespace) -> None:
     )
     rng = random.Random(7)
     with app.app_context():
-        staff.create_staff("admin@kl.dk", role="admin", password="bench-password-long")  # noqa: S106
         newsletters = [newsletter_by_slug(s).id for s in ("bestyrelse", "kl-nyheder", "momentum")]
         now = utcnow()
         started = time.perf_counter()
@@ -143,8 +141,7 @@ def run(args: argparse.Namespace) -> None:
         some_id = db.session.scalar(select(Subscriber.id).offset(args.subscribers // 2).limit(1))
         db.session.remove()
 
-    client = app.test_client()
-    client.post("/staff/login", data={"email": "admin@kl.dk", "password": "bench-password-long"})
+    client = admin_client(app)
     # The 50th page: walk the keyset to find its `after`.
     after = None
     with app.app_context():

@@ -50,3 +50,33 @@ def in_process_app(config: dict, *, migrate: bool = True):
             upgrade()
             seed_newsletters()
     return app
+
+
+BENCH_ADMIN = "admin@kl.dk"
+BENCH_PASSWORD = "bench-password-long"  # noqa: S105 - a throwaway benchmark database
+
+
+def admin_client(app):
+    """A test client signed in as an administrator, with both factors (administrators
+    must have two); the app runs with CSRF off, as the benchmarks do."""
+    import pyotp
+
+    from newsletters import timeutil
+    from newsletters.extensions import db
+    from newsletters.staff import services as staff
+
+    secret = pyotp.random_base32()
+    with app.app_context():
+        account = staff.create_staff(BENCH_ADMIN, role="admin", password=BENCH_PASSWORD)
+        account.totp_secret = secret
+        account.totp_enabled_at = timeutil.utcnow()
+        db.session.commit()
+        db.session.remove()
+    client = app.test_client()
+    client.post("/staff/login", data={"email": BENCH_ADMIN, "password": BENCH_PASSWORD})
+    with app.app_context():
+        code = pyotp.TOTP(secret).at(timeutil.utcnow())
+    response = client.post("/staff/login/code", data={"code": code})
+    if response.status_code != 303:
+        raise RuntimeError(f"the benchmark's administrator could not sign in: {response.status}")
+    return client
