@@ -140,6 +140,8 @@ AUDIT_ACTION = {
     "feed.enable": _l("Feed enabled"),
     "feed.disable": _l("Feed disabled"),
     "feed.remove": _l("Feed removed"),
+    "feed.filter": _l("Feed filter changed"),
+    "feed.position": _l("Feed moved in the digest"),
     "feed.digest_settings": _l("Digest settings changed"),
     "newsletter.settings": _l("Newsletter settings changed"),
     "staff.create": _l("Staff account created"),

@@ -62,6 +62,8 @@ class Newsletter(db.Model):
     )
     # The hour (0-23, Copenhagen time) at which the digest is built.
     digest_hour: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
+    # A digest's items grouped by feed, under each feed's title (in the feeds' positions).
+    digest_sections: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # When the digest's schedule began (turned on, or its cadence or hour changed): the
     # hours before it were never due, so they are neither made up for nor counted as
     # skipped (feeds/digests.py).

@@ -143,6 +143,23 @@ def create_draft(
     return edition
 
 
+def unsaved_draft(
+    newsletter: Newsletter, subject: str, *, items: Sequence[ItemInput] = (), fit: bool = False
+) -> Edition:
+    """The draft `create_draft` would make, neither added to the session nor stored: to
+    preview what is not made yet (the next digest). Its id is 0, which no edition has
+    (its web link leads nowhere)."""
+    return Edition(
+        id=0,
+        newsletter=newsletter,
+        subject=clean_subject(subject, fit=fit),
+        preheader="",
+        body_markdown="",
+        status=EditionStatus.DRAFT,
+        items=_rows(clean_items(items, fit=fit), 0),
+    )
+
+
 def edition_to_change(edition_id: int) -> Edition:
     """The edition, locked for the rest of the transaction, if it may still change;
     EditionError if there is none, NotEditable once it is being sent or has been."""

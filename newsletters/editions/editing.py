@@ -149,6 +149,13 @@ def sample_links() -> tuple[str, str]:
     return manage, manage
 
 
+def preview_unsaved(edition: Edition, *, locale: str = "da") -> RenderedEdition:
+    """An unsaved draft (`drafts.unsaved_draft`) as a subscriber would get it, with the
+    sample personal links: the preview of the next digest."""
+    manage, unsubscribe = sample_links()
+    return render_edition(edition, manage_url=manage, unsubscribe_url=unsubscribe, locale=locale)
+
+
 def preview(edition_id: int, *, locale: str = "da") -> RenderedEdition:
     """The edition exactly as a subscriber gets it, with the sample personal links."""
     edition = get_edition(edition_id)

@@ -8,7 +8,9 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from newsletters.feeds import digests, services
+from newsletters import events
+from newsletters.catalog.services import newsletter_by_slug
+from newsletters.feeds import digests, opml, services
 from newsletters.feeds.digests import DigestError
 from newsletters.feeds.forms import REFUSED_ADDRESS_MESSAGE
 from newsletters.feeds.services import FeedError
@@ -91,6 +93,95 @@ _toggle("enable", True)
 _toggle("disable", False)
 
 
+@feeds_cli.command("filter")
+@click.argument("feed_id", type=int)
+@click.option(
+    "--include", multiple=True, help="Only items with one of these words (comma-separated)."
+)
+@click.option("--exclude", multiple=True, help="No items with these words (comma-separated).")
+@click.option(
+    "--categories", multiple=True, help="Only items in one of these categories (comma-separated)."
+)
+@click.option("--clear", is_flag=True, help="Remove the feed's filter: every item goes in.")
+def filter_command(
+    feed_id: int,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    categories: tuple[str, ...],
+    clear: bool,
+) -> None:
+    """Set the filter of a feed (by its id, see `feeds list`): the words (in the title or
+    summary, case-insensitive) an item must or must not contain, its categories. The
+    items already stored are judged again; those filtered out are kept."""
+    if clear and (include or exclude or categories):
+        _fail("give either --clear or the filter's words, not both")
+    if not clear and not (include or exclude or categories):
+        _fail("give --include, --exclude or --categories (or --clear to remove the filter)")
+    try:
+        outcome = services.set_filter(
+            feed_id,
+            include=include,
+            exclude=exclude,
+            categories=categories,
+            split_lines=False,
+            actor=events.CLI,
+        )
+    except FeedError as error:
+        _fail(f"filter not changed: {error}")
+    feed = outcome.feed
+    if clear:
+        click.echo(f"feed {feed.id} has no filter: every item goes into the digests")
+    else:
+        for name, stored in (
+            ("include", feed.filter_include),
+            ("exclude", feed.filter_exclude),
+            ("categories", feed.filter_categories),
+        ):
+            if stored:
+                click.echo(f"{name}: {', '.join(stored.splitlines())}")
+    click.echo(
+        f"feed {feed.id}: {outcome.passing} item(s) pass, {outcome.filtered_out} filtered out"
+    )
+
+
+@feeds_cli.command("export-opml")
+@click.option("--newsletter", "slug", default=None, help="Only this newsletter's feeds.")
+def export_opml_command(slug: str | None) -> None:
+    """Print every feed as OPML (a folder per newsletter), for feed readers."""
+    try:
+        click.echo(services.export_opml(slug), nl=False)
+    except FeedError as error:
+        _fail(str(error))
+
+
+@feeds_cli.command("import-opml")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--newsletter", "slug", required=True, help="The newsletter the feeds go to.")
+def import_opml_command(file: str, slug: str) -> None:
+    """Attach every feed of an OPML FILE ('-': standard input) to the newsletter SLUG.
+    Each address is checked as `feeds add` checks it; a file with any bad feed is
+    refused whole, and feeds the newsletter has already are left as they are."""
+    try:
+        with click.open_file(file, "rb") as handle:
+            data = handle.read(opml.MAX_BYTES + 1)
+    except OSError as error:
+        _fail(f"cannot read {file}: {error.strerror or error}")
+    try:
+        outcome = services.import_opml(slug, data, by="cli", actor=events.CLI)
+    except opml.OpmlError as error:
+        click.echo(f"OPML file refused, no feed added ({len(error.errors)} problem(s)):", err=True)
+        for line in error.errors:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+    except FeedError as error:
+        _fail(f"OPML file refused, no feed added: {error}")
+    for feed in outcome.added:
+        click.echo(f"feed {feed.id} added to {slug}: {feed.url}")
+    for url in outcome.already:
+        click.echo(f"already there: {url}")
+    click.echo(f"{len(outcome.added)} feed(s) added, {len(outcome.already)} already there")
+
+
 @feeds_cli.command("remove")
 @click.argument("feed_id", type=int)
 def remove_command(feed_id: int) -> None:
@@ -116,3 +207,25 @@ def run_command(slug: str | None) -> None:
         return
     for outcome in outcomes:
         click.echo(outcome.describe())
+
+
+@digests_cli.command("preview")
+@click.option("--newsletter", "slug", required=True, help="The newsletter's slug.")
+def preview_command(slug: str) -> None:
+    """Print the next digest of SLUG as it would be mailed if it were made now (its
+    plain-text part); nothing is made or stored."""
+    newsletter = newsletter_by_slug(slug)
+    if newsletter is None:
+        _fail(f"there is no newsletter '{slug}'")
+    if not newsletter.is_feed_based:
+        _fail(f"{slug} is not made from feeds (its digest is off in the staff pages)")
+    preview = digests.preview_digest(newsletter)
+    if preview.slot is not None:
+        when = preview.slot.at.astimezone(digests.local_zone())
+        click.echo(f"next digest: {when.isoformat(timespec='minutes')}")
+    if preview.rendered is None:
+        click.echo("no new items since the last digest: no edition would be made now")
+        return
+    click.echo(f"{preview.item_count} item(s); subject: {preview.rendered.subject}")
+    click.echo("")
+    click.echo(preview.rendered.text, nl=False)

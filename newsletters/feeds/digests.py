@@ -37,8 +37,9 @@ from sqlalchemy.exc import IntegrityError
 from newsletters import events, jobs
 from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
 from newsletters.catalog.services import newsletter_by_slug
-from newsletters.editions import drafts, lifecycle
+from newsletters.editions import drafts, editing, lifecycle
 from newsletters.editions.drafts import ItemInput
+from newsletters.editions.rendering import RenderedEdition
 from newsletters.editions.states import EditionError
 from newsletters.extensions import db
 from newsletters.feeds.models import DigestRun, Feed, FeedItem, SkipReason
@@ -121,7 +122,10 @@ def _new_items(
 ):
     dated = func.coalesce(FeedItem.published_at, FeedItem.first_seen_at)
     query = select(FeedItem).where(
-        FeedItem.newsletter_id == newsletter.id, FeedItem.first_seen_at <= cutoff
+        FeedItem.newsletter_id == newsletter.id,
+        FeedItem.first_seen_at <= cutoff,
+        # Left out by its feed's filter: kept, never digested.
+        FeedItem.filtered_out.is_(False),
     )
     if since is None:
         # The very first digest: the cadence's window, not the feeds' whole history.
@@ -167,14 +171,82 @@ def _window_start(newsletter: Newsletter, cutoff: datetime, last_built: DigestRu
     return start
 
 
+def _pending(newsletter: Newsletter, now: datetime):
+    """What a digest made `now` would take: (the last run, the cutoff it starts from,
+    the items that pass their feeds' filters)."""
+    previous = _last_run(newsletter.id)
+    last_built = previous
+    if previous is not None and previous.skipped is not None:
+        last_built = _last_run(newsletter.id, built=True)
+    since = last_built.cutoff if last_built else None
+    items = _new_items(newsletter, since, now, _window_start(newsletter, now, last_built))
+    return previous, since, items
+
+
+def digest_inputs(newsletter: Newsletter, items: list[FeedItem]) -> list[ItemInput]:
+    """The digest's items as an edition's: newest first; with the newsletter's sections
+    setting, grouped by feed (in the feeds' positions), each group under its feed's
+    title (an item of its own, heading only)."""
+    if not newsletter.digest_sections:
+        return [feed_item_input(item) for item in items]
+    feeds = {
+        feed.id: feed
+        for feed in db.session.scalars(select(Feed).where(Feed.newsletter_id == newsletter.id))
+    }
+    groups: dict[int, list[FeedItem]] = {}
+    for item in items:
+        groups.setdefault(item.feed_id, []).append(item)
+    inputs: list[ItemInput] = []
+    for feed_id in sorted(groups, key=lambda i: (feeds[i].position, i) if i in feeds else (0, i)):
+        feed = feeds.get(feed_id)
+        inputs.append(ItemInput(heading=section_heading(feed.label if feed else "")))
+        inputs.extend(feed_item_input(item) for item in groups[feed_id])
+    return inputs
+
+
+def section_heading(title: str) -> str:
+    """A section's heading: the feed's title, marked apart from the articles' headings
+    (in the HTML and the plain text alike, which render headings the same)."""
+    return f"■ {' '.join(title.split()) or '–'}"
+
+
+@dataclass
+class DigestPreview:
+    """What the next digest would contain if it were made now."""
+
+    slot: Slot | None
+    subject: str
+    item_count: int
+    # None without items: no edition would be made.
+    rendered: RenderedEdition | None
+
+
+def preview_digest(newsletter: Newsletter) -> DigestPreview:
+    """The next digest as it would be mailed if it were made now (the same rendering as
+    the mail, with the sample personal links); nothing is stored."""
+    now = utcnow()
+    _previous, _since, items = _pending(newsletter, now)
+    slot = next_slot(newsletter, now)
+    subject = _subject(newsletter, slot.at if slot else now)
+    if not items:
+        return DigestPreview(slot, subject, 0, None)
+    edition = drafts.unsaved_draft(
+        newsletter, subject, items=digest_inputs(newsletter, items), fit=True
+    )
+    return DigestPreview(slot, subject, len(items), editing.preview_unsaved(edition))
+
+
 def build_digest(
     newsletter_id: int,
     *,
     slot: Slot | None = None,
     created_by: str = "scheduler",
     actor: events.Actor | None = None,
+    as_draft: bool = False,
 ) -> DigestOutcome:
     """Make the digest of the items first seen since the last digest, in one transaction.
+
+    `as_draft`: a draft to edit, even in auto-send mode (an editor took the preview).
 
     No new items: the run is recorded, no edition is made. Auto-send: the edition is
     made SCHEDULED for now, so the worker starts it even if this process stops here.
@@ -187,13 +259,8 @@ def build_digest(
     if newsletter is None:
         raise DigestError(f"there is no newsletter {newsletter_id}")
     now = utcnow()
-    previous = _last_run(newsletter.id)
-    last_built = previous
-    if previous is not None and previous.skipped is not None:
-        last_built = _last_run(newsletter.id, built=True)
-    since = last_built.cutoff if last_built else None
-    items = _new_items(newsletter, since, now, _window_start(newsletter, now, last_built))
-    auto = newsletter.digest_mode == DigestMode.AUTO
+    previous, since, items = _pending(newsletter, now)
+    auto = newsletter.digest_mode == DigestMode.AUTO and not as_draft
     run = DigestRun(
         newsletter_id=newsletter.id,
         number=(previous.number + 1) if previous else 1,
@@ -212,7 +279,7 @@ def build_digest(
         edition = drafts.create_draft(
             newsletter,
             _subject(newsletter, now),
-            items=[feed_item_input(item) for item in items],
+            items=digest_inputs(newsletter, items),
             created_by=created_by,
             scheduled_at=now if auto else None,
             fit=True,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField
+from flask_wtf.file import FileField, FileRequired, FileSize
+from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from newsletters.catalog.models import DigestCadence, DigestMode
 from newsletters.feeds.models import MAX_URL_LENGTH, SkipReason
+from newsletters.feeds.opml import MAX_BYTES as MAX_OPML_BYTES
 from newsletters.feeds.services import BadFeedURL, clean_feed_url
 from newsletters.labels import labels_of
 from newsletters.subscriptions.forms import MultiCheckboxField
@@ -52,6 +54,8 @@ class FeedForm(FlaskForm):
         filters=[_strip],
         validators=[Optional(), Length(max=300, message=_l("The name is too long."))],
     )
+    # "discover": find the feeds the web page at `url` announces, to choose from.
+    action = StringField(default="add")
 
     def validate_url(self, field) -> None:
         try:
@@ -77,10 +81,55 @@ class DigestSettingsForm(FlaskForm):
         validators=[InputRequired(message=_l("Enter a whole number from 0 to 23."))],
     )
 
+    sections = BooleanField(_l("Group the items by feed, under each feed's title"))
+
     def validate_hour(self, field) -> None:
         # Not NumberRange: that would add a second message to "Enter a whole number".
         if field.data is not None and not 0 <= field.data <= 23:
             raise ValidationError(_l("Enter a whole number from 0 to 23."))
+
+
+class OpmlForm(FlaskForm):
+    file = FileField(
+        _l("OPML file"),
+        validators=[
+            FileRequired(message=_l("Choose the OPML file to import.")),
+            FileSize(MAX_OPML_BYTES, message=_l("The file is larger than 1 MB.")),
+        ],
+    )
+
+
+class PositionForm(FlaskForm):
+    position = IntegerField(
+        _l("Place in the digest"),
+        invalid_value_message=_l("Enter a whole number from 0 to 9999."),
+        validators=[InputRequired(message=_l("Enter a whole number from 0 to 9999."))],
+    )
+
+    def validate_position(self, field) -> None:
+        if field.data is not None and not 0 <= field.data <= 9999:
+            raise ValidationError(_l("Enter a whole number from 0 to 9999."))
+
+
+# A text area of words: one a line or comma-separated; the service checks each word.
+_WORDS_LIMIT = Length(max=20_000, message=_l("There are too many words."))
+
+
+class FilterForm(FlaskForm):
+    include = TextAreaField(
+        _l("Only items with one of these words"),
+        validators=[Optional(), _WORDS_LIMIT],
+    )
+    exclude = TextAreaField(
+        _l("No items with any of these words"),
+        validators=[Optional(), _WORDS_LIMIT],
+    )
+    categories = TextAreaField(
+        _l("Only items in one of these categories"),
+        validators=[Optional(), _WORDS_LIMIT],
+    )
+    # "preview": show what the filter would do; "save": save it.
+    action = StringField(default="save")
 
 
 class PickItemsForm(FlaskForm):

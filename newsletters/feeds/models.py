@@ -11,6 +11,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -58,6 +59,12 @@ class Feed(db.Model):
     leased_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(320), default="")
+    # The filter (newsletters/feeds/filters.py): words and categories, one a line.
+    filter_include: Mapped[str] = mapped_column(Text, default="", server_default="")
+    filter_exclude: Mapped[str] = mapped_column(Text, default="", server_default="")
+    filter_categories: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Where its section comes in a digest grouped by feed (lowest first; then by id).
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     newsletter: Mapped[Newsletter] = relationship()
 
@@ -100,6 +107,11 @@ class FeedItem(db.Model):
     # Seen in the feed's first successful fetch: its history, which a first digest
     # takes only within the cadence's window.
     initial: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The item's categories (RSS <category>, Atom term), one a line.
+    categories: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Left out of digests by its feed's filter: kept, shown as such, judged again when
+    # the filter changes.
+    filtered_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     feed: Mapped[Feed] = relationship()
 

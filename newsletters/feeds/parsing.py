@@ -38,6 +38,8 @@ MAX_HTML_CHARS = 20_000
 MAX_ITEMS_PER_FEED = 500
 MAX_TITLE_CHARS = 500
 MAX_FIELD_CHARS = 2000
+MAX_CATEGORIES = 20
+MAX_CATEGORY_CHARS = 100
 
 _SPACE = re.compile(r"\s+")
 
@@ -53,6 +55,8 @@ class ParsedItem:
     author: str
     published_at: datetime | None
     content_hash: str
+    # RSS <category> and Atom category terms, as text (at most MAX_CATEGORIES).
+    categories: tuple[str, ...] = ()
 
 
 @dataclass
@@ -234,7 +238,20 @@ def _item(entry: Any, base: str, summary_chars: int) -> ParsedItem | None:
         author=plain_text(entry.get("author", ""))[:300],
         published_at=_when(entry),
         content_hash=content_hash,
+        categories=_categories(entry),
     )
+
+
+def _categories(entry: Any) -> tuple[str, ...]:
+    """The entry's category terms (or labels), plain text, without duplicates."""
+    found: list[str] = []
+    for tag in entry.get("tags") or ():
+        name = plain_text(tag.get("term") or tag.get("label") or "")[:MAX_CATEGORY_CHARS]
+        if name and name not in found:
+            found.append(name)
+        if len(found) >= MAX_CATEGORIES:
+            break
+    return tuple(found)
 
 
 def watch_parent(parent_pid: int, interval: float = 0.25) -> None:

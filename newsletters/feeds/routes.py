@@ -4,7 +4,9 @@ settings (administrators), making a digest now and picking feed items into an ed
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+import logging
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -14,6 +16,7 @@ from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions import editing
 from newsletters.editions.states import EditionError, NotEditable
 from newsletters.feeds import digests, services
+from newsletters.feeds.filters import MAX_WORD_CHARS, MAX_WORDS
 from newsletters.feeds.forms import (
     CADENCE_LABELS,
     MODE_LABELS,
@@ -21,11 +24,18 @@ from newsletters.feeds.forms import (
     SKIP_REASON_LABELS,
     DigestSettingsForm,
     FeedForm,
+    FilterForm,
+    OpmlForm,
     PickItemsForm,
+    PositionForm,
 )
+from newsletters.feeds.opml import MAX_BYTES as MAX_OPML_BYTES
+from newsletters.feeds.opml import OpmlError
 from newsletters.feeds.services import FeedError
 from newsletters.staff.access import admin_required, editor_required, require_newsletter
 from newsletters.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("feeds", __name__, url_prefix="/staff")
 
@@ -52,6 +62,9 @@ def _feeds_page(
     *,
     feed_form: FeedForm | None = None,
     settings_form: DigestSettingsForm | None = None,
+    opml_form: OpmlForm | None = None,
+    opml_errors: list[str] | None = None,
+    discovered=None,
     status: int = 200,
 ):
     if settings_form is None:
@@ -61,6 +74,7 @@ def _feeds_page(
                 "mode": newsletter.digest_mode.value,
                 "cadence": newsletter.digest_cadence.value,
                 "hour": newsletter.digest_hour,
+                "sections": newsletter.digest_sections,
             },
         )
     now = utcnow()
@@ -70,6 +84,9 @@ def _feeds_page(
         newsletter=newsletter,
         health=services.feed_health(newsletter.id),
         feed_form=feed_form or FeedForm(formdata=None),
+        opml_form=opml_form or OpmlForm(formdata=None),
+        opml_errors=opml_errors or [],
+        discovered=discovered,
         settings_form=settings_form,
         next_slot=next_slot,
         slot_open=next_slot is not None and next_slot.at <= now,
@@ -77,6 +94,7 @@ def _feeds_page(
         skipped=digests.skipped_slots(newsletter.id),
         skip_reasons=SKIP_REASON_LABELS,
         catch_up_minutes=int(digests.catch_up_window().total_seconds() // 60),
+        preview=digests.preview_digest(newsletter) if newsletter.is_feed_based else None,
     ), status
 
 
@@ -93,6 +111,8 @@ def add_feed(slug: str):
     form = FeedForm()
     if not form.validate():
         return _feeds_page(newsletter, feed_form=form, status=422)
+    if form.action.data == "discover":
+        return _discover(newsletter, form)
     try:
         feed = services.add_feed(
             newsletter.slug,
@@ -121,6 +141,27 @@ def add_feed(slug: str):
     return redirect(url_for(".feeds", slug=newsletter.slug), code=303)
 
 
+def _discover(newsletter, form: FeedForm):
+    """The feeds the page at the form's address announces, offered to choose from."""
+    try:
+        found = services.discover_feeds(form.url.data)
+    except services.RefusedFeedAddress:
+        form.url.errors.append(REFUSED_ADDRESS_MESSAGE)
+        return _feeds_page(newsletter, feed_form=form, status=422)
+    except FeedError:
+        form.url.errors.append(_("Enter an address that starts with https:// or http://."))
+        return _feeds_page(newsletter, feed_form=form, status=422)
+    if found.error:
+        form.url.errors.append(_("The page could not be fetched: %(error)s", error=found.error))
+        return _feeds_page(newsletter, feed_form=form, status=422)
+    if not found.candidates:
+        form.url.errors.append(
+            _("The page announces no feeds. Enter the address of the feed itself.")
+        )
+        return _feeds_page(newsletter, feed_form=form, status=422)
+    return _feeds_page(newsletter, feed_form=form, discovered=found)
+
+
 @bp.post("/newsletters/<slug>/digest-settings")
 @admin_required
 def digest_settings(slug: str):
@@ -133,6 +174,7 @@ def digest_settings(slug: str):
         mode=DigestMode(form.mode.data),
         cadence=DigestCadence(form.cadence.data),
         hour=form.hour.data,
+        sections=bool(form.sections.data),
         by_staff_id=current_user.id,
         actor=events.Actor.of_request(),
     )
@@ -175,6 +217,95 @@ def fetch_feed(feed_id: int):
             "success",
         )
     return redirect(back, code=303)
+
+
+# Items shown under a feed's filter.
+FILTER_PREVIEW_ITEMS = 100
+
+
+def _filter_page(feed, form: FilterForm, judge=None, *, preview: bool = False, status=200):
+    return render_template(
+        "feeds/filter.html",
+        feed=feed,
+        newsletter=feed.newsletter,
+        form=form,
+        preview=preview,
+        items=services.judged_items(feed, judge, limit=FILTER_PREVIEW_ITEMS),
+    ), status
+
+
+@bp.get("/feeds/<int:feed_id>/filter")
+@admin_required
+def feed_filter(feed_id: int):
+    feed = _feed_or_404(feed_id)
+    form = FilterForm(
+        formdata=None,
+        data={
+            "include": feed.filter_include,
+            "exclude": feed.filter_exclude,
+            "categories": feed.filter_categories,
+        },
+    )
+    return _filter_page(feed, form)
+
+
+@bp.post("/feeds/<int:feed_id>/filter")
+@admin_required
+def save_feed_filter(feed_id: int):
+    """Save the filter, or (action=preview) show what it would let through, unsaved."""
+    feed = _feed_or_404(feed_id)
+    form = FilterForm()
+    if not form.validate():
+        return _filter_page(feed, form, status=422)
+    words = {
+        "include": [form.include.data or ""],
+        "exclude": [form.exclude.data or ""],
+        "categories": [form.categories.data or ""],
+    }
+    try:
+        if form.action.data == "preview":
+            judge = services.candidate_filter(**words)
+            return _filter_page(feed, form, judge, preview=True)
+        outcome = services.set_filter(feed.id, **words, actor=events.Actor.of_request())
+    except FeedError as error:
+        # The service's message names the list ("exclude: ..."): the error goes there.
+        field = getattr(form, str(error).split(":", 1)[0], None)
+        field = field if field in (form.include, form.exclude, form.categories) else form.include
+        field.errors = [
+            _(
+                "These words cannot be used: give at most %(words)s words of at most "
+                "%(chars)s characters each, without control characters.",
+                words=MAX_WORDS,
+                chars=MAX_WORD_CHARS,
+            )
+        ]
+        log.info("feed %s: filter refused: %s", feed.id, error)
+        return _filter_page(feed, form, status=422)
+    flash(
+        _(
+            "The filter has been saved: %(passing)s item(s) go into the digests, "
+            "%(filtered)s are filtered out (and kept).",
+            passing=outcome.passing,
+            filtered=outcome.filtered_out,
+        ),
+        "success",
+    )
+    return redirect(url_for(".feed_filter", feed_id=feed.id), code=303)
+
+
+@bp.post("/feeds/<int:feed_id>/position")
+@admin_required
+def feed_position(feed_id: int):
+    """Where the feed's section comes in a digest with sections."""
+    feed = _feed_or_404(feed_id)
+    form = PositionForm()
+    if not form.validate():
+        errors = [e for errors in form.errors.values() for e in errors]
+        flash(" ".join(str(e) for e in errors), "error")
+        return redirect(_back_to(feed), code=303)
+    services.set_positions({feed.id: form.position.data}, actor=events.Actor.of_request())
+    flash(_("The feed %(url)s has been moved in the digest.", url=feed.url), "success")
+    return redirect(_back_to(feed), code=303)
 
 
 @bp.post("/feeds/<int:feed_id>/enable")
@@ -239,6 +370,87 @@ def make_digest(slug: str):
     if outcome.auto_send:
         flash(_("The digest has been made and is being sent."), "success")
         return redirect(url_for("editor.progress", edition_id=outcome.edition_id), code=303)
+    flash(_("The digest has been made as a draft. Review it, then send it."), "success")
+    return redirect(url_for("editor.edition", edition_id=outcome.edition_id), code=303)
+
+
+@bp.get("/newsletters/<slug>/feeds.opml")
+@admin_required
+def export_opml(slug: str):
+    newsletter = _newsletter_or_404(slug)
+    response = Response(services.export_opml(newsletter.slug), mimetype="text/x-opml")
+    response.headers["Content-Disposition"] = f'attachment; filename="{newsletter.slug}-feeds.opml"'
+    return response
+
+
+@bp.post("/newsletters/<slug>/feeds/opml")
+@admin_required
+def import_opml(slug: str):
+    """Attach the feeds of an uploaded OPML file; a file with any bad feed is refused
+    whole, its problems listed."""
+    newsletter = _newsletter_or_404(slug)
+    form = OpmlForm()
+    if not form.validate():
+        return _feeds_page(newsletter, opml_form=form, status=422)
+    data = form.file.data.stream.read(MAX_OPML_BYTES + 1)
+    try:
+        outcome = services.import_opml(
+            newsletter.slug, data, by=current_user.email, actor=events.Actor.of_request()
+        )
+    except OpmlError as error:
+        form.file.errors = [_("The file was refused; no feed was added.")]
+        return _feeds_page(newsletter, opml_form=form, opml_errors=error.errors, status=422)
+    flash(
+        _(
+            "%(added)s feed(s) added from the file; %(already)s were there already.",
+            added=len(outcome.added),
+            already=len(outcome.already),
+        ),
+        "success",
+    )
+    return redirect(url_for(".feeds", slug=newsletter.slug), code=303)
+
+
+@bp.get("/newsletters/<slug>/digest/preview")
+@admin_required
+def digest_preview_html(slug: str):
+    """The HTML part of the next digest, as the feeds page's preview shows it."""
+    newsletter = _newsletter_or_404(slug)
+    preview = digests.preview_digest(newsletter) if newsletter.is_feed_based else None
+    if preview is None or preview.rendered is None:
+        abort(404)
+    response = Response(preview.rendered.html, mimetype="text/html")
+    # As the web version: the mail's HTML, nothing active.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
+        "form-action 'none'; frame-ancestors 'self'; base-uri 'none'"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/newsletters/<slug>/digest/draft")
+@editor_required
+def digest_to_draft(slug: str):
+    """Make the next digest now as a draft to edit (never sent by itself): its items
+    are then digested, and the next one starts after them."""
+    newsletter = _newsletter_or_404(slug)
+    if not newsletter.is_feed_based:
+        flash(_("%(name)s has no feeds, or its digest is off.", name=newsletter.name), "error")
+        return redirect(url_for(".feeds", slug=newsletter.slug), code=303)
+    try:
+        outcome = digests.build_digest(
+            newsletter.id,
+            created_by=current_user.email,
+            actor=events.Actor.of_request(),
+            as_draft=True,
+        )
+    except digests.DigestAlreadyBuilt:
+        flash(_("Another digest was being made at the same moment. Try again."), "error")
+        return redirect(url_for(".feeds", slug=newsletter.slug), code=303)
+    if outcome.edition_id is None:
+        flash(_("There are no new items since the last digest; no edition was made."), "info")
+        return redirect(url_for(".feeds", slug=newsletter.slug), code=303)
     flash(_("The digest has been made as a draft. Review it, then send it."), "success")
     return redirect(url_for("editor.edition", edition_id=outcome.edition_id), code=303)
 

@@ -16,12 +16,12 @@ import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -30,8 +30,10 @@ from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions import drafts
 from newsletters.extensions import db
+from newsletters.feeds import discovery, opml
 from newsletters.feeds.digests import feed_item_input
 from newsletters.feeds.fetching import FetchRequest, FetchResult, FetchSettings, fetch_all
+from newsletters.feeds.filters import FilterError, ItemFilter, clean_words, join_words
 from newsletters.feeds.models import MAX_URL_LENGTH, Feed, FeedItem
 from newsletters.feeds.parsing import ParsedFeed, ParsedItem, watch_parent
 from newsletters.timeutil import utcnow
@@ -114,25 +116,122 @@ def add_feed(
         raise UnknownNewsletter(f"there is no newsletter '{slug}'")
     url = clean_feed_url(url)
     check_feed_address(url)
-    title = " ".join((title or "").split())[:300]
-    existing = db.session.scalar(
-        select(Feed.id).where(Feed.newsletter_id == newsletter.id, Feed.url == url)
-    )
-    if existing is not None:
+    if _attached(newsletter.id, url):
         raise DuplicateFeed(f"{newsletter.slug} already has the feed {url}")
+    feed = _attach(newsletter, url, title, by, actor)
+    jobs.queued_work()
+    db.session.commit()
+    return feed
+
+
+def _attached(newsletter_id: int, url: str) -> bool:
+    return (
+        db.session.scalar(
+            select(Feed.id).where(Feed.newsletter_id == newsletter_id, Feed.url == url)
+        )
+        is not None
+    )
+
+
+def _attach(
+    newsletter: Newsletter, url: str, title: str, by: str, actor: events.Actor | None
+) -> Feed:
+    """A checked, new feed of the newsletter, added and announced; not committed."""
+    title = " ".join((title or "").split())[:300]
     feed = Feed(
         newsletter_id=newsletter.id, url=url, title=title, created_by=by, next_attempt_at=utcnow()
     )
     db.session.add(feed)
     db.session.flush()
     events.announce("feed.add", f"feed:{feed.id}", actor=actor, newsletter=newsletter.slug, url=url)
-    jobs.queued_work()
-    db.session.commit()
     return feed
 
 
+@dataclass
+class OpmlImport:
+    added: list[Feed]
+    # Addresses the newsletter already has (or that the file lists twice): left as they are.
+    already: list[str]
+
+
+def import_opml(
+    slug: str, data: bytes, *, by: str = "", actor: events.Actor | None = None
+) -> OpmlImport:
+    """Attach every feed of an OPML file to the newsletter, in one transaction, each
+    checked by the rules of `add_feed`. A file with any bad feed (or that cannot be read
+    safely) is refused whole: OpmlError with every reason (up to MAX_ERRORS), nothing
+    added. Feeds the newsletter has already are left as they are."""
+    newsletter = newsletter_by_slug(slug)
+    if newsletter is None:
+        raise UnknownNewsletter(f"there is no newsletter '{slug}'")
+    entries = opml.parse_opml(data)
+    if not entries:
+        raise opml.OpmlError(["the file lists no feeds (no outline with an xmlUrl)"])
+    errors: list[str] = []
+    chosen: list[tuple[str, str]] = []
+    already: list[str] = []
+    seen: set[str] = set()
+    for entry in entries:
+        where = f"line {entry.line}"
+        try:
+            url = clean_feed_url(entry.url)
+            check_feed_address(url)
+        except RefusedFeedAddress as error:
+            errors.append(f"{where}: {entry.url[:200]!r} leads to a {error.reason}")
+        except BadFeedURL as error:
+            errors.append(f"{where}: {error}"[:300])
+        else:
+            if url in seen or _attached(newsletter.id, url):
+                already.append(url)
+            else:
+                chosen.append((url, entry.title))
+            seen.add(url)
+        if len(errors) >= opml.MAX_ERRORS:
+            errors.append(f"(stopped after {opml.MAX_ERRORS} errors)")
+            break
+    if errors:
+        raise opml.OpmlError(errors)
+    added = [_attach(newsletter, url, title, by, actor) for url, title in chosen]
+    if added:
+        jobs.queued_work()
+    db.session.commit()
+    return OpmlImport(added=added, already=already)
+
+
+def export_opml(slug: str | None = None) -> str:
+    """Every newsletter's feeds (or `slug`'s) as OPML, a folder per newsletter."""
+    query = select(Newsletter).order_by(Newsletter.position, Newsletter.id)
+    if slug is not None:
+        newsletter = newsletter_by_slug(slug)
+        if newsletter is None:
+            raise UnknownNewsletter(f"there is no newsletter '{slug}'")
+        query = query.where(Newsletter.id == newsletter.id)
+    groups = []
+    for newsletter in db.session.scalars(query):
+        feeds = [(f.url, f.title) for f in newsletter_feeds(newsletter.id)]
+        if feeds:
+            groups.append(opml.OpmlGroup(newsletter.name, feeds))
+    return opml.write_opml("KL's newsletters: feeds", groups)
+
+
+# A page read for its feeds is a web page: smaller than the largest feed.
+DISCOVERY_MAX_BYTES = 2_000_000
+
+
+def discover_feeds(url: str) -> discovery.Discovery:
+    """The feeds the web page at `url` announces (`<link rel="alternate">`), fetched now
+    by the rules of a feed's fetch (the private-address rule, the deadline, a size cap).
+    BadFeedURL / RefusedFeedAddress for an address that may not be fetched."""
+    url = clean_feed_url(url)
+    check_feed_address(url)
+    settings = fetch_settings()
+    settings = replace(settings, max_bytes=min(settings.max_bytes, DISCOVERY_MAX_BYTES))
+    return discovery.discover(url, settings)
+
+
 def get_feed(feed_id: int) -> Feed:
-    feed = db.session.get(Feed, feed_id)
+    # An absurd id (beyond PostgreSQL's integer) is no feed, not a database error.
+    feed = db.session.get(Feed, feed_id) if 0 < feed_id < 2**31 else None
     if feed is None:
         raise FeedNotFound(f"there is no feed {feed_id}")
     return feed
@@ -172,10 +271,139 @@ def remove_feed(
     return url
 
 
+def feed_filter(feed: Feed) -> ItemFilter:
+    return ItemFilter.of(feed.filter_include, feed.filter_exclude, feed.filter_categories)
+
+
+@dataclass(frozen=True)
+class FilterOutcome:
+    feed: Feed
+    passing: int
+    filtered_out: int
+
+
+def set_filter(
+    feed_id: int,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    categories: Sequence[str] = (),
+    split_lines: bool = True,
+    actor: events.Actor | None = None,
+) -> FilterOutcome:
+    """Set a feed's filter (empty lists: no filter) and judge its stored items again;
+    the items that now pass and those filtered out. One transaction. FeedError on
+    words that cannot be used (control characters, too many, too long): nothing is
+    changed. `split_lines`: a line end separates words (the page's text areas); else
+    it is refused (the CLI, where one would be a mistake)."""
+    try:
+        words = {
+            "include": clean_words(include, "include", split_lines=split_lines),
+            "exclude": clean_words(exclude, "exclude", split_lines=split_lines),
+            "categories": clean_words(categories, "categories", split_lines=split_lines),
+        }
+    except FilterError as error:
+        raise FeedError(str(error)) from error
+    feed = get_feed(feed_id)
+    feed.filter_include = join_words(words["include"])
+    feed.filter_exclude = join_words(words["exclude"])
+    feed.filter_categories = join_words(words["categories"])
+    passing, filtered = refilter_items(feed)
+    events.announce("feed.filter", f"feed:{feed.id}", actor=actor, url=feed.url, **words)
+    db.session.commit()
+    return FilterOutcome(feed, passing, filtered)
+
+
+def candidate_filter(
+    include: Sequence[str] = (), exclude: Sequence[str] = (), categories: Sequence[str] = ()
+) -> ItemFilter:
+    """The filter these words make (a preview: nothing is saved); FeedError as set_filter."""
+    try:
+        return ItemFilter.of(
+            join_words(clean_words(include, "include")),
+            join_words(clean_words(exclude, "exclude")),
+            join_words(clean_words(categories, "categories")),
+        )
+    except FilterError as error:
+        raise FeedError(str(error)) from error
+
+
+def judged_items(
+    feed: Feed, judge: ItemFilter | None = None, *, limit: int = 100
+) -> list[tuple[FeedItem, bool]]:
+    """The feed's latest items, newest first, each with whether it passes `judge` (by
+    default the feed's own filter: its stored verdict)."""
+    newest = func.coalesce(FeedItem.published_at, FeedItem.first_seen_at)
+    rows = db.session.scalars(
+        select(FeedItem)
+        .where(FeedItem.feed_id == feed.id)
+        .order_by(newest.desc(), FeedItem.id.desc())
+        .limit(limit)
+    )
+    if judge is None:
+        return [(item, not item.filtered_out) for item in rows]
+    return [
+        (item, judge.passes(item.title, item.summary_text, item.categories.split("\n")))
+        for item in rows
+    ]
+
+
+def refilter_items(feed: Feed) -> tuple[int, int]:
+    """Judge every stored item of the feed by its filter again (set-based: only those
+    whose verdict changed are written); (passing, filtered out). Does not commit."""
+    judge = feed_filter(feed)
+    rows = db.session.execute(
+        select(
+            FeedItem.id,
+            FeedItem.title,
+            FeedItem.summary_text,
+            FeedItem.categories,
+            FeedItem.filtered_out,
+        ).where(FeedItem.feed_id == feed.id)
+    ).all()
+    changed = []
+    filtered = 0
+    for row in rows:
+        out = not judge.passes(row.title, row.summary_text, (row.categories or "").split("\n"))
+        filtered += out
+        if out != row.filtered_out:
+            changed.append({"b_id": row.id, "v_filtered_out": out})
+    if changed:
+        db.session.execute(
+            update(feed_items)
+            .where(feed_items.c.id == bindparam("b_id"))
+            .values(filtered_out=bindparam("v_filtered_out")),
+            changed,
+            execution_options={"synchronize_session": False},
+        )
+    return len(rows) - filtered, filtered
+
+
+# A feed's position in a digest with sections: from 0 to this.
+MAX_POSITION = 9999
+
+
+def set_positions(positions: dict[int, int], *, actor: events.Actor | None = None) -> None:
+    """Set where feeds' sections come in their newsletter's digests (lowest first; the
+    same position: the older feed first). One transaction; FeedError (nothing changed)
+    for an unknown feed or a position outside 0..MAX_POSITION."""
+    feeds = []
+    for feed_id, position in positions.items():
+        if not 0 <= position <= MAX_POSITION:
+            raise FeedError(f"a position must be from 0 to {MAX_POSITION}")
+        feeds.append((get_feed(feed_id), position))
+    for feed, position in feeds:
+        if feed.position != position:
+            feed.position = position
+            events.announce("feed.position", f"feed:{feed.id}", actor=actor, position=position)
+    db.session.commit()
+
+
 def newsletter_feeds(newsletter_id: int) -> list[Feed]:
+    """A newsletter's feeds in their sections' order (position, then when added)."""
     return list(
         db.session.scalars(
-            select(Feed).where(Feed.newsletter_id == newsletter_id).order_by(Feed.id)
+            select(Feed).where(Feed.newsletter_id == newsletter_id).order_by(Feed.position, Feed.id)
         )
     )
 
@@ -184,18 +412,27 @@ def newsletter_feeds(newsletter_id: int) -> list[Feed]:
 class FeedHealth:
     feed: Feed
     item_count: int
+    filtered_count: int = 0
 
 
 def feed_health(newsletter_id: int) -> list[FeedHealth]:
-    """Each feed of a newsletter with its item count, in the order they were added."""
-    counts = dict(
-        db.session.execute(
-            select(FeedItem.feed_id, func.count())
+    """Each feed of a newsletter with its item count (and how many of them its filter
+    leaves out), in the order they were added."""
+    counts = {
+        feed_id: (total, int(filtered or 0))
+        for feed_id, total, filtered in db.session.execute(
+            select(
+                FeedItem.feed_id,
+                func.count(),
+                func.sum(case((FeedItem.filtered_out.is_(True), 1), else_=0)),
+            )
             .where(FeedItem.newsletter_id == newsletter_id)
             .group_by(FeedItem.feed_id)
         ).all()
-    )
-    return [FeedHealth(feed, counts.get(feed.id, 0)) for feed in newsletter_feeds(newsletter_id)]
+    }
+    return [
+        FeedHealth(feed, *counts.get(feed.id, (0, 0))) for feed in newsletter_feeds(newsletter_id)
+    ]
 
 
 def all_feeds() -> list[tuple[Feed, str]]:
@@ -253,6 +490,7 @@ def update_digest_settings(
     mode: DigestMode,
     cadence: DigestCadence,
     hour: int,
+    sections: bool | None = None,
     by_staff_id: int | None = None,
     actor: events.Actor | None = None,
 ) -> Newsletter:
@@ -276,6 +514,8 @@ def update_digest_settings(
     newsletter.digest_mode = DigestMode(mode)
     newsletter.digest_cadence = DigestCadence(cadence)
     newsletter.digest_hour = hour
+    if sections is not None:
+        newsletter.digest_sections = bool(sections)
     events.announce(
         "feed.digest_settings",
         f"newsletter:{newsletter.slug}",
@@ -283,6 +523,7 @@ def update_digest_settings(
         mode=DigestMode(mode).value,
         cadence=DigestCadence(cadence).value,
         hour=hour,
+        sections=newsletter.digest_sections,
     )
     db.session.commit()
     return newsletter
@@ -659,6 +900,7 @@ def store_items(
         existing += db.session.execute(select(*columns).where(mine, FeedItem.link.in_(links)))
     by_key = {row.key: row for row in existing}
     by_link = {row.link: row for row in existing if row.link}
+    judge = feed_filter(feed)
     fresh: list[dict] = []
     changed: list[dict] = []
     claimed: set[int] = set()
@@ -675,6 +917,8 @@ def store_items(
             "author": item.author,
             "published_at": item.published_at,
             "content_hash": item.content_hash,
+            "categories": "\n".join(item.categories),
+            "filtered_out": not judge.passes(item.title, item.summary_text, item.categories),
         }
         if match is None:
             fresh.append(

@@ -62,13 +62,13 @@ def test_admin_attaches_a_feed_and_an_editor_reviews_and_sends_the_digest(
 
     # A bad address first, then the feed.
     page.fill("#url", "kl.dk/rss")
-    response = submit(page, "main form[action$='/feeds'] button[type=submit]")
+    response = submit(page, "main form[action$='/feeds'] button[value=add]")
     assert response.status == 422
     expect(page.locator("#url-error")).to_contain_text("https://")
     audit(axe, page, "feeds, bad address")
     page.fill("#url", url)
     page.fill("#title", "KL's nyheder")
-    submit(page, "main form[action$='/feeds'] button[type=submit]")
+    submit(page, "main form[action$='/feeds'] button[value=add]")
     expect(page.locator("main .alert-success")).to_contain_text("er tilføjet")
     row = page.locator("main tr[data-feed-id]")
     expect(row).to_contain_text("KL's nyheder")
