@@ -1,11 +1,14 @@
-"""The administrators' subscriber pages and the start of a send, at 100 000 subscribers.
+"""The administrators' subscriber pages and the start of a send, at 100 000 subscribers
+(--subscribers 1000000 for issue 17's million).
 
 Times (median of --repeat runs, in-process through Flask's test client, so the figures
 are the server's own work without HTTP) for the subscriber list unfiltered, filtered by
 newsletter + status, by municipality, by role, a search, the 50th page by keyset, one
-subscriber's history and the audit log; then `start_send` of one edition to the 100 000
-(the brief's bar: < 2 s), now with the suppression list's NOT EXISTS in its INSERT ...
-SELECT and 1 000 suppressed addresses.
+subscriber's history and the audit log (issue 17's bars: the search < 20 ms, the
+other subscriber pages < 50 ms, the audit log shown, not judged); then `start_send` of
+one edition to them all (the brief's bar: < 2 s at 100 000; issue 17: < 10 s at
+1 000 000), with the suppression list's NOT EXISTS in its INSERT ... SELECT and one
+suppressed address per 100 subscribers.
 
     .venv/bin/python benchmarks/subscriber_pages.py                        # SQLite
     .venv/bin/python benchmarks/subscriber_pages.py --database postgresql  # bench_admin_pages
@@ -32,7 +35,10 @@ from harness.report import Table
 from harness.seeding import insert_subscribers, subscriber_row
 
 sys.path.insert(0, str(ROOT))
-BAR_START_SEND_S = 2.0
+BAR_START_SEND_S = 2.0  # at up to 100 000
+BAR_START_SEND_MILLION_S = 10.0  # above (issue 17)
+BAR_SEARCH_MS = 20.0
+BAR_PAGE_MS = 50.0
 
 
 def main() -> None:
@@ -134,8 +140,12 @@ def run(args: argparse.Namespace) -> None:
         )
         db.session.commit()
         if db.engine.dialect.name == "postgresql":
-            db.session.execute(db.text("ANALYZE"))
-            db.session.commit()
+            # As autovacuum leaves a live database: statistics, and the GIN indexes'
+            # pending lists merged (a search scans an unmerged list row by row).
+            with db.engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                    "VACUUM ANALYZE"
+                )
         print(f"{args.database}: {args.subscribers} subscribers loaded in "
               f"{time.perf_counter() - started:.1f} s")  # fmt: skip
         some_id = db.session.scalar(select(Subscriber.id).offset(args.subscribers // 2).limit(1))
@@ -148,29 +158,62 @@ def run(args: argparse.Namespace) -> None:
         after = db.session.scalar(
             select(Subscriber.email).order_by(Subscriber.email).offset(49 * 50 - 1).limit(1)
         )
+    # (path, bar in ms or None when shown only)
     pages = {
-        "list, unfiltered": "/staff/subscribers",
-        "newsletter + status": "/staff/subscribers?newsletter=momentum&status=confirmed",
-        "municipality": "/staff/subscribers?municipality=Aarhus",
-        "role": "/staff/subscribers?role=borgmester",
-        "search 'person0999'": "/staff/subscribers?q=person0999",
-        "50th page (keyset)": f"/staff/subscribers?after={after}",
-        "one history": f"/staff/subscribers/{some_id}",
-        "audit log": "/staff/audit",
+        "list, unfiltered": ("/staff/subscribers", BAR_PAGE_MS),
+        "newsletter + status": (
+            "/staff/subscribers?newsletter=momentum&status=confirmed",
+            BAR_PAGE_MS,
+        ),
+        "municipality": ("/staff/subscribers?municipality=Aarhus", BAR_PAGE_MS),
+        "role": ("/staff/subscribers?role=borgmester", BAR_PAGE_MS),
+        "search page 'person0999'": ("/staff/subscribers?q=person0999", BAR_PAGE_MS),
+        "search page 'erson 4321' (name)": ("/staff/subscribers?q=erson+4321", BAR_PAGE_MS),
+        "search page 'e9' (2 chars)": ("/staff/subscribers?q=e9", None),
+        "50th page (keyset)": (f"/staff/subscribers?after={after}", BAR_PAGE_MS),
+        "one history": (f"/staff/subscribers/{some_id}", BAR_PAGE_MS),
+        "audit log": ("/staff/audit", None),
     }
     table = Table(
         f"Subscriber pages and start_send at {args.subscribers} subscribers ({args.database}); "
         f"pages: median of {args.repeat}",
         judged=not args.quick,
     )
-    for label, path in pages.items():
+    for label, (path, bar) in pages.items():
         times = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             response = client.get(path)
             times.append((time.perf_counter() - t0) * 1000)
             assert response.status_code == 200, (path, response.status_code)
-        table.add(label, f"{statistics.median(times):.1f} ms", f"max {max(times):.1f} ms")
+        median = statistics.median(times)
+        table.add(
+            label,
+            f"{median:.1f} ms",
+            f"max {max(times):.1f} ms",
+            f"< {bar:g} ms" if bar else "",
+            median < bar if bar else None,
+        )
+
+    # The search itself (the service's queries, no page around it): issue 17's < 20 ms.
+    from newsletters.admin import services as admin_services
+
+    with app.app_context():
+        for term in ("person0999", "erson 4321", "kommune42.dk"):
+            times = []
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                admin_services.search(admin_services.SubscriberFilter(query=term))
+                times.append((time.perf_counter() - t0) * 1000)
+                db.session.remove()
+            median = statistics.median(times)
+            table.add(
+                f"search '{term}' (service)",
+                f"{median:.1f} ms",
+                f"max {max(times):.1f} ms",
+                f"< {BAR_SEARCH_MS:g} ms",
+                median < BAR_SEARCH_MS,
+            )
 
     with app.app_context():
         edition = editing.create_draft(
@@ -179,12 +222,13 @@ def run(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         recipients = sending.start_send(edition.id)
         took = time.perf_counter() - t0
+        bar = BAR_START_SEND_S if args.subscribers <= 100_000 else BAR_START_SEND_MILLION_S
         table.add(
             "start_send",
             f"{recipients} deliveries in {took:.2f} s",
             f"{len(suppressed)} suppressed addresses excluded",
-            f"< {BAR_START_SEND_S:g} s",
-            took < BAR_START_SEND_S,
+            f"< {bar:g} s",
+            took < bar,
         )
         db.session.remove()
         db.engine.dispose()

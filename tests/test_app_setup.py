@@ -104,9 +104,17 @@ def test_dev_mailbox_is_never_on_with_a_real_mail_server(make_app):
     assert app.test_client().get("/dev/mail/").status_code == 404
 
 
+def _not_search_index(name, type_, parent_names) -> bool:
+    """Migration 0023's search index lives outside the models (FTS5 tables on SQLite,
+    trigram GIN indexes on PostgreSQL)."""
+    return not (name or "").startswith("subscribers_search") and not (name or "").endswith("_trgm")
+
+
 def test_migrations_match_the_models(app):
     with app.app_context(), db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_name": _not_search_index}
+        )
         diff = compare_metadata(context, db.metadata)
     assert diff == [], "the models changed without a migration: run `flask db migrate`"
 
