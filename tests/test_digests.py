@@ -343,6 +343,21 @@ def test_feed_text_is_not_read_as_markdown(app):
     assert "<em>" not in markdown_to_html(source) and "<script" not in markdown_to_html(source)
 
 
+def test_html_in_the_markdown_reads_as_text_in_the_text_part(app):
+    from newsletters.editions.rendering import markdown_to_text
+
+    source = (
+        '<p>Bestyrelsen har drøftet <strong>økonomiaftalen</strong> &amp; klimaet.</p>'
+        '<p><a href="https://www.kl.dk/nyheder" title="KL">Læs mere</a><br>Hilsen KL</p>\n\n'
+        "2 < 3 og [et link](https://kl.dk)"
+    )
+    assert markdown_to_text(source) == (
+        "Bestyrelsen har drøftet økonomiaftalen & klimaet.\n\n"
+        "Læs mere (https://www.kl.dk/nyheder)\n\nHilsen KL\n\n"
+        "2 < 3 og et link (https://kl.dk)"
+    )
+
+
 @pytest.mark.e2e
 def test_digest_edition_is_a_normal_edition(app, feed_server, clock):
     set_mode(app, "danske-kommuner", DigestMode.REVIEW)

@@ -11,6 +11,7 @@ and every line stays within 76 octets: the message survives a strict SMTP server
 from __future__ import annotations
 
 import binascii
+import html
 import re
 import secrets
 from dataclasses import dataclass
@@ -53,11 +54,23 @@ def markdown_to_html(source: str) -> str:
 
 _LINK = re.compile(r"(?<!\\)\[([^\]]+)\]\(([^)\s]+)\)")
 _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>|])")
+# HTML that an editor wrote inside the Markdown (allowed there, and kept in the HTML part):
+# in the text part a link is spelled out, a block ends its line, other tags go.
+_HTML_LINK = re.compile(
+    r"(?<!\\)<a\s[^<>]*?href\s*=\s*[\"']([^\"'<>]+)[\"'][^<>]*>(.*?)</a\s*>", re.I | re.S
+)
+_HTML_BREAK = re.compile(r"(?<!\\)(?:</(?:p|div|h[1-6]|li|tr|blockquote)\s*>|<br\s*/?>)", re.I)
+_HTML_TAG = re.compile(r"(?<!\\)</?[a-zA-Z][^<>]*>")
 
 
 def markdown_to_text(source: str) -> str:
     """Editor Markdown as readable plain text: links spelled out, emphasis marks dropped."""
     text = _LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", source or "")
+    if "<" in text or "&" in text:
+        text = _HTML_LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+        text = _HTML_BREAK.sub("\n\n", text)
+        text = html.unescape(_HTML_TAG.sub("", text))
+        text = re.sub(r"\n{3,}", "\n\n", text)
     text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
     text = re.sub(r"(?<![\w*\\])[*_](\S.*?\S|\S)[*_](?![\w*])", r"\1", text)
     # A backslash-escaped character is that character (feed text in digests is escaped).
