@@ -728,6 +728,43 @@ def describe_baseline(b: BaselineRun, label: str) -> str:
 # --------------------------------------------------------------------------- main
 
 
+def enqueue_only(app, args: argparse.Namespace, edition_id: int, db: Database) -> int:
+    """--enqueue-only ROUNDS: start_send of the big audience, timed, ROUNDS times."""
+    from sqlalchemy import text
+
+    from newsletters.extensions import db as sqla
+
+    times = []
+    for round_ in range(args.enqueue_only):
+        if round_:
+            with app.app_context():
+                sqla.session.execute(text("DELETE FROM deliveries"))
+                sqla.session.commit()
+                if sqla.engine.dialect.name == "postgresql":
+                    with sqla.engine.connect().execution_options(
+                        isolation_level="AUTOCOMMIT"
+                    ) as conn:
+                        conn.execute(text("VACUUM deliveries"))
+                        conn.execute(text("CHECKPOINT"))
+                sqla.session.remove()
+                sqla.engine.dispose()
+            edition_id = create_edition(app, SLUG_BIG)
+        log(f"start_send of the big edition ({args.recipients}), round {round_ + 1}")
+        n, seconds = timed_start_send(app, edition_id)
+        if n != args.recipients:
+            raise BenchmarkError(f"start_send queued {n} deliveries, not {args.recipients}")
+        log(f"  {n} deliveries in {seconds:.3f} s")
+        times.append(seconds)
+    median = sorted(times)[len(times) // 2]
+    bar = BAR_ENQUEUE_S if args.recipients <= 100_000 else BAR_ENQUEUE_BIG_S
+    print(
+        f"enqueue ({args.database}, {db.name}): start_send of {args.recipients} confirmed "
+        f"subscribers: {', '.join(f'{t:.2f}' for t in times)} s; median {median:.2f} s; "
+        f"bar < {bar:g} s -> {'PASS' if median < bar else 'FAIL'}; load average {loadavg()}"
+    )
+    return 0 if median < bar else 1
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Send one edition with the app's worker vs a bare smtplib loop (same sink)."
@@ -782,6 +819,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="SEND_MAX_PER_CONNECTION for the worker [1000000: one connection, like the loop]",
     )
     p.add_argument("--worker-timeout", type=float, default=0, help="[30 min, 1 h per 500 000]")
+    p.add_argument(
+        "--enqueue-only",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only time start_send of the big edition, ROUNDS times (a new edition each, "
+        "the deliveries table emptied and checkpointed in between); no sends",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir and the database")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument(
@@ -839,6 +884,9 @@ def main(argv: list[str] | None = None) -> int:
         audience_seconds = time.perf_counter() - t
         small_edition = create_edition(app, SLUG_SMALL)
         big_edition = create_edition(app, SLUG_BIG)
+
+        if args.enqueue_only:
+            return enqueue_only(app, args, big_edition, db)
 
         log(f"start_send of the small edition ({args.small})")
         n_small, enqueue_small = timed_start_send(app, small_edition)
