@@ -421,6 +421,28 @@ class BaselineRun:
         return self.messages / self.seconds
 
 
+def commit_latency(db: Database, count: int = 300) -> float | None:
+    """PostgreSQL: the median seconds of an autocommitted one-row UPDATE (a WAL flush each),
+    the floor under one lane's time per message (each message waits for its committed
+    in-flight mark). None on SQLite (WAL, synchronous=NORMAL: no flush per commit)."""
+    if db.kind != "postgresql":
+        return None
+    conn = db.connect()
+    try:
+        conn.autocommit = True
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_flush (id int PRIMARY KEY, n int)")
+        conn.execute("INSERT INTO bench_flush VALUES (1, 0) ON CONFLICT DO NOTHING")
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.execute("UPDATE bench_flush SET n = n + 1 WHERE id = 1")
+            times.append(time.perf_counter() - started)
+        conn.execute("DROP TABLE bench_flush")
+    finally:
+        conn.close()
+    return sorted(times)[len(times) // 2]
+
+
 def run_baseline(
     sink: Sink, envelope_from: str, pool: list[tuple[str, bytes]], count: int, postgres: bool
 ) -> BaselineRun:
@@ -906,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [len(raw) for _, raw in pool]
         log(f"baseline 1: {baseline_messages} messages on one smtplib connection")
         base1 = run_baseline(sink, envelope_from, pool, baseline_messages, postgres)
+        flush_before = commit_latency(db)
 
         log(f"worker --once: the big send ({args.recipients})")
         big = run_worker(
@@ -915,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"baseline 2: {baseline_messages} messages on one smtplib connection")
         base2 = run_baseline(sink, envelope_from, pool, baseline_messages, postgres)
+        flush_after = commit_latency(db)
 
         log("an idle worker --once (nothing due): its start-up cost")
         idle = run_worker("idle", env, sink, 0, postgres, args.worker_timeout)
@@ -1078,6 +1102,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(describe_baseline(base1, "before"))
     print(describe_baseline(base2, "after"))
+    if flush_before is not None:
+        print(
+            f"  PostgreSQL commit    {flush_before * 1e6:.0f} us before, "
+            f"{flush_after * 1e6:.0f} us after (median of an autocommitted one-row UPDATE: "
+            f"a WAL flush); one lane cannot "
+            f"beat 1 / commit = {1 / max(flush_before, flush_after):.0f} msg/s"
+        )
     print(f"\napp, big send ({args.recipients} recipients)")
     print("\n".join(describe_worker(big)))
     if args.py_spy:
@@ -1135,6 +1166,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rss_big_kb": big.hwm_kb,
                     "rss_growth_mb": growth_mb,
                     "rss_ratio": rss_ratio,
+                    "commit_seconds": [flush_before, flush_after],
                     "one_worker_slow_rate": one.rate if one else None,
                     "two_workers_slow_rate": two.rate if two else None,
                     "two_workers_ratio": two_ratio,
