@@ -997,7 +997,9 @@ def main(argv: list[str] | None = None) -> int:
     rss_ratio = big.hwm_kb / small.hwm_kb if small.hwm_kb else float("nan")
     net = big.seconds - idle.seconds
     enqueue_bar = BAR_ENQUEUE_S if args.recipients <= 100_000 else BAR_ENQUEUE_BIG_S
-    two_ratio = two.delivered_rate / one.delivered_rate if one and two else None
+    two_ratio = (
+        two.delivered_rate / one.delivered_rate if one and two and one.delivered_rate else None
+    )
 
     table = Table("Sending one edition: the figures", judged=not args.quick)
     table.add(
@@ -1026,7 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
         f"< {BAR_RSS_GROWTH_MB:g} MB",
         growth_mb < BAR_RSS_GROWTH_MB,
     )
-    if one and two:
+    if two_ratio is not None:
         table.add(
             "2 workers, slow server",
             f"{two.delivered_rate:.1f} msg/s; ratio {two_ratio:.2f}",
