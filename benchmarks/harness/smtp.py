@@ -126,10 +126,11 @@ class PySink(Sink):
             self.describe += f", {delay_ms:g} ms per message"
 
     def start(self) -> None:
-        self.count_path = self.tmp / "pysink.count"
+        # Named by port: a run may have two sinks (the slow one) in the same temp dir.
+        self.count_path = self.tmp / f"pysink-{self.port}.count"
         self.count_path.write_bytes(b"\0" * 8)
-        self.rcpt_path = self.tmp / "pysink.rcpt"
-        self.err_path = self.tmp / "pysink.err"
+        self.rcpt_path = self.tmp / f"pysink-{self.port}.rcpt"
+        self.err_path = self.tmp / f"pysink-{self.port}.err"
         self._err = open(self.err_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
