@@ -9,8 +9,15 @@ The bars (PRODUCT.md, "Performance bars"):
   100 000 recipients;
 - starting that send (enqueueing 100 000 deliveries): < 2 s on SQLite and on PostgreSQL.
 
+And issue 17's, at ten times KL's size: starting a send to 1 000 000 confirmed subscribers
+in < 10 s on PostgreSQL; the sender's memory flat from 100 000 to 1 000 000 (run with
+`--subscribers 1000000 --small 100000`: the peak RSS of both and their ratio); one worker
+>= 0.9x the bare loop on PostgreSQL with default settings (the ratio's bar is 0.90 here);
+and 2 worker processes against a mail server that takes 5 ms per message deliver >= 1.8x
+one worker (`--slow-messages`, `--slow-ms`: the Python sink with a delay, its own phase).
+
     .venv/bin/python benchmarks/send_edition.py [--database sqlite|postgresql]
-                                                [--recipients 100000] [--small 10000]
+                                                [--subscribers 100000] [--small 10000]
 
 One run: an SMTP sink on 127.0.0.1 in its own process (Postfix's `smtp-sink`, C, when
 installed; otherwise, or with --sink python, a small asyncio sink that also records every
@@ -80,16 +87,20 @@ from harness.report import Table
 from harness.seeding import analyze, confirmed_audience
 from harness.smtp import PySink, Sink, pick_sink
 
-BAR_RATIO = 0.80
+BAR_RATIO = 0.90  # issue 17 (PostgreSQL, default settings); the product brief's is 0.80
 BAR_RSS_GROWTH_MB = 20.0
-BAR_ENQUEUE_S = 2.0
+BAR_ENQUEUE_S = 2.0  # up to 100 000 deliveries (the product brief)
+BAR_ENQUEUE_BIG_S = 10.0  # above 100 000 (issue 17: 1 000 000 in < 10 s)
+BAR_TWO_WORKERS = 1.8  # 2 worker processes / 1, mail server 5 ms per message (issue 17)
 BASELINE_POOL = 1000
 
 # Audience tags: every address starts with its tag, so the sink's record splits by phase.
 # The baseline's RCPT TO uses its own tag (same length), its message bytes are the app's.
 TAG_SMALL, TAG_BIG, TAG_BASE = "sml", "big", "bas"
+TAG_ONE, TAG_TWO = "on1", "tw2"  # the slow server's phase: one worker, then two
 KOMMUNER = ("aarhus", "kk", "odense", "aalborg", "esbjerg", "randers", "kolding", "vejle")
 SLUG_SMALL, SLUG_BIG = "momentum", "bestyrelse"
+SLUG_ONE, SLUG_TWO = "kl-nyheder", "danske-kommuner"
 
 
 def address(tag: str, n: int) -> str:
@@ -410,6 +421,28 @@ class BaselineRun:
         return self.messages / self.seconds
 
 
+def commit_latency(db: Database, count: int = 300) -> float | None:
+    """PostgreSQL: the median seconds of an autocommitted one-row UPDATE (a WAL flush each),
+    the floor under one lane's time per message (each message waits for its committed
+    in-flight mark). None on SQLite (WAL, synchronous=NORMAL: no flush per commit)."""
+    if db.kind != "postgresql":
+        return None
+    conn = db.connect()
+    try:
+        conn.autocommit = True
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_flush (id int PRIMARY KEY, n int)")
+        conn.execute("INSERT INTO bench_flush VALUES (1, 0) ON CONFLICT DO NOTHING")
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.execute("UPDATE bench_flush SET n = n + 1 WHERE id = 1")
+            times.append(time.perf_counter() - started)
+        conn.execute("DROP TABLE bench_flush")
+    finally:
+        conn.close()
+    return sorted(times)[len(times) // 2]
+
+
 def run_baseline(
     sink: Sink, envelope_from: str, pool: list[tuple[str, bytes]], count: int, postgres: bool
 ) -> BaselineRun:
@@ -553,6 +586,67 @@ def run_worker(
     )
 
 
+@dataclass
+class WorkersRun:
+    workers: int
+    recipients: int
+    seconds: float  # from the start of the first process to the exit of the last
+    window: float | None
+    received: int
+    check: DeliveryCheck | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.recipients / self.seconds
+
+    @property
+    def delivered_rate(self) -> float:
+        """Messages per second delivered, first to last at the sink: what the workers
+        deliver, without the start-up of their processes (seconds on a loaded machine)."""
+        return (self.recipients - 1) / self.window if self.window else 0.0
+
+
+def run_workers(
+    label: str, env: dict[str, str], sink: Sink, expect: int, count: int, timeout: float
+) -> WorkersRun:
+    """`count` `flask --app wsgi worker --once` processes at once, until all have exited."""
+    tmp = Path(env["NEWSLETTERS_INSTANCE_PATH"]).parent
+    monitor = Monitor(sink, None, expect, postgres=False)
+    monitor.start()
+    started = time.perf_counter()
+    procs, outs = [], []
+    try:
+        for n in range(count):
+            out = open(tmp / f"worker-{label}-{n + 1}.log", "wb")  # noqa: SIM115
+            outs.append(out)
+            procs.append(
+                subprocess.Popen(
+                    [*FLASK, "worker", "--once"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        for proc in procs:
+            proc.wait(timeout=timeout)
+        seconds = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for out in outs:
+            out.close()
+    time.sleep(0.1)
+    monitor.finish()
+    for n, proc in enumerate(procs):
+        if proc.returncode != 0:
+            text = (tmp / f"worker-{label}-{n + 1}.log").read_text(errors="replace")
+            raise BenchmarkError(f"worker ({label} {n + 1}) failed:\n{text[-3000:]}")
+    return WorkersRun(count, expect, seconds, monitor.window, monitor.received)
+
+
 def check_recipients(rcpts: Counter, tag: str, n: int) -> tuple[bool, str]:
     """The Python sink's record: every audience address exactly once, no stray one."""
     mine = {a: c for a, c in rcpts.items() if a.startswith(tag + ".")}
@@ -656,14 +750,68 @@ def describe_baseline(b: BaselineRun, label: str) -> str:
 # --------------------------------------------------------------------------- main
 
 
+def enqueue_only(app, args: argparse.Namespace, edition_id: int, db: Database) -> int:
+    """--enqueue-only ROUNDS: start_send of the big audience, timed, ROUNDS times."""
+    from sqlalchemy import text
+
+    from newsletters.extensions import db as sqla
+
+    times = []
+    for round_ in range(args.enqueue_only):
+        if round_:
+            with app.app_context():
+                sqla.session.execute(text("DELETE FROM deliveries"))
+                sqla.session.commit()
+                if sqla.engine.dialect.name == "postgresql":
+                    with sqla.engine.connect().execution_options(
+                        isolation_level="AUTOCOMMIT"
+                    ) as conn:
+                        conn.execute(text("VACUUM deliveries"))
+                        conn.execute(text("CHECKPOINT"))
+                sqla.session.remove()
+                sqla.engine.dispose()
+            edition_id = create_edition(app, SLUG_BIG)
+        log(f"start_send of the big edition ({args.recipients}), round {round_ + 1}")
+        n, seconds = timed_start_send(app, edition_id)
+        if n != args.recipients:
+            raise BenchmarkError(f"start_send queued {n} deliveries, not {args.recipients}")
+        log(f"  {n} deliveries in {seconds:.3f} s")
+        times.append(seconds)
+    median = sorted(times)[len(times) // 2]
+    bar = BAR_ENQUEUE_S if args.recipients <= 100_000 else BAR_ENQUEUE_BIG_S
+    print(
+        f"enqueue ({args.database}, {db.name}): start_send of {args.recipients} confirmed "
+        f"subscribers: {', '.join(f'{t:.2f}' for t in times)} s; median {median:.2f} s; "
+        f"bar < {bar:g} s -> {'PASS' if median < bar else 'FAIL'}; load average {loadavg()}"
+    )
+    return 0 if median < bar else 1
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Send one edition with the app's worker vs a bare smtplib loop (same sink)."
     )
     add_database_arguments(p, pg_database="bench_send")
-    p.add_argument("--recipients", type=int, default=100_000, help="the big send [100000]")
+    p.add_argument(
+        "--subscribers",
+        "--recipients",
+        dest="recipients",
+        type=int,
+        default=100_000,
+        help="the big send: its confirmed subscribers [100000]",
+    )
     p.add_argument(
         "--small", type=int, default=10_000, help="the small send, for the RSS growth [10000]"
+    )
+    p.add_argument(
+        "--slow-messages",
+        type=int,
+        default=4000,
+        help="the slow server's phase: messages for one worker, then as many for two "
+        "(0: skip) [4000]",
+    )
+    p.add_argument(
+        "--slow-ms", type=float, default=5.0, help="the slow server's ms per message [5]"
     )
     p.add_argument(
         "--baseline-messages",
@@ -692,7 +840,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1_000_000,
         help="SEND_MAX_PER_CONNECTION for the worker [1000000: one connection, like the loop]",
     )
-    p.add_argument("--worker-timeout", type=float, default=1800)
+    p.add_argument("--worker-timeout", type=float, default=0, help="[30 min, 1 h per 500 000]")
+    p.add_argument(
+        "--enqueue-only",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only time start_send of the big edition, ROUNDS times (a new edition each, "
+        "the deliveries table emptied and checkpointed in between); no sends",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir and the database")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument(
@@ -702,9 +858,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the big send's worker under py-spy (collapsed stacks to FILE) and print "
         "where its time went; the run's figures are then not judged",
     )
-    add_quick_argument(p, "--recipients 200 --small 50")
+    add_quick_argument(p, "--recipients 200 --small 50 --slow-messages 100")
     args = p.parse_args(argv)
-    apply_quick(args, p, recipients=200, small=50)
+    apply_quick(args, p, recipients=200, small=50, slow_messages=100)
+    if not args.worker_timeout:
+        args.worker_timeout = max(1800.0, args.recipients / 500_000 * 3600)
     return args
 
 
@@ -719,11 +877,17 @@ def main(argv: list[str] | None = None) -> int:
     (tmp / "instance").mkdir()
     postgres = args.database == "postgresql"
     sink: Sink | None = None
+    slow_sink: PySink | None = None
     db: Database | None = None
+    one = two = None
     try:
         sink = pick_sink(args.sink, tmp)
         sink.start()
         log(f"sink: {sink.kind} on 127.0.0.1:{sink.port} (pid {sink.proc.pid})")
+        if args.slow_messages:
+            slow_sink = PySink(tmp, args.slow_ms)
+            slow_sink.start()
+            log(f"slow sink: {slow_sink.describe}, port {slow_sink.port}")
         db = fresh_database(args, tmp, args.pg_database, "send.db")
         settings = app_settings(db, sink, args)
         env = newsletters_env(settings, tmp)
@@ -735,10 +899,16 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         create_audience(app, SLUG_SMALL, TAG_SMALL, args.small)
         create_audience(app, SLUG_BIG, TAG_BIG, args.recipients)
+        if args.slow_messages:
+            create_audience(app, SLUG_ONE, TAG_ONE, args.slow_messages)
+            create_audience(app, SLUG_TWO, TAG_TWO, args.slow_messages)
         analyze(app)
         audience_seconds = time.perf_counter() - t
         small_edition = create_edition(app, SLUG_SMALL)
         big_edition = create_edition(app, SLUG_BIG)
+
+        if args.enqueue_only:
+            return enqueue_only(app, args, big_edition, db)
 
         log(f"start_send of the small edition ({args.small})")
         n_small, enqueue_small = timed_start_send(app, small_edition)
@@ -758,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [len(raw) for _, raw in pool]
         log(f"baseline 1: {baseline_messages} messages on one smtplib connection")
         base1 = run_baseline(sink, envelope_from, pool, baseline_messages, postgres)
+        flush_before = commit_latency(db)
 
         log(f"worker --once: the big send ({args.recipients})")
         big = run_worker(
@@ -767,9 +938,33 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"baseline 2: {baseline_messages} messages on one smtplib connection")
         base2 = run_baseline(sink, envelope_from, pool, baseline_messages, postgres)
+        flush_after = commit_latency(db)
 
         log("an idle worker --once (nothing due): its start-up cost")
         idle = run_worker("idle", env, sink, 0, postgres, args.worker_timeout)
+
+        if slow_sink is not None:
+            slow_env = {**env, "NEWSLETTERS_MAIL_PORT": str(slow_sink.port)}
+            for slug, workers in ((SLUG_ONE, 1), (SLUG_TWO, 2)):
+                edition = create_edition(app, slug)
+                timed_start_send(app, edition)
+                log(
+                    f"slow server ({args.slow_ms:g} ms/message): {workers} worker(s), "
+                    f"{args.slow_messages} messages"
+                )
+                run = run_workers(
+                    f"slow{workers}",
+                    slow_env,
+                    slow_sink,
+                    args.slow_messages,
+                    workers,
+                    args.worker_timeout,
+                )
+                run.check = check_deliveries(app, edition)
+                if workers == 1:
+                    one = run
+                else:
+                    two = run
 
         if isinstance(sink, PySink):
             rcpts = sink.recipients()
@@ -789,6 +984,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if sink is not None:
             sink.stop()
+        if slow_sink is not None:
+            slow_sink.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
             if db is not None:
@@ -797,7 +994,12 @@ def main(argv: list[str] | None = None) -> int:
     baseline = max(base1, base2, key=lambda b: b.rate)
     ratio = big.rate / baseline.rate
     growth_mb = mb(big.hwm_kb - small.hwm_kb)
+    rss_ratio = big.hwm_kb / small.hwm_kb if small.hwm_kb else float("nan")
     net = big.seconds - idle.seconds
+    enqueue_bar = BAR_ENQUEUE_S if args.recipients <= 100_000 else BAR_ENQUEUE_BIG_S
+    two_ratio = (
+        two.delivered_rate / one.delivered_rate if one and two and one.delivered_rate else None
+    )
 
     table = Table("Sending one edition: the figures", judged=not args.quick)
     table.add(
@@ -815,22 +1017,33 @@ def main(argv: list[str] | None = None) -> int:
     table.add(
         "enqueue",
         f"{enqueue_big:.3f} s for {args.recipients} deliveries",
-        "",
-        f"< {BAR_ENQUEUE_S:g} s",
-        enqueue_big < BAR_ENQUEUE_S,
+        f"{enqueue_small:.3f} s for {args.small}",
+        f"< {enqueue_bar:g} s",
+        enqueue_big < enqueue_bar,
     )
     table.add(
         "peak RSS growth",
-        f"{growth_mb:+.1f} MB",
-        f"{mb(small.hwm_kb):.1f} MB at {args.small}, {mb(big.hwm_kb):.1f} MB at {args.recipients}",
+        f"{growth_mb:+.1f} MB ({mb(big.hwm_kb):.1f} MB at {args.recipients})",
+        f"{mb(small.hwm_kb):.1f} MB at {args.small}; ratio {rss_ratio:.3f}",
         f"< {BAR_RSS_GROWTH_MB:g} MB",
         growth_mb < BAR_RSS_GROWTH_MB,
     )
+    if two_ratio is not None:
+        table.add(
+            "2 workers, slow server",
+            f"{two.delivered_rate:.1f} msg/s; ratio {two_ratio:.2f}",
+            f"1 worker {one.delivered_rate:.1f} msg/s ({args.slow_ms:g} ms/message; first to "
+            "last message at the sink)",
+            f">= {BAR_TWO_WORKERS:g}x",
+            two_ratio >= BAR_TWO_WORKERS,
+        )
     reasons = []
     if table.judged and ratio < BAR_RATIO:
         reasons.append(f"throughput ratio {ratio:.3f} < {BAR_RATIO:.2f}")
-    if table.judged and enqueue_big >= BAR_ENQUEUE_S:
-        reasons.append(f"enqueue {enqueue_big:.2f} s >= {BAR_ENQUEUE_S:g} s")
+    if table.judged and enqueue_big >= enqueue_bar:
+        reasons.append(f"enqueue {enqueue_big:.2f} s >= {enqueue_bar:g} s")
+    if table.judged and two_ratio is not None and two_ratio < BAR_TWO_WORKERS:
+        reasons.append(f"2 workers / 1 = {two_ratio:.2f} < {BAR_TWO_WORKERS:g}")
     if table.judged and growth_mb >= BAR_RSS_GROWTH_MB:
         reasons.append(f"RSS growth {growth_mb:.1f} MB >= {BAR_RSS_GROWTH_MB:g} MB")
     valid = []
@@ -846,6 +1059,19 @@ def main(argv: list[str] | None = None) -> int:
     for b, label in ((base1, "baseline 1"), (base2, "baseline 2")):
         if b.received != b.messages:
             valid.append(f"{label}: the sink received {b.received}, not {b.messages}")
+    for run in (one, two):
+        if run is None:
+            continue
+        if run.received != run.recipients:
+            valid.append(
+                f"slow server, {run.workers} worker(s): the sink received "
+                f"{run.received}, not {run.recipients}"
+            )
+        if run.check is None or not run.check.ok(run.recipients):
+            valid.append(
+                f"slow server, {run.workers} worker(s): deliveries do not check out "
+                f"({run.check.describe()})"
+            )
     if idle.received:
         valid.append(f"the idle worker sent {idle.received} messages")
     reasons += valid
@@ -878,6 +1104,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(describe_baseline(base1, "before"))
     print(describe_baseline(base2, "after"))
+    if flush_before is not None:
+        print(
+            f"  PostgreSQL commit    {flush_before * 1e6:.0f} us before, "
+            f"{flush_after * 1e6:.0f} us after (median of an autocommitted one-row UPDATE: "
+            f"a WAL flush); one lane cannot "
+            f"beat 1 / commit = {1 / max(flush_before, flush_after):.0f} msg/s"
+        )
     print(f"\napp, big send ({args.recipients} recipients)")
     print("\n".join(describe_worker(big)))
     if args.py_spy:
@@ -892,6 +1125,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\napp, small send ({args.small} recipients)")
     print("\n".join(describe_worker(small)))
     print(f"  start_send           {enqueue_small:.3f} s for {args.small} deliveries (not judged)")
+    print(
+        f"  peak RSS             {mb(small.hwm_kb):.1f} MB at {args.small} -> "
+        f"{mb(big.hwm_kb):.1f} MB at {args.recipients}: ratio {rss_ratio:.3f}"
+    )
+    if one and two:
+        print(f"\nslow server ({slow_sink.describe}), {args.slow_messages} messages each")
+        for run in (one, two):
+            window = (
+                f"; {(run.recipients - 1) / run.window:.1f} msg/s first to last at the sink"
+                if run.window
+                else ""
+            )
+            print(
+                f"  {run.workers} worker process(es) {run.rate:8.1f} msg/s = {run.recipients} / "
+                f"{run.seconds:.2f} s wall (start-up included){window}; "
+                f"{run.check.describe() if run.check else ''}"
+            )
     print()
     table.print()
     print(f"checks               {'OK' if not valid else 'FAILED: ' + '; '.join(valid)}")
@@ -917,6 +1167,13 @@ def main(argv: list[str] | None = None) -> int:
                     "rss_small_kb": small.hwm_kb,
                     "rss_big_kb": big.hwm_kb,
                     "rss_growth_mb": growth_mb,
+                    "rss_ratio": rss_ratio,
+                    "commit_seconds": [flush_before, flush_after],
+                    "one_worker_slow_rate": one.rate if one else None,
+                    "two_workers_slow_rate": two.rate if two else None,
+                    "two_workers_ratio": two_ratio,
+                    "one_worker_slow_delivered_rate": one.delivered_rate if one else None,
+                    "two_workers_slow_delivered_rate": two.delivered_rate if two else None,
                     "idle_worker_seconds": idle.seconds,
                     "message_bytes_avg": size_avg,
                     "small": {

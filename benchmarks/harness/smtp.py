@@ -2,7 +2,9 @@
 
 Postfix's `smtp-sink` (C, event-driven; `DEBIAN_FRONTEND=noninteractive apt-get install -y
 postfix` ships /usr/sbin/smtp-sink) or, when that is missing or asked for, our asyncio sink
-(`python -m harness.smtp PORT COUNT_FILE RCPT_FILE`), which also records every RCPT TO.
+(`python -m harness.smtp PORT COUNT_FILE RCPT_FILE [DELAY_MS]`), which also records every
+RCPT TO and, with a delay, answers the end of each message that many ms late (a slow mail
+server; each connection waits on its own, as a real server's would).
 """
 
 from __future__ import annotations
@@ -117,11 +119,18 @@ class PySink(Sink):
     kind = "python"
     describe = "asyncio sink in its own process (benchmarks/harness/smtp.py), records RCPT TO"
 
+    def __init__(self, tmp: Path, delay_ms: float = 0.0) -> None:
+        super().__init__(tmp)
+        self.delay_ms = delay_ms
+        if delay_ms:
+            self.describe += f", {delay_ms:g} ms per message"
+
     def start(self) -> None:
-        self.count_path = self.tmp / "pysink.count"
+        # Named by port: a run may have two sinks (the slow one) in the same temp dir.
+        self.count_path = self.tmp / f"pysink-{self.port}.count"
         self.count_path.write_bytes(b"\0" * 8)
-        self.rcpt_path = self.tmp / "pysink.rcpt"
-        self.err_path = self.tmp / "pysink.err"
+        self.rcpt_path = self.tmp / f"pysink-{self.port}.rcpt"
+        self.err_path = self.tmp / f"pysink-{self.port}.err"
         self._err = open(self.err_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
@@ -131,6 +140,7 @@ class PySink(Sink):
                 str(self.port),
                 str(self.count_path),
                 str(self.rcpt_path),
+                str(self.delay_ms),
             ],
             cwd=BENCH,
             stdout=self._err,
@@ -160,8 +170,13 @@ class PySink(Sink):
             self._err.close()
 
 
-def serve_sink(port: int, count_path: str, rcpt_path: str) -> None:
-    """The Python sink: one asyncio loop, a minimal ESMTP dialogue, nothing kept but counts."""
+def serve_sink(port: int, count_path: str, rcpt_path: str, delay_ms: float = 0.0) -> None:
+    """The Python sink: one asyncio loop, a minimal ESMTP dialogue, nothing kept but counts.
+
+    With `delay_ms`, the answer to each message's end (and whatever the client pipelined
+    after it) goes out that long after the end arrived, per connection: a server that
+    takes `delay_ms` per message, serving connections in parallel."""
+    delay = delay_ms / 1000.0
     counter_file = open(count_path, "r+b")  # noqa: SIM115
     counter = mmap.mmap(counter_file.fileno(), 8)
     received = [0]
@@ -173,12 +188,34 @@ def serve_sink(port: int, count_path: str, rcpt_path: str) -> None:
             self.buf = bytearray()
             self.data = False
             self.rcpt: list[str] = []
+            self.ready_at = 0.0  # with a delay: nothing is answered before this time
+            self.queue: list[tuple[float, bytes]] = []
             transport.write(b"220 sink ESMTP\r\n")
+
+        def answer(self, replies: list[bytes], at: float) -> None:
+            """Write `replies` at `at` (loop time), after everything queued before."""
+            loop = asyncio.get_running_loop()
+            if not self.queue and at <= loop.time():
+                self.t.write(b"".join(replies))
+                return
+            self.queue.append((at, b"".join(replies)))
+            if len(self.queue) == 1:
+                loop.call_at(at, self.drain)
+
+        def drain(self) -> None:
+            loop = asyncio.get_running_loop()
+            while self.queue and self.queue[0][0] <= loop.time():
+                if not self.t.is_closing():
+                    self.t.write(self.queue[0][1])
+                self.queue.pop(0)
+            if self.queue:
+                loop.call_at(self.queue[0][0], self.drain)
 
         def data_received(self, chunk: bytes) -> None:
             buf = self.buf
             buf += chunk
             replies = []
+            at = 0.0
             while True:
                 if self.data:
                     end = buf.find(b"\r\n.\r\n")
@@ -193,6 +230,13 @@ def serve_sink(port: int, count_path: str, rcpt_path: str) -> None:
                     for r in self.rcpt:
                         rcpts[r] += 1
                     self.rcpt = []
+                    if delay:
+                        # What was answered so far goes now; this answer and the rest later.
+                        if replies:
+                            self.answer(replies, max(at, self.ready_at))
+                            replies = []
+                        now = asyncio.get_running_loop().time()
+                        self.ready_at = at = max(now, self.ready_at) + delay
                     replies.append(b"250 2.0.0 Ok: queued\r\n")
                     continue
                 end = buf.find(b"\r\n")
@@ -212,8 +256,15 @@ def serve_sink(port: int, count_path: str, rcpt_path: str) -> None:
                     buf[:0] = b"\r\n"  # so an empty message still ends on "\r\n.\r\n"
                     replies.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                 elif verb == b"QUIT":
-                    self.t.write(b"".join(replies) + b"221 2.0.0 Bye\r\n")
-                    self.t.close()
+                    replies.append(b"221 2.0.0 Bye\r\n")
+                    if delay and (self.queue or at):
+                        self.answer(replies, max(at, self.ready_at))
+                        asyncio.get_running_loop().call_at(
+                            max(at, self.ready_at) + 0.001, self.t.close
+                        )
+                    else:
+                        self.t.write(b"".join(replies))
+                        self.t.close()
                     return
                 elif verb == b"RSET":
                     self.rcpt = []
@@ -221,7 +272,10 @@ def serve_sink(port: int, count_path: str, rcpt_path: str) -> None:
                 else:  # HELO, MAIL, NOOP, ...
                     replies.append(b"250 2.0.0 Ok\r\n")
             if replies:
-                self.t.write(b"".join(replies))
+                if delay:
+                    self.answer(replies, max(at, self.ready_at))
+                else:
+                    self.t.write(b"".join(replies))
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -252,4 +306,6 @@ def pick_sink(choice: str, tmp: Path) -> Sink:
 
 
 if __name__ == "__main__":
-    serve_sink(int(sys.argv[1]), sys.argv[2], sys.argv[3])
+    serve_sink(
+        int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 0
+    )
