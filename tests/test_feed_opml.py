@@ -134,6 +134,18 @@ def test_cli_exports_and_imports_with_clear_errors(runner, app, tmp_path):
 
     laughs = tmp_path / "laughs.opml"
     laughs.write_bytes(LAUGHS)
+    malformed = tmp_path / "malformed.opml"
+    malformed.write_bytes(b"<opml><body><outline xmlUrl='https://kl.dk/a'></body>")
+    html_file = tmp_path / "page.opml"
+    html_file.write_bytes(b"<html><body>no feeds</body></html>")
+    empty = tmp_path / "empty.opml"
+    empty.write_bytes(b"")
+    nul = tmp_path / "nul.opml"
+    nul.write_bytes(b"<opml><body><outline xmlUrl='https://kl.dk/\x00'/></body></opml>")
+    crlf = tmp_path / "crlf.opml"
+    crlf.write_bytes(
+        b"<opml><body><outline xmlUrl='https://kl.dk/a&#13;&#10;Bcc: x'/></body></opml>"
+    )
     huge = tmp_path / "huge.opml"
     huge.write_bytes(b"<opml>" + b" " * (5 * MAX_BYTES) + b"</opml>")
     for args, message in [
@@ -142,6 +154,12 @@ def test_cli_exports_and_imports_with_clear_errors(runner, app, tmp_path):
         ([str(good), "--newsletter", "nope"], "no newsletter 'nope'"),
         ([str(tmp_path / "missing.opml"), "--newsletter", "kl-nyheder"], "missing.opml"),
         ([str(good)], "Missing option"),
+        ([str(malformed), "--newsletter", "kl-nyheder"], "not well-formed"),
+        ([str(html_file), "--newsletter", "kl-nyheder"], "not <opml>"),
+        ([str(empty), "--newsletter", "kl-nyheder"], "no element found"),
+        ([str(nul), "--newsletter", "kl-nyheder"], "not well-formed"),
+        ([str(crlf), "--newsletter", "kl-nyheder"], "spaces"),
+        ([str(tmp_path), "--newsletter", "kl-nyheder"], "is a directory"),
     ]:
         bad = runner.invoke(args=["feeds", "import-opml", *args])
         assert bad.exit_code != 0 and message in bad.output, (args, bad.output)

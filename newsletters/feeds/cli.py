@@ -111,8 +111,9 @@ def filter_command(
     clear: bool,
 ) -> None:
     """Set the filter of a feed (by its id, see `feeds list`): the words (in the title or
-    summary, case-insensitive) an item must or must not contain, its categories. The
-    items already stored are judged again; those filtered out are kept."""
+    summary, case-insensitive, also inside longer words; a word in quotation marks, as
+    '"KL"', only whole) an item must or must not contain, its categories. The items
+    already stored are judged again; those filtered out are kept."""
     if clear and (include or exclude or categories):
         _fail("give either --clear or the filter's words, not both")
     if not clear and not (include or exclude or categories):
