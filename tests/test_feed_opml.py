@@ -201,6 +201,17 @@ def test_the_feeds_page_downloads_and_uploads_opml(admin_client, app):
     assert refused.status_code == 422
     page = html.unescape(refused.get_data(as_text=True))
     assert 'data-field="opml-errors"' in page and "DOCTYPE" in page
+    # In the reader's language (Danish first), not the CLI's English.
+    assert "Filen har en DOCTYPE-erklæring" in page and "refused" not in page
+    bad_line = _upload(
+        admin_client,
+        b"<opml version='2.0'><body>\n<outline xmlUrl='ftp://kl.dk/x'/>\n"
+        b"<outline xmlUrl='https://kl.dk/ok'/></body></opml>",
+    )
+    assert bad_line.status_code == 422
+    shown = html.unescape(bad_line.get_data(as_text=True))
+    assert "Linje 2: ftp://kl.dk/x er ikke en adresse" in shown
+    assert "Filen blev afvist; intet feed er tilføjet." in shown
     assert (
         _upload(admin_client, b"<opml>" + b" " * (MAX_BYTES + 10) + b"</opml>").status_code == 422
     )

@@ -31,6 +31,7 @@ from newsletters.feeds.forms import (
 )
 from newsletters.feeds.opml import MAX_BYTES as MAX_OPML_BYTES
 from newsletters.feeds.opml import OpmlError
+from newsletters.feeds.opml import Problem as OpmlProblem
 from newsletters.feeds.services import FeedError
 from newsletters.staff.access import admin_required, editor_required, require_newsletter
 from newsletters.timeutil import utcnow
@@ -383,6 +384,49 @@ def export_opml(slug: str):
     return response
 
 
+def opml_problem(problem: OpmlProblem) -> str:
+    """Why an OPML file was refused, in the reader's language."""
+    p = problem.params
+    if problem.code == "too_large":
+        return _("The file is larger than %(kb)s KB.", kb=p["kb"])
+    if problem.code == "not_xml":
+        return _("The file is not well-formed XML (%(detail)s).", detail=p["detail"])
+    if problem.code == "doctype":
+        return _(
+            "The file has a DOCTYPE declaration. OPML needs none, and it is refused for "
+            "security reasons."
+        )
+    if problem.code == "entity":
+        return _("The file declares an entity, which is refused for security reasons.")
+    if problem.code == "not_opml":
+        return _("The file is not an OPML file: it begins with <%(name)s>.", name=p["name"])
+    if problem.code == "too_deep":
+        return _("The file's folders are nested more than %(depth)s levels deep.", depth=p["depth"])
+    if problem.code == "too_many":
+        return _("The file lists more than %(count)s feeds.", count=p["count"])
+    if problem.code == "empty":
+        return _("The file is empty.")
+    if problem.code == "no_feeds":
+        return _("The file lists no feeds (no outline with an xmlUrl).")
+    if problem.code == "refused_address":
+        return _(
+            "Line %(line)s: %(url)s leads to an internal network; feeds can only be fetched "
+            "from the public internet.",
+            line=p["line"],
+            url=p["url"],
+        )
+    if problem.code == "bad_url":
+        return _(
+            "Line %(line)s: %(url)s is not an address that starts with https:// or http:// "
+            "(without spaces).",
+            line=p["line"],
+            url=p["url"],
+        )
+    if problem.code == "stopped":
+        return _("(Stopped after %(count)s errors.)", count=p["count"])
+    return problem.text
+
+
 @bp.post("/newsletters/<slug>/feeds/opml")
 @admin_required
 def import_opml(slug: str):
@@ -399,7 +443,9 @@ def import_opml(slug: str):
         )
     except OpmlError as error:
         form.file.errors = [_("The file was refused; no feed was added.")]
-        return _feeds_page(newsletter, opml_form=form, opml_errors=error.errors, status=422)
+        problems = [opml_problem(problem) for problem in error.problems]
+        log.info("OPML file refused for %s: %s", newsletter.slug, error)
+        return _feeds_page(newsletter, opml_form=form, opml_errors=problems, status=422)
     flash(
         _(
             "%(added)s feed(s) added from the file; %(already)s were there already.",

@@ -166,20 +166,31 @@ def import_opml(
         raise UnknownNewsletter(f"there is no newsletter '{slug}'")
     entries = opml.parse_opml(data)
     if not entries:
-        raise opml.OpmlError(["the file lists no feeds (no outline with an xmlUrl)"])
-    errors: list[str] = []
+        raise opml.refused("no_feeds", "the file lists no feeds (no outline with an xmlUrl)")
+    errors: list[opml.Problem] = []
     chosen: list[tuple[str, str]] = []
     already: list[str] = []
     seen: set[str] = set()
     for entry in entries:
         where = f"line {entry.line}"
+        shown = entry.url[:200]
         try:
             url = clean_feed_url(entry.url)
             check_feed_address(url)
         except RefusedFeedAddress as error:
-            errors.append(f"{where}: {entry.url[:200]!r} leads to a {error.reason}")
+            errors.append(
+                opml.Problem(
+                    "refused_address",
+                    f"{where}: {shown!r} leads to a {error.reason}",
+                    {"line": entry.line, "url": shown, "reason": error.reason},
+                )
+            )
         except BadFeedURL as error:
-            errors.append(f"{where}: {error}"[:300])
+            errors.append(
+                opml.Problem(
+                    "bad_url", f"{where}: {error}"[:300], {"line": entry.line, "url": shown}
+                )
+            )
         else:
             if url in seen or _attached(newsletter.id, url):
                 already.append(url)
@@ -187,7 +198,13 @@ def import_opml(
                 chosen.append((url, entry.title))
             seen.add(url)
         if len(errors) >= opml.MAX_ERRORS:
-            errors.append(f"(stopped after {opml.MAX_ERRORS} errors)")
+            errors.append(
+                opml.Problem(
+                    "stopped",
+                    f"(stopped after {opml.MAX_ERRORS} errors)",
+                    {"count": opml.MAX_ERRORS},
+                )
+            )
             break
     if errors:
         raise opml.OpmlError(errors)
