@@ -5,6 +5,7 @@ settings (administrators), making a digest now and picking feed items into an ed
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
@@ -224,7 +225,17 @@ def fetch_feed(feed_id: int):
 FILTER_PREVIEW_ITEMS = 100
 
 
+def _shown(text: str | None) -> str:
+    """Words as they are shown again in the form: a control character (which HTML may
+    not hold, and the filter refuses) as U+FFFD, so the editor sees where it was."""
+    return "".join(
+        "\ufffd" if unicodedata.category(c) == "Cc" and c not in "\t\r\n" else c for c in text or ""
+    )
+
+
 def _filter_page(feed, form: FilterForm, judge=None, *, preview: bool = False, status=200):
+    for field in (form.include, form.exclude, form.categories):
+        field.data = _shown(field.data)
     return render_template(
         "feeds/filter.html",
         feed=feed,
