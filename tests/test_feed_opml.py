@@ -60,6 +60,7 @@ def test_the_feeds_of_a_file_are_read_at_any_depth():
         ("https://www.kl.dk/rss/aeldre", "Ældre & sundhed"),
         ("https://example.org/feed.xml", "Ingen titel"),
     ]
+    assert [f.folder for f in feeds] == ["Kommuner", "Kommuner", ""]
 
 
 @pytest.mark.parametrize(
@@ -102,6 +103,45 @@ def test_import_adds_every_feed_once_and_export_gives_them_back(app):
         ("https://www.kl.dk/rss/aeldre", "Ældre & sundhed"),
         ("https://example.org/feed.xml", "Ingen titel"),
     ]
+
+
+def test_a_whole_export_round_trips_into_each_newsletter_by_its_folder(app, runner, tmp_path):
+    """export-opml (every newsletter, a folder each) then import-opml FILE without
+    --newsletter into an installation without feeds: every feed back where it was."""
+    with app.app_context():
+        services.import_opml("kl-nyheder", GOOD, by="test")
+        services.add_feed("momentum", "https://www.kl.dk/rss/momentum", title="Momentum")
+        services.add_feed("bestyrelse", "https://www.kl.dk/rss/nyheder", title="Også her")
+        before = _feeds_by_newsletter()
+    exported = runner.invoke(args=["feeds", "export-opml"])
+    assert exported.exit_code == 0, exported.output
+    path = tmp_path / "alle.opml"
+    path.write_text(exported.output, encoding="utf-8")
+    with app.app_context():
+        for feed in db.session.scalars(select(Feed)).all():
+            services.remove_feed(feed.id)
+    assert _feed_count(app) == 0
+    result = runner.invoke(args=["feeds", "import-opml", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "5 feed(s) added, 0 already there" in result.output
+    with app.app_context():
+        assert _feeds_by_newsletter() == before
+    again = runner.invoke(args=["feeds", "import-opml", str(path)])
+    assert again.exit_code == 0 and "0 feed(s) added, 5 already there" in again.output
+    # A folder that names no newsletter: the whole file is refused, nothing added.
+    stray = tmp_path / "stray.opml"
+    stray.write_text(exported.output.replace("Momentum", "Ukendt"), encoding="utf-8")
+    with app.app_context():
+        services.remove_feed(db.session.scalar(select(Feed.id).where(Feed.url.like("%momentum"))))
+    refused = runner.invoke(args=["feeds", "import-opml", str(stray)])
+    assert refused.exit_code == 1 and "'Ukendt' names no newsletter" in refused.output
+    assert _feed_count(app) == 4
+
+
+def _feeds_by_newsletter() -> set[tuple[str, str, str]]:
+    return {
+        (feed.newsletter.slug, feed.url, feed.title) for feed in db.session.scalars(select(Feed))
+    }
 
 
 def test_a_file_with_one_bad_feed_is_refused_whole(make_app):
@@ -153,7 +193,7 @@ def test_cli_exports_and_imports_with_clear_errors(runner, app, tmp_path):
         ([str(huge), "--newsletter", "kl-nyheder"], "larger than"),
         ([str(good), "--newsletter", "nope"], "no newsletter 'nope'"),
         ([str(tmp_path / "missing.opml"), "--newsletter", "kl-nyheder"], "missing.opml"),
-        ([str(good)], "Missing option"),
+        ([str(good)], "names no newsletter (give --newsletter SLUG)"),
         ([str(malformed), "--newsletter", "kl-nyheder"], "not well-formed"),
         ([str(html_file), "--newsletter", "kl-nyheder"], "not <opml>"),
         ([str(empty), "--newsletter", "kl-nyheder"], "no element found"),

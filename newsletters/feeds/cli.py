@@ -157,11 +157,18 @@ def export_opml_command(slug: str | None) -> None:
 
 @feeds_cli.command("import-opml")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--newsletter", "slug", required=True, help="The newsletter the feeds go to.")
-def import_opml_command(file: str, slug: str) -> None:
-    """Attach every feed of an OPML FILE ('-': standard input) to the newsletter SLUG.
-    Each address is checked as `feeds add` checks it; a file with any bad feed is
-    refused whole, and feeds the newsletter has already are left as they are."""
+@click.option(
+    "--newsletter",
+    "slug",
+    default=None,
+    help="The newsletter every feed goes to. Without it, each feed goes to the newsletter "
+    "its folder names (name or slug), as `feeds export-opml` writes them.",
+)
+def import_opml_command(file: str, slug: str | None) -> None:
+    """Attach every feed of an OPML FILE ('-': standard input) to the newsletter SLUG,
+    or to the newsletters its folders name. Each address is checked as `feeds add`
+    checks it; a file with any bad feed is refused whole, and feeds a newsletter has
+    already are left as they are."""
     try:
         with click.open_file(file, "rb") as handle:
             data = handle.read(opml.MAX_BYTES + 1)
@@ -177,7 +184,7 @@ def import_opml_command(file: str, slug: str) -> None:
     except FeedError as error:
         _fail(f"OPML file refused, no feed added: {error}")
     for feed in outcome.added:
-        click.echo(f"feed {feed.id} added to {slug}: {feed.url}")
+        click.echo(f"feed {feed.id} added to {feed.newsletter.slug}: {feed.url}")
     for url in outcome.already:
         click.echo(f"already there: {url}")
     click.echo(f"{len(outcome.added)} feed(s) added, {len(outcome.already)} already there")

@@ -50,6 +50,9 @@ class OpmlFeed:
     title: str = ""
     # The line of the file it is on (for errors).
     line: int = 0
+    # The title of the outermost folder (an outline without xmlUrl) it is in, if any:
+    # an export names each newsletter's folder so.
+    folder: str = ""
 
 
 class _Refused(Exception):
@@ -72,6 +75,8 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
     parser = xml.parsers.expat.ParserCreate()
     feeds: list[OpmlFeed] = []
     state = {"depth": 0, "root": None}
+    # The folder titles of the open outlines (None for a feed's or another element).
+    folders: list[str | None] = []
 
     def refuse(code: str, what: str):
         def handler(*_args):
@@ -97,8 +102,11 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
                 )
         if state["depth"] > MAX_DEPTH:
             raise _Refused("too_deep", f"outlines nested deeper than {MAX_DEPTH}", depth=MAX_DEPTH)
+        folder = None
         if name == "outline":
             url = attributes.get("xmlUrl") or attributes.get("xmlurl") or ""
+            if not url:
+                folder = " ".join((attributes.get("title") or attributes.get("text") or "").split())
             if url:
                 if len(feeds) >= MAX_FEEDS:
                     raise _Refused("too_many", f"more than {MAX_FEEDS} feeds", count=MAX_FEEDS)
@@ -108,11 +116,14 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
                         url=url.strip(),
                         title=" ".join(title.split())[:300],
                         line=parser.CurrentLineNumber,
+                        folder=next((f for f in folders if f is not None), "")[:300],
                     )
                 )
+        folders.append(folder)
 
     def end(_name: str) -> None:
         state["depth"] -= 1
+        folders.pop()
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end

@@ -154,26 +154,51 @@ class OpmlImport:
     already: list[str]
 
 
+def _folder_key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
 def import_opml(
-    slug: str, data: bytes, *, by: str = "", actor: events.Actor | None = None
+    slug: str | None, data: bytes, *, by: str = "", actor: events.Actor | None = None
 ) -> OpmlImport:
-    """Attach every feed of an OPML file to the newsletter, in one transaction, each
-    checked by the rules of `add_feed`. A file with any bad feed (or that cannot be read
-    safely) is refused whole: OpmlError with every reason (up to MAX_ERRORS), nothing
-    added. Feeds the newsletter has already are left as they are."""
-    newsletter = newsletter_by_slug(slug)
-    if newsletter is None:
-        raise UnknownNewsletter(f"there is no newsletter '{slug}'")
+    """Attach every feed of an OPML file to the newsletter `slug`, in one transaction,
+    each checked by the rules of `add_feed`. Without a slug, each feed goes to the
+    newsletter its folder names (by name or slug, as `export_opml` writes them), so a
+    whole export comes back as it was. A file with any bad feed (or that cannot be read
+    safely, or a feed in no known folder) is refused whole: OpmlError with every reason
+    (up to MAX_ERRORS), nothing added. Feeds a newsletter has already are left as they
+    are."""
+    newsletter = None
+    if slug is not None:
+        newsletter = newsletter_by_slug(slug)
+        if newsletter is None:
+            raise UnknownNewsletter(f"there is no newsletter '{slug}'")
     entries = opml.parse_opml(data)
     if not entries:
         raise opml.refused("no_feeds", "the file lists no feeds (no outline with an xmlUrl)")
+    by_folder: dict[str, Newsletter] = {}
+    if newsletter is None:
+        for each in db.session.scalars(select(Newsletter)):
+            by_folder[_folder_key(each.name)] = each
+            by_folder[_folder_key(each.slug)] = each
     errors: list[opml.Problem] = []
-    chosen: list[tuple[str, str]] = []
+    chosen: list[tuple[Newsletter, str, str]] = []
     already: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[int, str]] = set()
     for entry in entries:
         where = f"line {entry.line}"
         shown = entry.url[:200]
+        target = newsletter or by_folder.get(_folder_key(entry.folder))
+        if target is None:
+            errors.append(
+                opml.Problem(
+                    "unknown_folder",
+                    f"{where}: the feed's folder {entry.folder[:100]!r} names no newsletter "
+                    "(give --newsletter SLUG)",
+                    {"line": entry.line, "folder": entry.folder[:100]},
+                )
+            )
+            continue
         try:
             url = clean_feed_url(entry.url)
             check_feed_address(url)
@@ -192,11 +217,11 @@ def import_opml(
                 )
             )
         else:
-            if url in seen or _attached(newsletter.id, url):
+            if (target.id, url) in seen or _attached(target.id, url):
                 already.append(url)
             else:
-                chosen.append((url, entry.title))
-            seen.add(url)
+                chosen.append((target, url, entry.title))
+            seen.add((target.id, url))
         if len(errors) >= opml.MAX_ERRORS:
             errors.append(
                 opml.Problem(
@@ -208,7 +233,7 @@ def import_opml(
             break
     if errors:
         raise opml.OpmlError(errors)
-    added = [_attach(newsletter, url, title, by, actor) for url, title in chosen]
+    added = [_attach(target, url, title, by, actor) for target, url, title in chosen]
     if added:
         jobs.queued_work()
     db.session.commit()
