@@ -13,7 +13,7 @@ from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
 from newsletters.feeds import services
 from newsletters.feeds.models import Feed
-from newsletters.feeds.opml import MAX_BYTES, OpmlError, parse_opml
+from newsletters.feeds.opml import MAX_BYTES, OpmlError, OpmlGroup, parse_opml, write_opml
 
 GOOD = b"""<?xml version="1.0" encoding="UTF-8"?>
 <opml version="2.0">
@@ -136,6 +136,14 @@ def test_a_whole_export_round_trips_into_each_newsletter_by_its_folder(app, runn
     refused = runner.invoke(args=["feeds", "import-opml", str(stray)])
     assert refused.exit_code == 1 and "'Ukendt' names no newsletter" in refused.output
     assert _feed_count(app) == 4
+
+
+def test_an_export_leaves_out_what_xml_cannot_hold():
+    written = write_opml(
+        "KL", [OpmlGroup("KL\x0b", [("https://kl.dk/a?x=1&y=2", "Æ\x00\x1f<b> & \ufffe")])]
+    )
+    [feed] = parse_opml(written.encode())
+    assert (feed.url, feed.title, feed.folder) == ("https://kl.dk/a?x=1&y=2", "Æ<b> &", "KL")
 
 
 def _feeds_by_newsletter() -> set[tuple[str, str, str]]:

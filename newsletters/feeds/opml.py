@@ -9,6 +9,7 @@ declaration handlers raising; nothing is fetched.
 
 from __future__ import annotations
 
+import re
 import xml.parsers.expat
 from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
@@ -147,8 +148,23 @@ class OpmlGroup:
     feeds: list[tuple[str, str]]
 
 
+# What XML 1.0 cannot hold at all (not even as a character reference): a feed's title
+# with one of these would make the export unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("", text)
+
+
 def write_opml(title: str, groups: list[OpmlGroup]) -> str:
-    """An OPML 2.0 document: one folder outline per group, one rss outline per feed."""
+    """An OPML 2.0 document: one folder outline per group, one rss outline per feed.
+    Characters XML cannot hold (control characters) are left out of the titles."""
+    groups = [
+        OpmlGroup(_xml_text(g.title), [(_xml_text(u), _xml_text(t)) for u, t in g.feeds])
+        for g in groups
+    ]
+    title = _xml_text(title)
     root = ET.Element("opml", version="2.0")
     head = ET.SubElement(root, "head")
     ET.SubElement(head, "title").text = title
