@@ -99,6 +99,24 @@ def test_cli_prints_the_preview_and_refuses_bad_input(runner, app, feed_server, 
         assert bad.exit_code != 0 and message in bad.output, bad.output
 
 
+def test_cli_sets_a_feeds_place_and_refuses_bad_input(runner, app, feed_server, clock):
+    kl, cat = _two_feeds(app, feed_server)
+    result = runner.invoke(args=["feeds", "position", str(kl), "7"])
+    assert result.exit_code == 0, result.output
+    assert f"feed {kl} has place 7 in kl-nyheder's digest (section 2 of 2)" in result.output
+    for args, message in [
+        ([str(kl), "10000"], "from 0 to 9999"),
+        ([str(kl), "--", "-1"], "from 0 to 9999"),
+        (["99999999999999", "1"], "no feed 99999999999999"),
+        ([str(kl), "x\r\n1"], "not a valid integer"),
+        ([str(kl)], "Missing argument"),
+    ]:
+        bad = runner.invoke(args=["feeds", "position", *args])
+        assert bad.exit_code != 0 and message in bad.output, (args, bad.output)
+    with app.app_context():
+        assert db.session.get(Feed, kl).position == 7 and db.session.get(Feed, cat).position == 0
+
+
 def test_cli_preview_of_a_newsletter_without_a_digest_fails(runner, app):
     with app.app_context():
         newsletter = newsletter_by_slug("kl-nyheder")

@@ -145,6 +145,24 @@ def filter_command(
     )
 
 
+@feeds_cli.command("position")
+@click.argument("feed_id", type=int)
+@click.argument("place", type=int)
+def position_command(feed_id: int, place: int) -> None:
+    """Set where the feed's section comes in a digest grouped by feed (PLACE from 0 to
+    9999, lowest first; the same place: the feed added first comes first)."""
+    try:
+        services.set_positions({feed_id: place}, actor=events.CLI)
+    except FeedError as error:
+        _fail(f"place not changed: {error}")
+    feed = services.get_feed(feed_id)
+    order = [f.id for f in services.newsletter_feeds(feed.newsletter_id)]
+    click.echo(
+        f"feed {feed.id} has place {feed.position} in {feed.newsletter.slug}'s digest "
+        f"(section {order.index(feed.id) + 1} of {len(order)})"
+    )
+
+
 @feeds_cli.command("export-opml")
 @click.option("--newsletter", "slug", default=None, help="Only this newsletter's feeds.")
 def export_opml_command(slug: str | None) -> None:

@@ -459,7 +459,7 @@ class FeedHealth:
 
 def feed_health(newsletter_id: int) -> list[FeedHealth]:
     """Each feed of a newsletter with its item count (and how many of them its filter
-    leaves out), in the order they were added."""
+    leaves out), in their sections' order (position, then when added)."""
     counts = {
         feed_id: (total, int(filtered or 0))
         for feed_id, total, filtered in db.session.execute(

@@ -75,6 +75,9 @@ def test_editor_previews_filters_orders_and_drafts_the_next_digest(
     expect(page.locator("main [data-field=preview-count]")).to_contain_text(
         "3 artikler slipper igennem filtrene"
     )
+    expect(page.locator("main [data-field=preview-subject]")).to_have_text(
+        "KL's daglige nyhedsbreve 1. december 2026"
+    )
     page.click("main details summary")
     expect(page.locator("#digest-preview-text")).to_contain_text("## Klima: Kommunerne")
     audit(axe, page, "feeds page with the next digest")
