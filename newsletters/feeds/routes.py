@@ -1,6 +1,7 @@
-"""The staff pages of feeds: a newsletter's feeds and their health, the digest's
-settings (administrators), making a digest now and picking feed items into an edition
-(editors). Thin views over `services` and `digests`; GET shows, POST acts."""
+"""The staff pages of feeds: a newsletter's feeds and their health, the next digest's
+preview (and a draft made of it), the feeds' filters and places (editors, who steer
+what goes in); adding, removing and fetching feeds, OPML and the digest's settings
+(administrators). Thin views over `services` and `digests`; GET shows, POST acts."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def _feeds_page(
 
 
 @bp.get("/newsletters/<slug>/feeds")
-@admin_required
+@editor_required
 def feeds(slug: str):
     return _feeds_page(_newsletter_or_404(slug))
 
@@ -247,7 +248,7 @@ def _filter_page(feed, form: FilterForm, judge=None, *, preview: bool = False, s
 
 
 @bp.get("/feeds/<int:feed_id>/filter")
-@admin_required
+@editor_required
 def feed_filter(feed_id: int):
     feed = _feed_or_404(feed_id)
     form = FilterForm(
@@ -262,7 +263,7 @@ def feed_filter(feed_id: int):
 
 
 @bp.post("/feeds/<int:feed_id>/filter")
-@admin_required
+@editor_required
 def save_feed_filter(feed_id: int):
     """Save the filter, or (action=preview) show what it would let through, unsaved."""
     feed = _feed_or_404(feed_id)
@@ -306,7 +307,7 @@ def save_feed_filter(feed_id: int):
 
 
 @bp.post("/feeds/<int:feed_id>/position")
-@admin_required
+@editor_required
 def feed_position(feed_id: int):
     """Where the feed's section comes in a digest with sections."""
     feed = _feed_or_404(feed_id)
@@ -469,7 +470,7 @@ def import_opml(slug: str):
 
 
 @bp.get("/newsletters/<slug>/digest/preview")
-@admin_required
+@editor_required
 def digest_preview_html(slug: str):
     """The HTML part of the next digest, as the feeds page's preview shows it."""
     newsletter = _newsletter_or_404(slug)
