@@ -99,6 +99,24 @@ def test_cli_prints_the_preview_and_refuses_bad_input(runner, app, feed_server, 
         assert bad.exit_code != 0 and message in bad.output, bad.output
 
 
+def test_cli_sets_a_feeds_place_and_refuses_bad_input(runner, app, feed_server, clock):
+    kl, cat = _two_feeds(app, feed_server)
+    result = runner.invoke(args=["feeds", "position", str(kl), "7"])
+    assert result.exit_code == 0, result.output
+    assert f"feed {kl} has place 7 in kl-nyheder's digest (section 2 of 2)" in result.output
+    for args, message in [
+        ([str(kl), "10000"], "from 0 to 9999"),
+        ([str(kl), "--", "-1"], "from 0 to 9999"),
+        (["99999999999999", "1"], "no feed 99999999999999"),
+        ([str(kl), "x\r\n1"], "not a valid integer"),
+        ([str(kl)], "Missing argument"),
+    ]:
+        bad = runner.invoke(args=["feeds", "position", *args])
+        assert bad.exit_code != 0 and message in bad.output, (args, bad.output)
+    with app.app_context():
+        assert db.session.get(Feed, kl).position == 7 and db.session.get(Feed, cat).position == 0
+
+
 def test_cli_preview_of_a_newsletter_without_a_digest_fails(runner, app):
     with app.app_context():
         newsletter = newsletter_by_slug("kl-nyheder")
@@ -187,3 +205,39 @@ def test_the_feeds_page_sets_sections_and_places(admin_client, app, feed_server,
         400,
         422,
     )
+
+
+def test_an_editor_previews_filters_orders_and_drafts_the_next_digest(
+    client, app, feed_server, clock
+):
+    """The issue's editor: in automatic mode, checks the next digest, steers it (a
+    filter, a place) and takes it as a draft; the feeds themselves stay an
+    administrator's."""
+    from tests.test_editor import post_form
+    from tests.test_staff import EDITOR, login, make_staff
+
+    kl, cat = _two_feeds(app, feed_server)
+    make_staff(app, EDITOR, "editor")
+    assert login(client, EDITOR).status_code == 303
+    page = "/staff/newsletters/kl-nyheder/feeds"
+    shown = html.unescape(client.get(page).get_data(as_text=True))
+    assert "6 artikler slipper igennem filtrene" in shown
+    assert "/digest/draft" in shown and 'name="url"' not in shown
+    newsletter_page = client.get("/staff/newsletters/kl-nyheder").get_data(as_text=True)
+    assert html.unescape(newsletter_page).count("Feeds og det næste sammendrag") == 1
+    assert client.get("/staff/newsletters/kl-nyheder/digest/preview").status_code == 200
+
+    saved = post_form(
+        client, f"/staff/feeds/{kl}/filter", {"exclude": "klima", "action": "save"}, page
+    )
+    assert saved.status_code == 303
+    moved = post_form(client, f"/staff/feeds/{cat}/position", {"position": "9"}, page)
+    assert moved.status_code == 303
+    shown = html.unescape(client.get(page).get_data(as_text=True))
+    assert "5 artikler slipper igennem filtrene" in shown and "## Klima" not in shown
+    made = post_form(client, "/staff/newsletters/kl-nyheder/digest/draft", page=page)
+    assert made.status_code == 303
+    with app.app_context():
+        edition = db.session.scalar(select(Edition))
+        assert edition.status == EditionStatus.DRAFT and len(edition.items) == 5
+        assert db.session.get(Feed, cat).position == 9

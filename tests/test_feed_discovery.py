@@ -4,6 +4,7 @@ guarded fetch (the private-address rule, the deadline, the size cap) and offered
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -52,6 +53,43 @@ def test_the_links_of_a_page_head_are_found_absolute_and_once():
         f'<link rel="alternate" type="application/rss+xml" href="/f{i}">' for i in range(500)
     )
     assert len(find_feed_links(many, "https://kl.dk/")) == 20
+
+
+# Pages that make Python's HTMLParser (and feedparser) take quadratic time: 200 KB of
+# "<a" took 69 s before the head was scanned linearly.
+HOSTILE_PAGES = {
+    "lt": "<" * 2_000_000,
+    "lt-a": "<a" * 1_000_000,
+    "end-tags": "</" * 1_000_000,
+    "processing": "<?" * 1_000_000,
+    "declarations": "<!" * 1_000_000,
+    "tags": "<head>" + "<a>" * 600_000,
+    "attributes": "<link " + "a=b " * 500_000,
+    "unclosed": '<link href="' + "x" * 2_000_000,
+    "links": '<link rel=alternate type=application/rss+xml href="/x">' * 40_000,
+    "comments": "<!--" * 500_000,
+    "nul": "<link\x00 rel=alternate\x00>" * 50_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_PAGES))
+def test_hostile_html_is_scanned_in_bounded_time(name):
+    started = time.perf_counter()
+    found = find_feed_links(HOSTILE_PAGES[name], "https://kl.dk/")
+    # Generous for a shared machine; the quadratic parse took minutes.
+    assert time.perf_counter() - started < 10
+    assert len(found) <= 1
+
+
+def test_a_hostile_page_is_refused_quickly_through_the_fetch(app, feed_server):
+    page = feed_server.serve(
+        "ond.html", body=b"<html><head>" + b"<a" * 900_000, content_type="text/html"
+    )
+    started = time.perf_counter()
+    with app.app_context():
+        found = services.discover_feeds(page)
+    assert time.perf_counter() - started < 15
+    assert found.candidates == [] and found.error is None
 
 
 def test_a_page_is_fetched_and_its_feeds_offered(app, feed_server):

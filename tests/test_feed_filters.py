@@ -65,6 +65,30 @@ def test_words_match_casefolded_and_normalised_danish():
     assert ItemFilter.of("", "", "").passes("anything", "")
 
 
+def test_words_match_inside_words_unless_quoted_then_only_whole():
+    # Unquoted: anywhere, as Danish compounds want ("skole" in "folkeskolen").
+    assert ItemFilter.of("skole", "", "").passes("Flere lærere i folkeskolen", "")
+    assert ItemFilter.of("kl", "", "").passes("Klimaplaner", "")
+    # Quoted (straight, Danish or English marks): only the whole word.
+    for quoted in ['"KL"', "“KL”", "»KL«", "„KL“", "'KL'"]:
+        judge = ItemFilter.of(quoted, "", "")
+        assert judge.passes("KL's bestyrelse", ""), quoted
+        assert judge.passes("Udspil fra (KL) i dag", ""), quoted
+        assert judge.passes("", "siger kl"), quoted
+        assert not judge.passes("Klimaplaner", ""), quoted
+        assert not judge.passes("KLØFT i budgettet", ""), quoted  # ø is a letter
+        assert not judge.passes("AKL", ""), quoted
+    judge = ItemFilter.of('skole\n"EU"', '"børn og unge"', "")
+    assert judge.passes("EU-regler", "") and judge.passes("Folkeskolen", "")
+    assert not judge.passes("Europa", "")
+    assert not judge.passes("EU og Børn og Unge", "")  # the quoted phrase excludes
+    assert judge.passes("EU og børn og ungdommen", "")
+    assert ItemFilter.of('"å"', "", "").passes("Å i byen", "")
+    assert not ItemFilter.of('"å"', "", "").passes("Århus", "")
+    # A quoted word is stored as typed, quotes included, and shown back so.
+    assert clean_words(['"KL", skole'], "include") == ['"KL"', "skole"]
+
+
 def test_bad_words_are_refused_with_a_reason():
     assert clean_words(["a, b", " b ,c", "", "Æble\r\nÆBLE"], "include") == ["a", "b", "c", "Æble"]
     with pytest.raises(FilterError, match="control character"):
@@ -231,7 +255,10 @@ def test_the_filter_page_refuses_hostile_words_without_changing_anything(
     response = post_form(admin_client, page, {**data, "action": "save"})
     assert response.status_code in (400, 422)
     if response.status_code == 422:
-        assert 'class="form-error-message"' in response.get_data(as_text=True)
+        shown = response.get_data(as_text=True)
+        assert 'class="form-error-message"' in shown
+        # Shown again without the control character, which HTML may not hold.
+        assert "\x0b" not in shown and "\x00" not in shown
     assert _verdicts(app, feed_id) == {"Skoler": False, "Ældrepleje": False, "Sport": False}
     with app.app_context():
         feed = db.session.get(Feed, feed_id)

@@ -13,7 +13,7 @@ from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
 from newsletters.feeds import services
 from newsletters.feeds.models import Feed
-from newsletters.feeds.opml import MAX_BYTES, OpmlError, parse_opml
+from newsletters.feeds.opml import MAX_BYTES, OpmlError, OpmlGroup, parse_opml, write_opml
 
 GOOD = b"""<?xml version="1.0" encoding="UTF-8"?>
 <opml version="2.0">
@@ -60,6 +60,7 @@ def test_the_feeds_of_a_file_are_read_at_any_depth():
         ("https://www.kl.dk/rss/aeldre", "Ældre & sundhed"),
         ("https://example.org/feed.xml", "Ingen titel"),
     ]
+    assert [f.folder for f in feeds] == ["Kommuner", "Kommuner", ""]
 
 
 @pytest.mark.parametrize(
@@ -104,6 +105,53 @@ def test_import_adds_every_feed_once_and_export_gives_them_back(app):
     ]
 
 
+def test_a_whole_export_round_trips_into_each_newsletter_by_its_folder(app, runner, tmp_path):
+    """export-opml (every newsletter, a folder each) then import-opml FILE without
+    --newsletter into an installation without feeds: every feed back where it was."""
+    with app.app_context():
+        services.import_opml("kl-nyheder", GOOD, by="test")
+        services.add_feed("momentum", "https://www.kl.dk/rss/momentum", title="Momentum")
+        services.add_feed("bestyrelse", "https://www.kl.dk/rss/nyheder", title="Også her")
+        before = _feeds_by_newsletter()
+    exported = runner.invoke(args=["feeds", "export-opml"])
+    assert exported.exit_code == 0, exported.output
+    path = tmp_path / "alle.opml"
+    path.write_text(exported.output, encoding="utf-8")
+    with app.app_context():
+        for feed in db.session.scalars(select(Feed)).all():
+            services.remove_feed(feed.id)
+    assert _feed_count(app) == 0
+    result = runner.invoke(args=["feeds", "import-opml", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "5 feed(s) added, 0 already there" in result.output
+    with app.app_context():
+        assert _feeds_by_newsletter() == before
+    again = runner.invoke(args=["feeds", "import-opml", str(path)])
+    assert again.exit_code == 0 and "0 feed(s) added, 5 already there" in again.output
+    # A folder that names no newsletter: the whole file is refused, nothing added.
+    stray = tmp_path / "stray.opml"
+    stray.write_text(exported.output.replace("Momentum", "Ukendt"), encoding="utf-8")
+    with app.app_context():
+        services.remove_feed(db.session.scalar(select(Feed.id).where(Feed.url.like("%momentum"))))
+    refused = runner.invoke(args=["feeds", "import-opml", str(stray)])
+    assert refused.exit_code == 1 and "'Ukendt' names no newsletter" in refused.output
+    assert _feed_count(app) == 4
+
+
+def test_an_export_leaves_out_what_xml_cannot_hold():
+    written = write_opml(
+        "KL", [OpmlGroup("KL\x0b", [("https://kl.dk/a?x=1&y=2", "Æ\x00\x1f<b> & \ufffe")])]
+    )
+    [feed] = parse_opml(written.encode())
+    assert (feed.url, feed.title, feed.folder) == ("https://kl.dk/a?x=1&y=2", "Æ<b> &", "KL")
+
+
+def _feeds_by_newsletter() -> set[tuple[str, str, str]]:
+    return {
+        (feed.newsletter.slug, feed.url, feed.title) for feed in db.session.scalars(select(Feed))
+    }
+
+
 def test_a_file_with_one_bad_feed_is_refused_whole(make_app):
     app = make_app(FEEDS_ALLOW_PRIVATE=False, FEEDS_TIMEOUT_SECONDS=2)
     bad = GOOD.replace(
@@ -134,6 +182,18 @@ def test_cli_exports_and_imports_with_clear_errors(runner, app, tmp_path):
 
     laughs = tmp_path / "laughs.opml"
     laughs.write_bytes(LAUGHS)
+    malformed = tmp_path / "malformed.opml"
+    malformed.write_bytes(b"<opml><body><outline xmlUrl='https://kl.dk/a'></body>")
+    html_file = tmp_path / "page.opml"
+    html_file.write_bytes(b"<html><body>no feeds</body></html>")
+    empty = tmp_path / "empty.opml"
+    empty.write_bytes(b"")
+    nul = tmp_path / "nul.opml"
+    nul.write_bytes(b"<opml><body><outline xmlUrl='https://kl.dk/\x00'/></body></opml>")
+    crlf = tmp_path / "crlf.opml"
+    crlf.write_bytes(
+        b"<opml><body><outline xmlUrl='https://kl.dk/a&#13;&#10;Bcc: x'/></body></opml>"
+    )
     huge = tmp_path / "huge.opml"
     huge.write_bytes(b"<opml>" + b" " * (5 * MAX_BYTES) + b"</opml>")
     for args, message in [
@@ -141,7 +201,13 @@ def test_cli_exports_and_imports_with_clear_errors(runner, app, tmp_path):
         ([str(huge), "--newsletter", "kl-nyheder"], "larger than"),
         ([str(good), "--newsletter", "nope"], "no newsletter 'nope'"),
         ([str(tmp_path / "missing.opml"), "--newsletter", "kl-nyheder"], "missing.opml"),
-        ([str(good)], "Missing option"),
+        ([str(good)], "names no newsletter (give --newsletter SLUG)"),
+        ([str(malformed), "--newsletter", "kl-nyheder"], "not well-formed"),
+        ([str(html_file), "--newsletter", "kl-nyheder"], "not <opml>"),
+        ([str(empty), "--newsletter", "kl-nyheder"], "no element found"),
+        ([str(nul), "--newsletter", "kl-nyheder"], "not well-formed"),
+        ([str(crlf), "--newsletter", "kl-nyheder"], "spaces"),
+        ([str(tmp_path), "--newsletter", "kl-nyheder"], "is a directory"),
     ]:
         bad = runner.invoke(args=["feeds", "import-opml", *args])
         assert bad.exit_code != 0 and message in bad.output, (args, bad.output)
@@ -183,6 +249,17 @@ def test_the_feeds_page_downloads_and_uploads_opml(admin_client, app):
     assert refused.status_code == 422
     page = html.unescape(refused.get_data(as_text=True))
     assert 'data-field="opml-errors"' in page and "DOCTYPE" in page
+    # In the reader's language (Danish first), not the CLI's English.
+    assert "Filen har en DOCTYPE-erklæring" in page and "refused" not in page
+    bad_line = _upload(
+        admin_client,
+        b"<opml version='2.0'><body>\n<outline xmlUrl='ftp://kl.dk/x'/>\n"
+        b"<outline xmlUrl='https://kl.dk/ok'/></body></opml>",
+    )
+    assert bad_line.status_code == 422
+    shown = html.unescape(bad_line.get_data(as_text=True))
+    assert "Linje 2: ftp://kl.dk/x er ikke en adresse" in shown
+    assert "Filen blev afvist; intet feed er tilføjet." in shown
     assert (
         _upload(admin_client, b"<opml>" + b" " * (MAX_BYTES + 10) + b"</opml>").status_code == 422
     )

@@ -60,12 +60,25 @@ def text(response) -> str:
 PAGE = "/staff/newsletters/kl-nyheder/feeds"
 
 
-def test_only_administrators_manage_feeds(editor_client, app):
-    assert editor_client.get(PAGE).status_code == 403
-    response = post_form(
-        editor_client, "/staff/newsletters/kl-nyheder/feeds", {"url": "https://x.dk/rss"}, "/staff/"
-    )
-    assert response.status_code == 403
+def test_editors_see_the_feeds_and_the_next_digest_but_only_administrators_manage_them(
+    editor_client, app
+):
+    # Editors steer what goes in (the preview, filters, places); they do not add feeds.
+    shown = editor_client.get(PAGE)
+    assert shown.status_code == 200
+    page = text(shown)
+    assert 'data-field="settings-note"' in page
+    assert 'name="url"' not in page and "/feeds/opml" not in page and "/digest-settings" not in page
+    for path, data in [
+        ("/staff/newsletters/kl-nyheder/feeds", {"url": "https://x.dk/rss"}),
+        (
+            "/staff/newsletters/kl-nyheder/digest-settings",
+            {"mode": "auto", "cadence": "daily", "hour": "7"},
+        ),
+    ]:
+        response = post_form(editor_client, path, data, "/staff/")
+        assert response.status_code == 403, path
+    assert editor_client.get("/staff/newsletters/kl-nyheder/feeds.opml").status_code == 403
     assert feeds_of(app, "kl-nyheder") == []
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from newsletters.audit.models import AuditEntry
 from newsletters.extensions import db
 from newsletters.feeds import services as feed_services
+from newsletters.feeds.models import Feed
 from newsletters.staff import access, rights, services
 from newsletters.staff.models import StaffNewsletter
 from tests.support.editions import draft
@@ -121,6 +122,23 @@ def test_a_limited_editor_is_refused_the_feed_pages_of_other_newsletters(editor,
     assert (
         editor.post(f"/staff/feeds/{feed_id}/fetch", data={"csrf_token": token}).status_code == 403
     )
+    # The pages editors may open (issue 16): not for a newsletter they may not work on.
+    for path in [
+        "/staff/newsletters/kl-nyheder/feeds",
+        "/staff/newsletters/kl-nyheder/digest/preview",
+        f"/staff/feeds/{feed_id}/filter",
+    ]:
+        assert editor.get(path).status_code == 403, path
+    for path, data in [
+        (f"/staff/feeds/{feed_id}/filter", {"include": "x", "action": "save"}),
+        (f"/staff/feeds/{feed_id}/position", {"position": "3"}),
+        ("/staff/newsletters/kl-nyheder/digest/draft", {}),
+    ]:
+        assert editor.post(path, data={"csrf_token": token, **data}).status_code == 403, path
+    with app.app_context():
+        feed = db.session.get(Feed, feed_id)
+        assert (feed.filter_include, feed.position) == ("", 0)
+    assert editor.get("/staff/newsletters/momentum/feeds").status_code == 200
 
 
 def test_administrators_are_never_limited(client, app):

@@ -111,8 +111,9 @@ def filter_command(
     clear: bool,
 ) -> None:
     """Set the filter of a feed (by its id, see `feeds list`): the words (in the title or
-    summary, case-insensitive) an item must or must not contain, its categories. The
-    items already stored are judged again; those filtered out are kept."""
+    summary, case-insensitive, also inside longer words; a word in quotation marks, as
+    '"KL"', only whole) an item must or must not contain, its categories. The items
+    already stored are judged again; those filtered out are kept."""
     if clear and (include or exclude or categories):
         _fail("give either --clear or the filter's words, not both")
     if not clear and not (include or exclude or categories):
@@ -144,6 +145,24 @@ def filter_command(
     )
 
 
+@feeds_cli.command("position")
+@click.argument("feed_id", type=int)
+@click.argument("place", type=int)
+def position_command(feed_id: int, place: int) -> None:
+    """Set where the feed's section comes in a digest grouped by feed (PLACE from 0 to
+    9999, lowest first; the same place: the feed added first comes first)."""
+    try:
+        services.set_positions({feed_id: place}, actor=events.CLI)
+    except FeedError as error:
+        _fail(f"place not changed: {error}")
+    feed = services.get_feed(feed_id)
+    order = [f.id for f in services.newsletter_feeds(feed.newsletter_id)]
+    click.echo(
+        f"feed {feed.id} has place {feed.position} in {feed.newsletter.slug}'s digest "
+        f"(section {order.index(feed.id) + 1} of {len(order)})"
+    )
+
+
 @feeds_cli.command("export-opml")
 @click.option("--newsletter", "slug", default=None, help="Only this newsletter's feeds.")
 def export_opml_command(slug: str | None) -> None:
@@ -156,11 +175,18 @@ def export_opml_command(slug: str | None) -> None:
 
 @feeds_cli.command("import-opml")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--newsletter", "slug", required=True, help="The newsletter the feeds go to.")
-def import_opml_command(file: str, slug: str) -> None:
-    """Attach every feed of an OPML FILE ('-': standard input) to the newsletter SLUG.
-    Each address is checked as `feeds add` checks it; a file with any bad feed is
-    refused whole, and feeds the newsletter has already are left as they are."""
+@click.option(
+    "--newsletter",
+    "slug",
+    default=None,
+    help="The newsletter every feed goes to. Without it, each feed goes to the newsletter "
+    "its folder names (name or slug), as `feeds export-opml` writes them.",
+)
+def import_opml_command(file: str, slug: str | None) -> None:
+    """Attach every feed of an OPML FILE ('-': standard input) to the newsletter SLUG,
+    or to the newsletters its folders name. Each address is checked as `feeds add`
+    checks it; a file with any bad feed is refused whole, and feeds a newsletter has
+    already are left as they are."""
     try:
         with click.open_file(file, "rb") as handle:
             data = handle.read(opml.MAX_BYTES + 1)
@@ -176,7 +202,7 @@ def import_opml_command(file: str, slug: str) -> None:
     except FeedError as error:
         _fail(f"OPML file refused, no feed added: {error}")
     for feed in outcome.added:
-        click.echo(f"feed {feed.id} added to {slug}: {feed.url}")
+        click.echo(f"feed {feed.id} added to {feed.newsletter.slug}: {feed.url}")
     for url in outcome.already:
         click.echo(f"already there: {url}")
     click.echo(f"{len(outcome.added)} feed(s) added, {len(outcome.already)} already there")

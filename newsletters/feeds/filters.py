@@ -2,11 +2,21 @@
 
 Pure functions (no database, no app): the fetcher applies them as it stores items, the
 services when an editor changes a feed's filter, the benchmark to measure their cost.
-Text is compared casefolded and NFC-normalised, so "KØBENHAVN", "københavn" and a
-decomposed "ø" (o + combining stroke) are the same word; whitespace is collapsed. A
-word matches anywhere in the title or summary (so "kommune" matches "kommunens", as
-Danish compounds want). An item passes when it contains one of the include words (if
-there are any), none of the exclude words, and has one of the categories (if any).
+
+How a word matches (documented to editors on the filter page and in the README):
+- Case does not matter, Danish letters included: text is compared casefolded and
+  NFC-normalised, so "KØBENHAVN", "københavn" and a decomposed "ø" (o + combining
+  stroke) are the same word, as are "Århus" and "århus". "Aarhus" is not "Århus": the
+  old spelling is another word (give both if both are wanted). Whitespace is collapsed.
+- A word matches anywhere in the title or summary, inside other words too: "skole"
+  matches "folkeskolen" and "kommune" matches "kommunens", as Danish compounds want.
+- A word in quotation marks ("KL", “EU”, «EU» or 'KL') matches only as a whole word:
+  "KL" matches "KL's bestyrelse" and "(KL)" but not "klima"; a short abbreviation
+  would otherwise match inside many words. Letters, digits and the Danish letters are
+  word characters; anything else (spaces, punctuation, an apostrophe) ends a word.
+An item passes when it contains one of the include words (if there are any), none of
+the exclude words, and has one of the categories (if any; a category is compared
+whole, casefolded).
 """
 
 from __future__ import annotations
@@ -40,6 +50,36 @@ def fold(text: str) -> str:
 def normalise(text: str) -> str:
     """A word as it is compared: folded, whitespace collapsed."""
     return _SPACE.sub(" ", fold(text or "")).strip()
+
+
+# Quotation marks around a word that must match whole: straight, Danish and English.
+_QUOTES = {'"': '"', "“": "”", "”": "”", "„": "“", "«": "»", "»": "«", "'": "'", "‘": "’"}
+
+
+def whole_word(word: str) -> str | None:
+    """The word inside quotation marks, if `word` is quoted (it must match whole)."""
+    if len(word) > 2 and _QUOTES.get(word[0]) == word[-1]:
+        inner = word[1:-1].strip()
+        return inner or None
+    return None
+
+
+def _matcher(words: Iterable[str]) -> tuple[tuple[str, ...], re.Pattern[str] | None]:
+    """Normalised words as (substrings, one pattern of the whole words or None)."""
+    parts: list[str] = []
+    wholes: list[str] = []
+    for word in words:
+        inner = whole_word(word.strip())
+        if inner is None:
+            key = normalise(word)
+            if key:
+                parts.append(key)
+        else:
+            wholes.append(re.escape(normalise(inner)).replace("\\ ", r"\s+"))
+    if not wholes:
+        return tuple(parts), None
+    # \w is Unicode: æ, ø, å and digits are inside a word, so "KL" is not in "KLØFT".
+    return tuple(parts), re.compile(r"(?<!\w)(?:" + "|".join(wholes) + r")(?!\w)")
 
 
 def _check_word(word: str, what: str) -> str:
@@ -90,30 +130,49 @@ class ItemFilter:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     categories: frozenset[str] = frozenset()
+    # The quoted words, which match only whole: one pattern each, or None.
+    include_whole: re.Pattern[str] | None = None
+    exclude_whole: re.Pattern[str] | None = None
 
     @classmethod
     def of(cls, include: str | None, exclude: str | None, categories: str | None) -> ItemFilter:
         """From the stored columns (one word a line)."""
+        include_parts, include_whole = _matcher(split_words(include))
+        exclude_parts, exclude_whole = _matcher(split_words(exclude))
         return cls(
-            include=tuple(normalise(w) for w in split_words(include)),
-            exclude=tuple(normalise(w) for w in split_words(exclude)),
+            include=include_parts,
+            exclude=exclude_parts,
             categories=frozenset(normalise(w) for w in split_words(categories)),
+            include_whole=include_whole,
+            exclude_whole=exclude_whole,
         )
 
     @property
     def empty(self) -> bool:
-        return not (self.include or self.exclude or self.categories)
+        return not (
+            self.include
+            or self.exclude
+            or self.categories
+            or self.include_whole
+            or self.exclude_whole
+        )
 
     def passes(self, title: str, summary: str, categories: Iterable[str] = ()) -> bool:
         """Whether an item with this title, summary and categories goes into digests."""
         if self.empty:
             return True
-        if self.include or self.exclude:
+        includes = self.include or self.include_whole
+        if includes or self.exclude or self.exclude_whole:
             # Titles and summaries are stored with their whitespace collapsed already
             # (parsing.py), so a phrase matches without collapsing it again here.
             text = fold(f"{title}\n{summary}")
-            if self.include and not any(word in text for word in self.include):
+            if includes and not (
+                any(word in text for word in self.include)
+                or (self.include_whole is not None and self.include_whole.search(text))
+            ):
                 return False
             if any(word in text for word in self.exclude):
+                return False
+            if self.exclude_whole is not None and self.exclude_whole.search(text):
                 return False
         return not self.categories or any(normalise(c) in self.categories for c in categories)

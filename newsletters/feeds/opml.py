@@ -9,8 +9,9 @@ declaration handlers raising; nothing is fetched.
 
 from __future__ import annotations
 
+import re
 import xml.parsers.expat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
 MAX_BYTES = 1_000_000
@@ -19,12 +20,29 @@ MAX_DEPTH = 20
 MAX_ERRORS = 20
 
 
-class OpmlError(ValueError):
-    """The file is not an OPML file that can be read; `errors` says why (each a line)."""
+@dataclass(frozen=True)
+class Problem:
+    """One reason a file is refused: `code` and `params` for the pages (which say it in
+    the reader's language), `text` in English for the CLI and the logs."""
 
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
+    code: str
+    text: str
+    params: dict = field(default_factory=dict)
+
+
+class OpmlError(ValueError):
+    """The file is not an OPML file that can be read, or lists a bad feed: `problems`
+    says why; `errors` is their English text (each a line)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        self.errors = [problem.text for problem in problems]
+        super().__init__("; ".join(self.errors))
+
+
+def refused(code: str, text: str, **params) -> OpmlError:
+    """An OpmlError of one problem."""
+    return OpmlError([Problem(code, text, params)])
 
 
 @dataclass(frozen=True)
@@ -33,10 +51,17 @@ class OpmlFeed:
     title: str = ""
     # The line of the file it is on (for errors).
     line: int = 0
+    # The title of the outermost folder (an outline without xmlUrl) it is in, if any:
+    # an export names each newsletter's folder so.
+    folder: str = ""
 
 
 class _Refused(Exception):
-    pass
+    def __init__(self, code: str, text: str, **params) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+        self.params = params
 
 
 def parse_opml(data: bytes) -> list[OpmlFeed]:
@@ -45,21 +70,27 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
     OpmlError if it is too large, not well-formed XML, has a DOCTYPE or an entity, is
     not OPML, nests too deep or lists too many feeds."""
     if len(data) > MAX_BYTES:
-        raise OpmlError([f"the file is larger than {MAX_BYTES // 1000} KB"])
+        raise refused(
+            "too_large", f"the file is larger than {MAX_BYTES // 1000} KB", kb=MAX_BYTES // 1000
+        )
     parser = xml.parsers.expat.ParserCreate()
     feeds: list[OpmlFeed] = []
     state = {"depth": 0, "root": None}
+    # The folder titles of the open outlines (None for a feed's or another element).
+    folders: list[str | None] = []
 
-    def refuse(what: str):
+    def refuse(code: str, what: str):
         def handler(*_args):
-            raise _Refused(what)
+            raise _Refused(code, what)
 
         return handler
 
-    parser.StartDoctypeDeclHandler = refuse("a DOCTYPE (OPML needs none; entities are refused)")
-    parser.EntityDeclHandler = refuse("an entity declaration")
-    parser.UnparsedEntityDeclHandler = refuse("an entity declaration")
-    parser.ExternalEntityRefHandler = refuse("an external entity")
+    parser.StartDoctypeDeclHandler = refuse(
+        "doctype", "a DOCTYPE (OPML needs none; entities are refused)"
+    )
+    parser.EntityDeclHandler = refuse("entity", "an entity declaration")
+    parser.UnparsedEntityDeclHandler = refuse("entity", "an entity declaration")
+    parser.ExternalEntityRefHandler = refuse("entity", "an external entity")
     parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
 
     def start(name: str, attributes: dict[str, str]) -> None:
@@ -67,36 +98,45 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
         if state["root"] is None:
             state["root"] = name
             if name.lower() != "opml":
-                raise _Refused(f"the document is <{name[:40]}>, not <opml>")
+                raise _Refused(
+                    "not_opml", f"the document is <{name[:40]}>, not <opml>", name=name[:40]
+                )
         if state["depth"] > MAX_DEPTH:
-            raise _Refused(f"outlines nested deeper than {MAX_DEPTH}")
+            raise _Refused("too_deep", f"outlines nested deeper than {MAX_DEPTH}", depth=MAX_DEPTH)
+        folder = None
         if name == "outline":
             url = attributes.get("xmlUrl") or attributes.get("xmlurl") or ""
+            if not url:
+                folder = " ".join((attributes.get("title") or attributes.get("text") or "").split())
             if url:
                 if len(feeds) >= MAX_FEEDS:
-                    raise _Refused(f"more than {MAX_FEEDS} feeds")
+                    raise _Refused("too_many", f"more than {MAX_FEEDS} feeds", count=MAX_FEEDS)
                 title = attributes.get("title") or attributes.get("text") or ""
                 feeds.append(
                     OpmlFeed(
                         url=url.strip(),
                         title=" ".join(title.split())[:300],
                         line=parser.CurrentLineNumber,
+                        folder=next((f for f in folders if f is not None), "")[:300],
                     )
                 )
+        folders.append(folder)
 
     def end(_name: str) -> None:
         state["depth"] -= 1
+        folders.pop()
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     try:
         parser.Parse(data, True)
     except _Refused as error:
-        raise OpmlError([f"refused: {error}"]) from None
+        raise refused(error.code, f"refused: {error.text}", **error.params) from None
     except xml.parsers.expat.ExpatError as error:
-        raise OpmlError([f"not well-formed XML: {error}"]) from None
+        detail = str(error)[:200]
+        raise refused("not_xml", f"not well-formed XML: {detail}", detail=detail) from None
     if state["root"] is None:
-        raise OpmlError(["the file is empty"])
+        raise refused("empty", "the file is empty")
     return feeds
 
 
@@ -108,8 +148,23 @@ class OpmlGroup:
     feeds: list[tuple[str, str]]
 
 
+# What XML 1.0 cannot hold at all (not even as a character reference): a feed's title
+# with one of these would make the export unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("", text)
+
+
 def write_opml(title: str, groups: list[OpmlGroup]) -> str:
-    """An OPML 2.0 document: one folder outline per group, one rss outline per feed."""
+    """An OPML 2.0 document: one folder outline per group, one rss outline per feed.
+    Characters XML cannot hold (control characters) are left out of the titles."""
+    groups = [
+        OpmlGroup(_xml_text(g.title), [(_xml_text(u), _xml_text(t)) for u, t in g.feeds])
+        for g in groups
+    ]
+    title = _xml_text(title)
     root = ET.Element("opml", version="2.0")
     head = ET.SubElement(root, "head")
     ET.SubElement(head, "title").text = title

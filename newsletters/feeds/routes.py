@@ -1,10 +1,12 @@
-"""The staff pages of feeds: a newsletter's feeds and their health, the digest's
-settings (administrators), making a digest now and picking feed items into an edition
-(editors). Thin views over `services` and `digests`; GET shows, POST acts."""
+"""The staff pages of feeds: a newsletter's feeds and their health, the next digest's
+preview (and a draft made of it), the feeds' filters and places (editors, who steer
+what goes in); adding, removing and fetching feeds, OPML and the digest's settings
+(administrators). Thin views over `services` and `digests`; GET shows, POST acts."""
 
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
@@ -31,6 +33,7 @@ from newsletters.feeds.forms import (
 )
 from newsletters.feeds.opml import MAX_BYTES as MAX_OPML_BYTES
 from newsletters.feeds.opml import OpmlError
+from newsletters.feeds.opml import Problem as OpmlProblem
 from newsletters.feeds.services import FeedError
 from newsletters.staff.access import admin_required, editor_required, require_newsletter
 from newsletters.timeutil import utcnow
@@ -99,7 +102,7 @@ def _feeds_page(
 
 
 @bp.get("/newsletters/<slug>/feeds")
-@admin_required
+@editor_required
 def feeds(slug: str):
     return _feeds_page(_newsletter_or_404(slug))
 
@@ -223,7 +226,17 @@ def fetch_feed(feed_id: int):
 FILTER_PREVIEW_ITEMS = 100
 
 
+def _shown(text: str | None) -> str:
+    """Words as they are shown again in the form: a control character (which HTML may
+    not hold, and the filter refuses) as U+FFFD, so the editor sees where it was."""
+    return "".join(
+        "\ufffd" if unicodedata.category(c) == "Cc" and c not in "\t\r\n" else c for c in text or ""
+    )
+
+
 def _filter_page(feed, form: FilterForm, judge=None, *, preview: bool = False, status=200):
+    for field in (form.include, form.exclude, form.categories):
+        field.data = _shown(field.data)
     return render_template(
         "feeds/filter.html",
         feed=feed,
@@ -235,7 +248,7 @@ def _filter_page(feed, form: FilterForm, judge=None, *, preview: bool = False, s
 
 
 @bp.get("/feeds/<int:feed_id>/filter")
-@admin_required
+@editor_required
 def feed_filter(feed_id: int):
     feed = _feed_or_404(feed_id)
     form = FilterForm(
@@ -250,7 +263,7 @@ def feed_filter(feed_id: int):
 
 
 @bp.post("/feeds/<int:feed_id>/filter")
-@admin_required
+@editor_required
 def save_feed_filter(feed_id: int):
     """Save the filter, or (action=preview) show what it would let through, unsaved."""
     feed = _feed_or_404(feed_id)
@@ -294,7 +307,7 @@ def save_feed_filter(feed_id: int):
 
 
 @bp.post("/feeds/<int:feed_id>/position")
-@admin_required
+@editor_required
 def feed_position(feed_id: int):
     """Where the feed's section comes in a digest with sections."""
     feed = _feed_or_404(feed_id)
@@ -383,6 +396,49 @@ def export_opml(slug: str):
     return response
 
 
+def opml_problem(problem: OpmlProblem) -> str:
+    """Why an OPML file was refused, in the reader's language."""
+    p = problem.params
+    if problem.code == "too_large":
+        return _("The file is larger than %(kb)s KB.", kb=p["kb"])
+    if problem.code == "not_xml":
+        return _("The file is not well-formed XML (%(detail)s).", detail=p["detail"])
+    if problem.code == "doctype":
+        return _(
+            "The file has a DOCTYPE declaration. OPML needs none, and it is refused for "
+            "security reasons."
+        )
+    if problem.code == "entity":
+        return _("The file declares an entity, which is refused for security reasons.")
+    if problem.code == "not_opml":
+        return _("The file is not an OPML file: it begins with <%(name)s>.", name=p["name"])
+    if problem.code == "too_deep":
+        return _("The file's folders are nested more than %(depth)s levels deep.", depth=p["depth"])
+    if problem.code == "too_many":
+        return _("The file lists more than %(count)s feeds.", count=p["count"])
+    if problem.code == "empty":
+        return _("The file is empty.")
+    if problem.code == "no_feeds":
+        return _("The file lists no feeds (no outline with an xmlUrl).")
+    if problem.code == "refused_address":
+        return _(
+            "Line %(line)s: %(url)s leads to an internal network; feeds can only be fetched "
+            "from the public internet.",
+            line=p["line"],
+            url=p["url"],
+        )
+    if problem.code == "bad_url":
+        return _(
+            "Line %(line)s: %(url)s is not an address that starts with https:// or http:// "
+            "(without spaces).",
+            line=p["line"],
+            url=p["url"],
+        )
+    if problem.code == "stopped":
+        return _("(Stopped after %(count)s errors.)", count=p["count"])
+    return problem.text
+
+
 @bp.post("/newsletters/<slug>/feeds/opml")
 @admin_required
 def import_opml(slug: str):
@@ -399,7 +455,9 @@ def import_opml(slug: str):
         )
     except OpmlError as error:
         form.file.errors = [_("The file was refused; no feed was added.")]
-        return _feeds_page(newsletter, opml_form=form, opml_errors=error.errors, status=422)
+        problems = [opml_problem(problem) for problem in error.problems]
+        log.info("OPML file refused for %s: %s", newsletter.slug, error)
+        return _feeds_page(newsletter, opml_form=form, opml_errors=problems, status=422)
     flash(
         _(
             "%(added)s feed(s) added from the file; %(already)s were there already.",
@@ -412,7 +470,7 @@ def import_opml(slug: str):
 
 
 @bp.get("/newsletters/<slug>/digest/preview")
-@admin_required
+@editor_required
 def digest_preview_html(slug: str):
     """The HTML part of the next digest, as the feeds page's preview shows it."""
     newsletter = _newsletter_or_404(slug)

@@ -154,44 +154,86 @@ class OpmlImport:
     already: list[str]
 
 
+def _folder_key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
 def import_opml(
-    slug: str, data: bytes, *, by: str = "", actor: events.Actor | None = None
+    slug: str | None, data: bytes, *, by: str = "", actor: events.Actor | None = None
 ) -> OpmlImport:
-    """Attach every feed of an OPML file to the newsletter, in one transaction, each
-    checked by the rules of `add_feed`. A file with any bad feed (or that cannot be read
-    safely) is refused whole: OpmlError with every reason (up to MAX_ERRORS), nothing
-    added. Feeds the newsletter has already are left as they are."""
-    newsletter = newsletter_by_slug(slug)
-    if newsletter is None:
-        raise UnknownNewsletter(f"there is no newsletter '{slug}'")
+    """Attach every feed of an OPML file to the newsletter `slug`, in one transaction,
+    each checked by the rules of `add_feed`. Without a slug, each feed goes to the
+    newsletter its folder names (by name or slug, as `export_opml` writes them), so a
+    whole export comes back as it was. A file with any bad feed (or that cannot be read
+    safely, or a feed in no known folder) is refused whole: OpmlError with every reason
+    (up to MAX_ERRORS), nothing added. Feeds a newsletter has already are left as they
+    are."""
+    newsletter = None
+    if slug is not None:
+        newsletter = newsletter_by_slug(slug)
+        if newsletter is None:
+            raise UnknownNewsletter(f"there is no newsletter '{slug}'")
     entries = opml.parse_opml(data)
     if not entries:
-        raise opml.OpmlError(["the file lists no feeds (no outline with an xmlUrl)"])
-    errors: list[str] = []
-    chosen: list[tuple[str, str]] = []
+        raise opml.refused("no_feeds", "the file lists no feeds (no outline with an xmlUrl)")
+    by_folder: dict[str, Newsletter] = {}
+    if newsletter is None:
+        for each in db.session.scalars(select(Newsletter)):
+            by_folder[_folder_key(each.name)] = each
+            by_folder[_folder_key(each.slug)] = each
+    errors: list[opml.Problem] = []
+    chosen: list[tuple[Newsletter, str, str]] = []
     already: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[int, str]] = set()
     for entry in entries:
         where = f"line {entry.line}"
+        shown = entry.url[:200]
+        target = newsletter or by_folder.get(_folder_key(entry.folder))
+        if target is None:
+            errors.append(
+                opml.Problem(
+                    "unknown_folder",
+                    f"{where}: the feed's folder {entry.folder[:100]!r} names no newsletter "
+                    "(give --newsletter SLUG)",
+                    {"line": entry.line, "folder": entry.folder[:100]},
+                )
+            )
+            continue
         try:
             url = clean_feed_url(entry.url)
             check_feed_address(url)
         except RefusedFeedAddress as error:
-            errors.append(f"{where}: {entry.url[:200]!r} leads to a {error.reason}")
+            errors.append(
+                opml.Problem(
+                    "refused_address",
+                    f"{where}: {shown!r} leads to a {error.reason}",
+                    {"line": entry.line, "url": shown, "reason": error.reason},
+                )
+            )
         except BadFeedURL as error:
-            errors.append(f"{where}: {error}"[:300])
+            errors.append(
+                opml.Problem(
+                    "bad_url", f"{where}: {error}"[:300], {"line": entry.line, "url": shown}
+                )
+            )
         else:
-            if url in seen or _attached(newsletter.id, url):
+            if (target.id, url) in seen or _attached(target.id, url):
                 already.append(url)
             else:
-                chosen.append((url, entry.title))
-            seen.add(url)
+                chosen.append((target, url, entry.title))
+            seen.add((target.id, url))
         if len(errors) >= opml.MAX_ERRORS:
-            errors.append(f"(stopped after {opml.MAX_ERRORS} errors)")
+            errors.append(
+                opml.Problem(
+                    "stopped",
+                    f"(stopped after {opml.MAX_ERRORS} errors)",
+                    {"count": opml.MAX_ERRORS},
+                )
+            )
             break
     if errors:
         raise opml.OpmlError(errors)
-    added = [_attach(newsletter, url, title, by, actor) for url, title in chosen]
+    added = [_attach(target, url, title, by, actor) for target, url, title in chosen]
     if added:
         jobs.queued_work()
     db.session.commit()
@@ -417,7 +459,7 @@ class FeedHealth:
 
 def feed_health(newsletter_id: int) -> list[FeedHealth]:
     """Each feed of a newsletter with its item count (and how many of them its filter
-    leaves out), in the order they were added."""
+    leaves out), in their sections' order (position, then when added)."""
     counts = {
         feed_id: (total, int(filtered or 0))
         for feed_id, total, filtered in db.session.execute(
