@@ -46,19 +46,25 @@ def main() -> None:
     add_database_arguments(parser, pg_database="bench_admin_pages")
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database afterwards (its URL is printed)"
+    )
     add_quick_argument(parser, "--subscribers 300 --repeat 1")
     args = parser.parse_args()
     apply_quick(args, parser, subscribers=300, repeat=1)
     try:
         run(args)
     finally:
-        drop_databases(args, [args.pg_database])
+        if not args.keep:
+            drop_databases(args, [args.pg_database])
 
 
 def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-admin-"))
     os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp)
     url = fresh_database(args, tmp, args.pg_database, "bench.db").url
+    if args.keep:
+        print(f"the database, kept: {url}")
 
     from sqlalchemy import select
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, func, literal_column, or_, select, table, text
+from sqlalchemy import and_, exists, func, literal_column, or_, select, table, text
 
 from newsletters.bounces.models import Bounce
 from newsletters.catalog.models import Newsletter
@@ -30,10 +30,15 @@ STOPPED = "stopped"
 # count of a million rows is a scan of a million rows on every page.
 COUNT_CAP = 10_000
 
-# SQLite's FTS5 trigram index (migration 0023) answers terms of three characters or more;
-# shorter terms have no trigram and take the LIKE below.
+# A term of three characters or more is looked for anywhere in the address or the name,
+# through the trigram indexes (migration 0024: pg_trgm on PostgreSQL, FTS5 on SQLite). A
+# shorter term has no trigram to look up: it matches the start of the address only, which
+# the address's own B-tree answers ("bo" finds bo@odense.dk, not anna.bohr@...).
 TRIGRAM = 3
 _sqlite_search = table("subscribers_search")
+# Above every character: `term <= address < term + _TOP` holds for the addresses starting
+# with `term` (binary / C collation order, as the databases compare addresses).
+_TOP = "\U0010ffff"
 
 
 @dataclass(frozen=True)
@@ -73,20 +78,26 @@ class SubscriberPage:
     capped: bool = False
 
 
-def _like_pattern(term: str) -> str:
-    """`%term%` with LIKE's own characters taken literally (escape character \\)."""
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def search_term(query: str) -> str:
+    """The term as the search compares it: lower case, no NUL (PostgreSQL refuses it in
+    text and no address or name holds one), no surrounding space."""
+    return query.replace("\x00", "").strip().lower()
+
+
+def _escape_like(term: str) -> str:
+    """`term` with LIKE's own characters taken literally (escape character \\)."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _matches(term: str):
-    """Subscribers whose address or name contains `term` (lower-cased), through an index.
+    """Subscribers whose address or name contains `term` (lower-cased, 3+ characters),
+    through an index.
 
     PostgreSQL: LIKE, which the GIN trigram indexes on email and lower(name) answer.
-    SQLite: the FTS5 trigram table for 3+ characters (a phrase in double quotes is a
-    substring match there, case-insensitive); shorter terms a LIKE over the table.
+    SQLite: the FTS5 trigram table (a phrase in double quotes is a substring match
+    there, case-insensitive, Unicode-aware: "ø" finds "Ø").
     """
-    if db.session.get_bind().dialect.name == "sqlite" and len(term) >= TRIGRAM:
+    if db.session.get_bind().dialect.name == "sqlite":
         phrase = '"' + term.replace('"', '""') + '"'
         found = (
             select(literal_column("rowid"))
@@ -94,20 +105,28 @@ def _matches(term: str):
             .where(text("subscribers_search MATCH :search_phrase").bindparams(search_phrase=phrase))
         )
         return Subscriber.id.in_(found)
-    pattern = _like_pattern(term)
+    pattern = f"%{_escape_like(term)}%"
     return or_(
         Subscriber.email.like(pattern, escape="\\"),
         func.lower(Subscriber.name).like(pattern, escape="\\"),
     )
 
 
+def _starts(term: str):
+    """Subscribers whose address starts with `term` (1-2 characters): a range of the
+    address's unique index, walked in order."""
+    return and_(
+        Subscriber.email >= term,
+        Subscriber.email < term + _TOP,
+        Subscriber.email.like(f"{_escape_like(term)}%", escape="\\"),
+    )
+
+
 def _filtered(f: SubscriberFilter):
     stmt = select(Subscriber)
-    if f.query:
-        # No NUL: PostgreSQL refuses it in text, and no address or name holds one.
-        term = f.query.replace("\x00", "").strip().lower()
-        if term:
-            stmt = stmt.where(_matches(term))
+    term = search_term(f.query)
+    if term:
+        stmt = stmt.where(_matches(term) if len(term) >= TRIGRAM else _starts(term))
     if f.municipality:
         stmt = stmt.where(Subscriber.municipality == f.municipality)
     if f.role:
@@ -128,18 +147,16 @@ def _filtered(f: SubscriberFilter):
 
 
 def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50) -> SubscriberPage:
-    """One page of subscribers matching the filter, ordered by address."""
+    """One page of subscribers matching the filter, ordered by address (keyset paging:
+    the page after the address `after`)."""
     stmt = _filtered(f)
-    if len(f.query.strip()) >= TRIGRAM:
+    subscribers = None
+    if len(search_term(f.query)) >= TRIGRAM:
         total, subscribers = _searched(stmt, after, per_page)
     else:
-        capped_rows = stmt.with_only_columns(Subscriber.id).limit(COUNT_CAP + 1).subquery()
-        total = db.session.scalar(select(func.count()).select_from(capped_rows)) or 0
-        subscribers = None
+        total = _count(stmt)
     if subscribers is None:
-        if after:
-            stmt = stmt.where(Subscriber.email > after)
-        subscribers = list(db.session.scalars(stmt.order_by(Subscriber.email).limit(per_page + 1)))
+        subscribers = _ordered_page(stmt, after, per_page)
     more = len(subscribers) > per_page
     subscribers = subscribers[:per_page]
     rows = {
@@ -167,6 +184,19 @@ def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50)
     )
 
 
+def _count(stmt) -> int:
+    """The number of rows of `stmt`, counted up to COUNT_CAP + 1."""
+    capped_rows = stmt.with_only_columns(Subscriber.id).limit(COUNT_CAP + 1).subquery()
+    return db.session.scalar(select(func.count()).select_from(capped_rows)) or 0
+
+
+def _ordered_page(stmt, after: str | None, per_page: int) -> list[Subscriber]:
+    """The next per_page + 1 rows of `stmt` in address order, after `after`."""
+    if after:
+        stmt = stmt.where(Subscriber.email > after)
+    return list(db.session.scalars(stmt.order_by(Subscriber.email).limit(per_page + 1)))
+
+
 def _searched(stmt, after: str | None, per_page: int):
     """A search's count and page from one pass over the index: the matches (up to
     COUNT_CAP + 1) once, counted and the page taken from them. Returns (count, the page)
@@ -179,16 +209,7 @@ def _searched(stmt, after: str | None, per_page: int):
         page = page.where(matched.c.email > after)
     rows = db.session.execute(page.order_by(matched.c.email).limit(per_page + 1)).all()
     if not rows:
-        total = (
-            0
-            if not after
-            else db.session.scalar(
-                select(func.count()).select_from(
-                    stmt.with_only_columns(Subscriber.id).limit(COUNT_CAP + 1).subquery()
-                )
-            )
-            or 0
-        )
+        total = 0 if not after else _count(stmt)
         return total, [] if total <= COUNT_CAP else None
     total = rows[0][1]
     if total > COUNT_CAP:
