@@ -29,6 +29,9 @@ STOPPED = "stopped"
 # The page counts the matches only up to here and then says "more than": an exact
 # count of a million rows is a scan of a million rows on every page.
 COUNT_CAP = 10_000
+# A search stops counting sooner: a term found more than a thousand times is one to
+# narrow, and each match counted is a row read (the trigram index cannot count alone).
+SEARCH_COUNT_CAP = 1_000
 
 # A term of three characters or more is looked for anywhere in the address or the name,
 # through the trigram indexes (migration 0024: pg_trgm on PostgreSQL, FTS5 on SQLite). A
@@ -91,14 +94,20 @@ def _escape_like(term: str) -> str:
 
 def _matches(term: str):
     """Subscribers whose address or name contains `term` (lower-cased, 3+ characters),
-    through an index.
+    through an index. A term with a space is looked for in names only (an address has
+    none), one with an @ in addresses only: one index to read instead of two.
 
     PostgreSQL: LIKE, which the GIN trigram indexes on email and lower(name) answer.
     SQLite: the FTS5 trigram table (a phrase in double quotes is a substring match
     there, case-insensitive, Unicode-aware: "ø" finds "Ø").
     """
+    columns = ["email", "name"]
+    if " " in term:
+        columns = ["name"]
+    elif "@" in term:
+        columns = ["email"]
     if db.session.get_bind().dialect.name == "sqlite":
-        phrase = '"' + term.replace('"', '""') + '"'
+        phrase = "{" + " ".join(columns) + '} : "' + term.replace('"', '""') + '"'
         found = (
             select(literal_column("rowid"))
             .select_from(_sqlite_search)
@@ -106,10 +115,8 @@ def _matches(term: str):
         )
         return Subscriber.id.in_(found)
     pattern = f"%{_escape_like(term)}%"
-    return or_(
-        Subscriber.email.like(pattern, escape="\\"),
-        func.lower(Subscriber.name).like(pattern, escape="\\"),
-    )
+    indexed = {"email": Subscriber.email, "name": func.lower(Subscriber.name)}
+    return or_(*(indexed[c].like(pattern, escape="\\") for c in columns))
 
 
 def _starts(term: str):
@@ -148,17 +155,19 @@ def _filtered(f: SubscriberFilter):
 
 def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50) -> SubscriberPage:
     """One page of subscribers matching the filter, ordered by address (keyset paging:
-    the page after the address `after`)."""
+    the page after the address `after`).
+
+    The page first, then the count, and only when the page is full: a search that finds
+    a handful is one query. A search counts up to SEARCH_COUNT_CAP, the lists up to
+    COUNT_CAP: past that the page says "more than".
+    """
     stmt = _filtered(f)
-    subscribers = None
-    if len(search_term(f.query)) >= TRIGRAM:
-        total, subscribers = _searched(stmt, after, per_page)
-    else:
-        total = _count(stmt)
-    if subscribers is None:
-        subscribers = _ordered_page(stmt, after, per_page)
+    searching = bool(search_term(f.query))
+    cap = min(COUNT_CAP, SEARCH_COUNT_CAP) if searching else COUNT_CAP
+    subscribers = _ordered_page(stmt, after, per_page)
     more = len(subscribers) > per_page
     subscribers = subscribers[:per_page]
+    total = len(subscribers) if not after and not more else _count(stmt, cap)
     rows = {
         s.id: SubscriberRow(
             s.id, s.email, s.name, s.municipality, s.role, s.hard_bounced_at is not None
@@ -178,49 +187,26 @@ def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50)
             rows[subscriber_id].slugs.append(slug)
     return SubscriberPage(
         rows=list(rows.values()),
-        total=min(total, COUNT_CAP),
+        total=min(total, cap),
         next_after=subscribers[-1].email if more else None,
-        capped=total > COUNT_CAP,
+        capped=total > cap,
     )
 
 
-def _count(stmt) -> int:
-    """The number of rows of `stmt`, counted up to COUNT_CAP + 1."""
-    capped_rows = stmt.with_only_columns(Subscriber.id).limit(COUNT_CAP + 1).subquery()
+def _count(stmt, cap: int) -> int:
+    """The number of rows of `stmt`, counted up to cap + 1."""
+    capped_rows = stmt.with_only_columns(Subscriber.id).limit(cap + 1).subquery()
     return db.session.scalar(select(func.count()).select_from(capped_rows)) or 0
 
 
 def _ordered_page(stmt, after: str | None, per_page: int) -> list[Subscriber]:
-    """The next per_page + 1 rows of `stmt` in address order, after `after`."""
+    """The next per_page + 1 rows of `stmt` in address order, after `after`: a walk of
+    the address index that stops at the page's end when the matches are many, the
+    matches from the trigram index sorted when they are few (the planner's choice, from
+    the trigram statistics)."""
     if after:
         stmt = stmt.where(Subscriber.email > after)
     return list(db.session.scalars(stmt.order_by(Subscriber.email).limit(per_page + 1)))
-
-
-def _searched(stmt, after: str | None, per_page: int):
-    """A search's count and page from one pass over the index: the matches (up to
-    COUNT_CAP + 1) once, counted and the page taken from them. Returns (count, the page)
-    or (count, None) when there are more than COUNT_CAP: the page then needs the ordered
-    query over all matches."""
-    matched = stmt.with_only_columns(Subscriber.id, Subscriber.email).limit(COUNT_CAP + 1)
-    matched = matched.cte("matched")
-    page = select(matched.c.id, select(func.count()).select_from(matched).scalar_subquery())
-    if after:
-        page = page.where(matched.c.email > after)
-    rows = db.session.execute(page.order_by(matched.c.email).limit(per_page + 1)).all()
-    if not rows:
-        total = 0 if not after else _count(stmt)
-        return total, [] if total <= COUNT_CAP else None
-    total = rows[0][1]
-    if total > COUNT_CAP:
-        return total, None
-    by_id = {
-        s.id: s
-        for s in db.session.scalars(
-            select(Subscriber).where(Subscriber.id.in_([r[0] for r in rows]))
-        )
-    }
-    return total, [by_id[r[0]] for r in rows]
 
 
 # The distinct roles by a walk of the role index (a "loose index scan"): one index probe
