@@ -3,18 +3,22 @@
 
 Times (median of --repeat runs, in-process through Flask's test client, so the figures
 are the server's own work without HTTP) for the subscriber list unfiltered, filtered by
-newsletter + status, by municipality, by role, a search, the 50th page by keyset, one
-subscriber's history and the audit log (issue 17's bars: the search < 20 ms, the
-other subscriber pages < 50 ms, the audit log shown, not judged); then `start_send` of
+newsletter + status, by municipality, by role, searches for realistic terms (part of a
+name, a domain, a full address, two characters, nothing), the 50th page by keyset, one
+subscriber's history and the audit log (issue 17's bars: the search service < 20 ms,
+the pages < 50 ms, the audit log shown, not judged); then `start_send` of
 one edition to them all (the brief's bar: < 2 s at 100 000; issue 17: < 10 s at
 1 000 000), with the suppression list's NOT EXISTS in its INSERT ... SELECT and one
-suppressed address per 100 subscribers.
+suppressed address per 100 subscribers. The population (harness.seeding.populate) is
+filled set-based: Danish names, addresses at the municipalities' domains (some
+*.kommune.dk), KL's, the regions' and common providers', scattered over the table.
 
     .venv/bin/python benchmarks/subscriber_pages.py                        # SQLite
     .venv/bin/python benchmarks/subscriber_pages.py --database postgresql  # bench_admin_pages
 
 On PostgreSQL it drops and re-creates the database `bench_admin_pages` (--pg-database) on
-postgresql://postgres@127.0.0.1:5432 (--pg-server) and drops it at the end.
+postgresql://postgres@127.0.0.1:5432 (--pg-server) and drops it at the end (--keep keeps
+it, or the SQLite file, for a look with EXPLAIN afterwards).
 """
 
 from __future__ import annotations
