@@ -56,6 +56,15 @@ def found(app: Flask, query: str) -> list[str]:
         ("@", []),
         ("@od", ["bo@odense.dk"]),
         ("Bo Ø", ["bo@odense.dk"]),
+        # with @: the part before it through the index, the whole term checked
+        ("anna.hansen@aarhus.dk", ["anna.hansen@aarhus.dk"]),
+        ("ANNA.HANSEN@AARHUS.DK", ["anna.hansen@aarhus.dk"]),
+        ("na.hansen@aar", ["anna.hansen@aarhus.dk"]),
+        ("hansen@odense.dk", []),  # the part before matches Anna, the whole term no one
+        ("o@odense", ["bo@odense.dk"]),  # too short before the @: the domain looked up
+        ("@aarhus.dk", ["anna.hansen@aarhus.dk"]),
+        ("@kk", ["carl_x@kk.dk"]),
+        ("a@b", []),
         ("nobody", []),
     ],
 )
