@@ -109,6 +109,15 @@ def test_hostile_terms_on_the_page_answer_200(people: Flask, client: FlaskClient
     for q in ['"', "%", "\\", "a%00b", "%0d%0a", "x" * 5000, "NEAR(a", "*", "'; --"]:
         response = client.get("/staff/subscribers", query_string={"q": q})
         assert response.status_code == 200, q
+    for after in ["\x00", "a\x00b", "\r\n", "z" * 10_000, "\U0010ffff", "'; --", "-1"]:
+        for q in ["", "an", "hansen"]:
+            response = client.get("/staff/subscribers", query_string={"q": q, "after": after})
+            # A NUL anywhere in a request is refused whole (input hardening).
+            assert response.status_code == (400 if "\x00" in after else 200), (q, after)
+    with people.app_context():
+        for after in ["\x00", "a\x00b"]:
+            for q in ["", "an", "hansen"]:
+                services.search(SubscriberFilter(query=q), after=after)
 
 
 def test_the_index_follows_changes_and_erasure(people: Flask):

@@ -177,6 +177,8 @@ def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50)
     COUNT_CAP: past that the page says "more than".
     """
     stmt = _filtered(f)
+    # `after` comes from the URL: no NUL (PostgreSQL refuses it), no longer than an address.
+    after = after.replace("\x00", "")[:320] or None if after else None
     searching = bool(search_term(f.query))
     cap = min(COUNT_CAP, SEARCH_COUNT_CAP) if searching else COUNT_CAP
     subscribers = _ordered_page(stmt, after, per_page)
