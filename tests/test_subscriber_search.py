@@ -205,16 +205,40 @@ def test_migration_down_and_up_rebuilds_the_index(people: Flask):
         assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 5
 
 
-def test_a_search_pages_in_address_order_below_and_above_the_cap(people, monkeypatch):
+def test_a_search_pages_in_address_order_and_counts_no_further_than_its_page(people):
     everyone = sorted(e for e, _ in PEOPLE)
     with people.app_context():
-        for cap, capped in ((10, False), (2, True)):
-            monkeypatch.setattr(services, "COUNT_CAP", cap)
-            page = services.search(SubscriberFilter(query=".dk"), per_page=3)
-            assert [r.email for r in page.rows] == everyone[:3]
-            assert (page.total, page.capped, page.next_after) == (min(4, cap), capped, everyone[2])
-            page = services.search(SubscriberFilter(query=".dk"), after=everyone[1], per_page=3)
-            assert [r.email for r in page.rows] == everyone[2:]
-            assert (page.total, page.next_after) == (min(4, cap), None)
-            page = services.search(SubscriberFilter(query=".dk"), after="zzz")
-            assert (page.rows, page.total, page.capped) == ([], min(4, cap), capped)
+        page = services.search(SubscriberFilter(query=".dk"), per_page=3)
+        assert [r.email for r in page.rows] == everyone[:3]
+        assert (page.total, page.capped, page.next_after) == (3, True, everyone[2])
+        page = services.search(SubscriberFilter(query=".dk"), after=everyone[2], per_page=3)
+        assert [r.email for r in page.rows] == everyone[3:]
+        assert (page.total, page.capped, page.next_after) == (3, True, None)
+        page = services.search(SubscriberFilter(query=".dk"), after=everyone[0], per_page=3)
+        assert [r.email for r in page.rows] == everyone[1:]
+        assert (page.total, page.capped, page.next_after) == (3, True, None)
+        page = services.search(SubscriberFilter(query=".dk"), per_page=4)
+        assert (len(page.rows), page.total, page.capped, page.next_after) == (4, 4, False, None)
+        page = services.search(SubscriberFilter(query=".dk"), after="zzz")
+        assert (page.rows, page.total, page.capped) == ([], 4, False)
+        page = services.search(SubscriberFilter(query="nobody"), after="a")
+        assert (page.rows, page.total, page.capped) == ([], 0, False)
+
+
+def test_a_full_search_page_says_more_than_and_asks_for_more(make_app):
+    app = make_app(STAFF_PAGE_SIZE=2)
+    with app.app_context():
+        db.session.add_all(Subscriber(email=e, name=n) for e, n in PEOPLE)
+        db.session.commit()
+    client = app.test_client()
+    make_staff(app, ADMIN, "admin")
+    login(client, ADMIN)
+    page = client.get("/staff/subscribers?q=.dk").get_data(as_text=True)
+    assert "Abonnenter fundet: mere end 2" in page
+    assert "Skriv mere af adressen eller navnet" in page
+    assert "Med 3 tegn eller flere søges der overalt" in page
+    page = client.get("/staff/subscribers?q=aarhus").get_data(as_text=True)
+    assert "Abonnenter fundet: 1" in page
+    assert "Skriv mere af adressen" not in page
+    page = client.get("/staff/subscribers").get_data(as_text=True)
+    assert "Abonnenter fundet: 4" in page  # a list counts all (up to COUNT_CAP)

@@ -29,9 +29,6 @@ STOPPED = "stopped"
 # The page counts the matches only up to here and then says "more than": an exact
 # count of a million rows is a scan of a million rows on every page.
 COUNT_CAP = 10_000
-# A search stops counting sooner: a term found more than a thousand times is one to
-# narrow, and each match counted is a row read (the trigram index cannot count alone).
-SEARCH_COUNT_CAP = 1_000
 
 # A term of three characters or more is looked for anywhere in the address or the name,
 # through the trigram indexes (migration 0024: pg_trgm on PostgreSQL, FTS5 on SQLite). A
@@ -172,19 +169,26 @@ def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50)
     """One page of subscribers matching the filter, ordered by address (keyset paging:
     the page after the address `after`).
 
-    The page first, then the count, and only when the page is full: a search that finds
-    a handful is one query. A search counts up to SEARCH_COUNT_CAP, the lists up to
-    COUNT_CAP: past that the page says "more than".
+    The page first. A list (no search term) counts its rows up to COUNT_CAP. A search
+    counts no further than its page: a full page says "more than" the page's size (and
+    asks for more of the term), a page that is not full is the count. Counting a common
+    term's matches reads every one of them (a trigram index cannot count alone), which
+    cost more than the page itself at 1 000 000 subscribers.
     """
     stmt = _filtered(f)
     # `after` comes from the URL: no NUL (PostgreSQL refuses it), no longer than an address.
     after = after.replace("\x00", "")[:320] or None if after else None
     searching = bool(search_term(f.query))
-    cap = min(COUNT_CAP, SEARCH_COUNT_CAP) if searching else COUNT_CAP
+    cap = per_page if searching else COUNT_CAP
     subscribers = _ordered_page(stmt, after, per_page)
     more = len(subscribers) > per_page
     subscribers = subscribers[:per_page]
-    total = len(subscribers) if not after and not more else _count(stmt, cap)
+    if searching and more:
+        total = per_page + 1  # "more than per_page"
+    elif not after and not more:
+        total = len(subscribers)
+    else:
+        total = _count(stmt, cap)
     rows = {
         s.id: SubscriberRow(
             s.id, s.email, s.name, s.municipality, s.role, s.hard_bounced_at is not None
