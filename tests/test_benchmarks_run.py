@@ -59,7 +59,8 @@ BENCHMARKS = {
         [],
         [
             rf"list, unfiltered\s+{NUMBER} ms",
-            rf"search 'person0999'\s+{NUMBER} ms",
+            rf"search page 'hansen' \(a common name\)\s+{NUMBER} ms",
+            rf"search 'hansen' \(a common name\): service\s+{NUMBER} ms",
             rf"start_send\s+{NUMBER} deliveries in {NUMBER} s\s+.*< 2 s",
         ],
     ),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, func, literal_column, or_, select, table, text
+from sqlalchemy import and_, exists, func, literal_column, or_, select, table, text
 
 from newsletters.bounces.models import Bounce
 from newsletters.catalog.models import Newsletter
@@ -30,10 +30,15 @@ STOPPED = "stopped"
 # count of a million rows is a scan of a million rows on every page.
 COUNT_CAP = 10_000
 
-# SQLite's FTS5 trigram index (migration 0023) answers terms of three characters or more;
-# shorter terms have no trigram and take the LIKE below.
+# A term of three characters or more is looked for anywhere in the address or the name,
+# through the trigram indexes (migration 0024: pg_trgm on PostgreSQL, FTS5 on SQLite). A
+# shorter term has no trigram to look up: it matches the start of the address only, which
+# the address's own B-tree answers ("bo" finds bo@odense.dk, not anna.bohr@...).
 TRIGRAM = 3
 _sqlite_search = table("subscribers_search")
+# Above every character: `term <= address < term + _TOP` holds for the addresses starting
+# with `term` (binary / C collation order, as the databases compare addresses).
+_TOP = "\U0010ffff"
 
 
 @dataclass(frozen=True)
@@ -73,41 +78,74 @@ class SubscriberPage:
     capped: bool = False
 
 
-def _like_pattern(term: str) -> str:
-    """`%term%` with LIKE's own characters taken literally (escape character \\)."""
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def search_term(query: str) -> str:
+    """The term as the search compares it: lower case, no NUL (PostgreSQL refuses it in
+    text and no address or name holds one), no surrounding space."""
+    return query.replace("\x00", "").strip().lower()
+
+
+def _escape_like(term: str) -> str:
+    """`term` with LIKE's own characters taken literally (escape character \\)."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _matches(term: str):
-    """Subscribers whose address or name contains `term` (lower-cased), through an index.
+    """Subscribers whose address or name contains `term` (lower-cased, 3+ characters),
+    through an index. A term with a space is looked for in names only (an address has
+    none), one with an @ in addresses only: one index to read instead of two.
 
     PostgreSQL: LIKE, which the GIN trigram indexes on email and lower(name) answer.
-    SQLite: the FTS5 trigram table for 3+ characters (a phrase in double quotes is a
-    substring match there, case-insensitive); shorter terms a LIKE over the table.
+    SQLite: the FTS5 trigram table (a phrase in double quotes is a substring match
+    there, case-insensitive, Unicode-aware: "ø" finds "Ø").
+
+    A term with an @ looks up only the part before it in the index (after it when that
+    is shorter than a trigram) and the rows found are checked for the whole term: the
+    trigrams of a domain (".dk", "mai", "l.d") are in most addresses, and an index read
+    costs by the commonest trigram it has to go through.
     """
-    if db.session.get_bind().dialect.name == "sqlite" and len(term) >= TRIGRAM:
-        phrase = '"' + term.replace('"', '""') + '"'
+    columns = ["email", "name"]
+    probe = term
+    if " " in term:
+        columns = ["name"]
+    elif "@" in term:
+        columns = ["email"]
+        local, _, domain = term.partition("@")
+        if len(local) >= TRIGRAM:
+            probe = local
+        elif len(domain) >= TRIGRAM:
+            probe = domain
+    if db.session.get_bind().dialect.name == "sqlite":
+        phrase = "{" + " ".join(columns) + '} : "' + probe.replace('"', '""') + '"'
         found = (
             select(literal_column("rowid"))
             .select_from(_sqlite_search)
             .where(text("subscribers_search MATCH :search_phrase").bindparams(search_phrase=phrase))
         )
-        return Subscriber.id.in_(found)
-    pattern = _like_pattern(term)
-    return or_(
-        Subscriber.email.like(pattern, escape="\\"),
-        func.lower(Subscriber.name).like(pattern, escape="\\"),
+        condition = Subscriber.id.in_(found)
+        whole = func.instr(Subscriber.email, term) > 0
+    else:
+        pattern = f"%{_escape_like(probe)}%"
+        indexed = {"email": Subscriber.email, "name": func.lower(Subscriber.name)}
+        condition = or_(*(indexed[c].like(pattern, escape="\\") for c in columns))
+        whole = func.strpos(Subscriber.email, term) > 0
+    return condition if probe == term else and_(condition, whole)
+
+
+def _starts(term: str):
+    """Subscribers whose address starts with `term` (1-2 characters): a range of the
+    address's unique index, walked in order."""
+    return and_(
+        Subscriber.email >= term,
+        Subscriber.email < term + _TOP,
+        Subscriber.email.like(f"{_escape_like(term)}%", escape="\\"),
     )
 
 
 def _filtered(f: SubscriberFilter):
     stmt = select(Subscriber)
-    if f.query:
-        # No NUL: PostgreSQL refuses it in text, and no address or name holds one.
-        term = f.query.replace("\x00", "").strip().lower()
-        if term:
-            stmt = stmt.where(_matches(term))
+    term = search_term(f.query)
+    if term:
+        stmt = stmt.where(_matches(term) if len(term) >= TRIGRAM else _starts(term))
     if f.municipality:
         stmt = stmt.where(Subscriber.municipality == f.municipality)
     if f.role:
@@ -128,20 +166,29 @@ def _filtered(f: SubscriberFilter):
 
 
 def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50) -> SubscriberPage:
-    """One page of subscribers matching the filter, ordered by address."""
+    """One page of subscribers matching the filter, ordered by address (keyset paging:
+    the page after the address `after`).
+
+    The page first. A list (no search term) counts its rows up to COUNT_CAP. A search
+    counts no further than its page: a full page says "more than" the page's size (and
+    asks for more of the term), a page that is not full is the count. Counting a common
+    term's matches reads every one of them (a trigram index cannot count alone), which
+    cost more than the page itself at 1 000 000 subscribers.
+    """
     stmt = _filtered(f)
-    if len(f.query.strip()) >= TRIGRAM:
-        total, subscribers = _searched(stmt, after, per_page)
-    else:
-        capped_rows = stmt.with_only_columns(Subscriber.id).limit(COUNT_CAP + 1).subquery()
-        total = db.session.scalar(select(func.count()).select_from(capped_rows)) or 0
-        subscribers = None
-    if subscribers is None:
-        if after:
-            stmt = stmt.where(Subscriber.email > after)
-        subscribers = list(db.session.scalars(stmt.order_by(Subscriber.email).limit(per_page + 1)))
+    # `after` comes from the URL: no NUL (PostgreSQL refuses it), no longer than an address.
+    after = after.replace("\x00", "")[:320] or None if after else None
+    searching = bool(search_term(f.query))
+    cap = per_page if searching else COUNT_CAP
+    subscribers = _ordered_page(stmt, after, per_page)
     more = len(subscribers) > per_page
     subscribers = subscribers[:per_page]
+    if searching and more:
+        total = per_page + 1  # "more than per_page"
+    elif not after and not more:
+        total = len(subscribers)
+    else:
+        total = _count(stmt, cap)
     rows = {
         s.id: SubscriberRow(
             s.id, s.email, s.name, s.municipality, s.role, s.hard_bounced_at is not None
@@ -161,45 +208,26 @@ def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50)
             rows[subscriber_id].slugs.append(slug)
     return SubscriberPage(
         rows=list(rows.values()),
-        total=min(total, COUNT_CAP),
+        total=min(total, cap),
         next_after=subscribers[-1].email if more else None,
-        capped=total > COUNT_CAP,
+        capped=total > cap,
     )
 
 
-def _searched(stmt, after: str | None, per_page: int):
-    """A search's count and page from one pass over the index: the matches (up to
-    COUNT_CAP + 1) once, counted and the page taken from them. Returns (count, the page)
-    or (count, None) when there are more than COUNT_CAP: the page then needs the ordered
-    query over all matches."""
-    matched = stmt.with_only_columns(Subscriber.id, Subscriber.email).limit(COUNT_CAP + 1)
-    matched = matched.cte("matched")
-    page = select(matched.c.id, select(func.count()).select_from(matched).scalar_subquery())
+def _count(stmt, cap: int) -> int:
+    """The number of rows of `stmt`, counted up to cap + 1."""
+    capped_rows = stmt.with_only_columns(Subscriber.id).limit(cap + 1).subquery()
+    return db.session.scalar(select(func.count()).select_from(capped_rows)) or 0
+
+
+def _ordered_page(stmt, after: str | None, per_page: int) -> list[Subscriber]:
+    """The next per_page + 1 rows of `stmt` in address order, after `after`: a walk of
+    the address index that stops at the page's end when the matches are many, the
+    matches from the trigram index sorted when they are few (the planner's choice, from
+    the trigram statistics)."""
     if after:
-        page = page.where(matched.c.email > after)
-    rows = db.session.execute(page.order_by(matched.c.email).limit(per_page + 1)).all()
-    if not rows:
-        total = (
-            0
-            if not after
-            else db.session.scalar(
-                select(func.count()).select_from(
-                    stmt.with_only_columns(Subscriber.id).limit(COUNT_CAP + 1).subquery()
-                )
-            )
-            or 0
-        )
-        return total, [] if total <= COUNT_CAP else None
-    total = rows[0][1]
-    if total > COUNT_CAP:
-        return total, None
-    by_id = {
-        s.id: s
-        for s in db.session.scalars(
-            select(Subscriber).where(Subscriber.id.in_([r[0] for r in rows]))
-        )
-    }
-    return total, [by_id[r[0]] for r in rows]
+        stmt = stmt.where(Subscriber.email > after)
+    return list(db.session.scalars(stmt.order_by(Subscriber.email).limit(per_page + 1)))
 
 
 # The distinct roles by a walk of the role index (a "loose index scan"): one index probe

@@ -792,13 +792,37 @@ def announce_export(newsletter_slug: str, *, actor: events.Actor) -> bool:
     return True
 
 
+# Rows fetched from the database at a time (a server-side cursor on PostgreSQL), and
+# lines handed on at a time: memory stays the same for a hundred rows or a million.
+EXPORT_BATCH = 1_000
+
+
 def export_confirmed(newsletter_slug: str) -> Iterator[str]:
-    """CSV lines (header first) of the newsletter's confirmed subscribers, streamed."""
+    """CSV lines (header first) of the newsletter's confirmed subscribers, streamed: the
+    header before the query runs (first bytes at once), then the rows in chunks of
+    EXPORT_BATCH lines as they are read, EXPORT_BATCH rows at a time."""
     newsletter = newsletter_by_slug(newsletter_slug)
     if newsletter is None:
         raise ImportRefused(
             [(0, Reason(N_("there is no newsletter '%(slug)s'"), slug=newsletter_slug))]
         )
+    lines = csv_lines(
+        ("email", "name", "municipality", "role", "confirmed_at"), _confirmed_rows(newsletter.id)
+    )
+    yield next(lines)
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= EXPORT_BATCH:
+            yield "".join(chunk)
+            chunk.clear()
+    if chunk:
+        yield "".join(chunk)
+
+
+def _confirmed_rows(newsletter_id: int) -> Iterator[tuple[str, str, str, str, str]]:
+    """The rows of the export, read EXPORT_BATCH at a time (the query runs at the first
+    row asked for)."""
     result = db.session.execute(
         select(
             Subscriber.email,
@@ -809,14 +833,11 @@ def export_confirmed(newsletter_slug: str) -> Iterator[str]:
         )
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .where(
-            Subscription.newsletter_id == newsletter.id,
+            Subscription.newsletter_id == newsletter_id,
             Subscription.status == SubscriptionStatus.CONFIRMED,
         )
         .order_by(Subscriber.email)
-        .execution_options(yield_per=1000)
+        .execution_options(yield_per=EXPORT_BATCH)
     )
-    rows = (
-        (email, name, municipality, role, confirmed_at.isoformat() if confirmed_at else "")
-        for email, name, municipality, role, confirmed_at in result
-    )
-    yield from csv_lines(("email", "name", "municipality", "role", "confirmed_at"), rows)
+    for email, name, municipality, role, confirmed_at in result:
+        yield (email, name, municipality, role, confirmed_at.isoformat() if confirmed_at else "")
