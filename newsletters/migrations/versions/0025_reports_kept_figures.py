@@ -49,7 +49,7 @@ SQLITE_TRIGGERS = [
 ]
 
 PG_TRIGGERS = [
-    "CREATE FUNCTION consent_day_counts_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "CREATE OR REPLACE FUNCTION consent_day_counts_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "INSERT INTO consent_day_counts AS c (newsletter_id, day, action, method, count) "
     f"SELECT s.newsletter_id, {PG_DAY.format('n.at')}, n.action, n.method, count(*) "
     "FROM new_rows n JOIN subscriptions s ON s.id = n.subscription_id "
@@ -57,7 +57,7 @@ PG_TRIGGERS = [
     "ON CONFLICT (newsletter_id, day, action, method) "
     "DO UPDATE SET count = c.count + EXCLUDED.count; "
     "RETURN NULL; END $$",
-    "CREATE FUNCTION consent_day_counts_take() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "CREATE OR REPLACE FUNCTION consent_day_counts_take() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "UPDATE consent_day_counts c SET count = c.count - o.n FROM ("
     f"SELECT s.newsletter_id, {PG_DAY.format('o.at')} AS day, o.action, o.method, "
     "count(*) AS n FROM old_rows o JOIN subscriptions s ON s.id = o.subscription_id "
