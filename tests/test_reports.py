@@ -361,12 +361,9 @@ def _figures(report) -> tuple:
 
 def _report_counted_live(edition_id: int):
     """The report as counted from the deliveries, the kept figures set aside."""
-    kept = summaries.stored
-    summaries.stored = lambda _edition_id: None
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(summaries, "stored", lambda _edition_id: None)
         return edition_report(edition_id)
-    finally:
-        summaries.stored = kept
 
 
 def test_finishing_a_send_keeps_its_figures_and_the_report_reads_them(app: Flask, clock: Clock):
