@@ -272,6 +272,11 @@ def test_newsletter_report_weeks_end_at_todays_count(app: Flask, clock: Clock):
     _consent(app, new, ConsentAction.CONFIRMED, "confirm_link")
     with app.app_context():
         report = newsletter_report(newsletter_by_slug("momentum"))
+        comings_and_goings = newsletter_report(newsletter_by_slug("momentum"), readers=False)
+    assert [(w.joined, w.left) for w in comings_and_goings.weeks] == [
+        (w.joined, w.left) for w in report.weeks
+    ]
+    assert comings_and_goings.sources == report.sources
     assert report.confirmed == 2
     assert [w.subscribers for w in report.weeks[-4:]] == [3, 1, 1, 2]
     assert [w.joined for w in report.weeks[-4:]] == [3, 0, 0, 1]

@@ -73,20 +73,31 @@ def _monday(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def newsletter_report(newsletter: Newsletter, *, weeks: int = WEEKS) -> NewsletterReport:
+def newsletter_report(
+    newsletter: Newsletter, *, weeks: int = WEEKS, readers: bool = True
+) -> NewsletterReport:
+    """The newsletter's report of the last `weeks` weeks.
+
+    readers=False: only the comings and goings (each week's joined and left, and the
+    sources), without counting today's readers (then confirmed, pending and each week's
+    subscribers are 0): what the weekly and sources charts draw.
+    """
     today = utcnow().date()
     first_monday = _monday(today) - timedelta(weeks=weeks - 1)
     since_day = series.epoch_day(first_monday)
 
-    by_status = dict(
-        db.session.execute(
-            select(Subscription.status, func.count())
-            .where(Subscription.newsletter_id == newsletter.id)
-            .group_by(Subscription.status)
-        ).all()
-    )
-    confirmed = by_status.get(SubscriptionStatus.CONFIRMED, 0)
-    pending = by_status.get(SubscriptionStatus.PENDING, 0)
+    confirmed = pending = 0
+    if readers:
+        # Two counts on the (newsletter_id, status) index, each only its own entries.
+        confirmed, pending = (
+            db.session.scalar(
+                select(func.count()).where(
+                    Subscription.newsletter_id == newsletter.id, Subscription.status == status
+                )
+            )
+            or 0
+            for status in (SubscriptionStatus.CONFIRMED, SubscriptionStatus.PENDING)
+        )
 
     # Counted per day by the database as the records come and go (ConsentDayCount):
     # half a year of a large newsletter is a few hundred rows, not 100 000 records.
@@ -153,7 +164,7 @@ def newsletter_report(newsletter: Newsletter, *, weeks: int = WEEKS) -> Newslett
     for monday in reversed(mondays):
         j = joined.get(monday, 0)
         w_left = left.get(monday, 0) + erased.get(monday, 0)
-        result.append(Week(monday, max(0, running), j, w_left))
+        result.append(Week(monday, max(0, running) if readers else 0, j, w_left))
         running = running - j + left.get(monday, 0)
     result.reverse()
     return NewsletterReport(newsletter, confirmed, pending, result, sources)
