@@ -4,10 +4,15 @@ Times (median of --repeat runs, in-process through Flask's test client, so the f
 are the server's own work without HTTP) of an edition's report page and its chart, the
 newsletter's report page and its three charts, and the public archive and its Atom
 feed, after one edition was sent to --deliveries subscribers (with bounces, withdrawals
-from its links and counted clicks) and --editions more were sent before it.
+from its links and counted clicks) and --editions more were sent before it. The send is
+finished as the worker finishes one (lifecycle.finish_complete_editions, which counts
+and keeps its figures); that step's time is printed too, and the edition report once
+more with its figures counted from the deliveries (as for a send still running; shown,
+not judged).
 
     .venv/bin/python benchmarks/report_pages.py                        # SQLite
     .venv/bin/python benchmarks/report_pages.py --database postgresql  # bench_report_pages
+    .venv/bin/python benchmarks/report_pages.py --profile  # + each page's SQL, timed
 
 On PostgreSQL it drops and re-creates the database `bench_report_pages` on
 postgresql://postgres@127.0.0.1:5432 (--pg-server) and drops it at the end.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -293,6 +299,7 @@ def run(args: argparse.Namespace) -> list[str]:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+    shutil.rmtree(tmp, ignore_errors=True)  # the SQLite file: 70 MB at 100 000
     return table.failed
 
 
