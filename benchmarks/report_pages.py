@@ -4,10 +4,15 @@ Times (median of --repeat runs, in-process through Flask's test client, so the f
 are the server's own work without HTTP) of an edition's report page and its chart, the
 newsletter's report page and its three charts, and the public archive and its Atom
 feed, after one edition was sent to --deliveries subscribers (with bounces, withdrawals
-from its links and counted clicks) and --editions more were sent before it.
+from its links and counted clicks) and --editions more were sent before it. The send is
+finished as the worker finishes one (lifecycle.finish_complete_editions, which counts
+and keeps its figures); that step's time is printed too, and the edition report once
+more with its figures counted from the deliveries (as for a send still running; shown,
+not judged).
 
     .venv/bin/python benchmarks/report_pages.py                        # SQLite
     .venv/bin/python benchmarks/report_pages.py --database postgresql  # bench_report_pages
+    .venv/bin/python benchmarks/report_pages.py --profile  # + each page's SQL, timed
 
 On PostgreSQL it drops and re-creates the database `bench_report_pages` on
 postgresql://postgres@127.0.0.1:5432 (--pg-server) and drops it at the end.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,6 +46,11 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=100_000)
     parser.add_argument("--editions", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the table, each page once more with every SQL statement timed",
+    )
     add_quick_argument(parser, "--deliveries 2000 --editions 10 --repeat 2")
     args = parser.parse_args()
     apply_quick(args, parser, deliveries=2000, editions=10, repeat=2)
@@ -55,11 +66,12 @@ def run(args: argparse.Namespace) -> list[str]:
     os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp)
     url = fresh_database(args, tmp, args.pg_database, "bench.db").url
 
-    from sqlalchemy import insert, select, update
+    from sqlalchemy import delete, insert, select, update
 
     from newsletters.bounces.models import Bounce, BounceKind
     from newsletters.catalog.models import Newsletter
     from newsletters.catalog.services import newsletter_by_slug
+    from newsletters.editions import lifecycle
     from newsletters.editions.models import (
         Delivery,
         DeliveryStatus,
@@ -152,13 +164,14 @@ def run(args: argparse.Namespace) -> list[str]:
                     recipients=n,
                 )
             )
+        # Sending until its deliveries are in: then finished as the worker finishes a
+        # send (lifecycle.finish_complete_editions, which keeps its figures).
         edition = Edition(
             newsletter_id=board.id,
             subject="Nyt fra bestyrelsesmødet",
             body_markdown="Tekst",
-            status=EditionStatus.SENT,
+            status=EditionStatus.SENDING,
             started_at=now,
-            finished_at=now + timedelta(minutes=40),
             recipients=n,
         )
         db.session.add(edition)
@@ -225,6 +238,9 @@ def run(args: argparse.Namespace) -> list[str]:
             ],
         )
         db.session.commit()
+        t0 = time.perf_counter()
+        assert lifecycle.finish_complete_editions() == [edition_id]
+        finish_ms = (time.perf_counter() - t0) * 1000
     setup = time.perf_counter() - started
 
     client = admin_client(app)
@@ -254,11 +270,73 @@ def run(args: argparse.Namespace) -> list[str]:
                 raise SystemExit(f"{path}: HTTP {response.status_code}")
         median = statistics.median(times[1:])  # the first warms the caches
         table.add(label, f"{median:.1f} ms", "", f"< {BAR_MS:.0f} ms", median < BAR_MS)
+    table.add("finishing the send (its figures counted and kept once)", f"{finish_ms:.0f} ms")
+    # The same page for a send whose figures are not kept (one still sending, or
+    # cancelled): counted from the deliveries on every view. Shown, not judged.
+    from newsletters.editions import summaries
+    from newsletters.editions.models import EditionSendMinute, EditionSendSummary
+
+    with app.app_context():
+        for model in (EditionSendMinute, EditionSendSummary):
+            db.session.execute(delete(model).where(model.edition_id == edition_id))
+        db.session.commit()
+    live_path = f"/staff/editions/{edition_id}/report"
+    times = []
+    for _ in range(args.repeat + 1):
+        t0 = time.perf_counter()
+        client.get(live_path)
+        times.append((time.perf_counter() - t0) * 1000)
+    table.add(
+        "edition report, figures counted live (a running send)",
+        f"{statistics.median(times[1:]):.1f} ms",
+    )
+    with app.app_context():
+        summaries.summarise(edition_id)
+        db.session.commit()
     table.print()
+    if args.profile:
+        profile(app, client, pages)
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+    shutil.rmtree(tmp, ignore_errors=True)  # the SQLite file: 70 MB at 100 000
     return table.failed
+
+
+def profile(app, client, pages: list[tuple[str, str]]) -> None:
+    """Each page once more: its time, the time spent in SQL statements (from the cursor's
+    execute to its return, fetching included for the drivers that fetch eagerly) and the
+    slowest statements; the rest is Python (ORM, templates, charts)."""
+    from sqlalchemy import event
+
+    from newsletters.extensions import db
+
+    timings: list[tuple[float, str]] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        conn.info.setdefault("started", []).append(time.perf_counter())
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        took = (time.perf_counter() - conn.info["started"].pop()) * 1000
+        timings.append((took, " ".join(statement.split())))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        for label, path in pages:
+            timings.clear()
+            t0 = time.perf_counter()
+            client.get(path)
+            total = (time.perf_counter() - t0) * 1000
+            sql = sum(t for t, _ in timings)
+            print(f"\n{label}: {total:.1f} ms, SQL {sql:.1f} ms in {len(timings)} statements")
+            for took, statement in sorted(timings, reverse=True)[:4]:
+                print(f"  {took:7.1f} ms  {statement[:150]}")
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
 
 
 if __name__ == "__main__":

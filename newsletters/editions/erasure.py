@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 
 from newsletters import events
 from newsletters.catalog.models import Newsletter
+from newsletters.editions import summaries
 from newsletters.editions.models import Delivery, Edition
 from newsletters.extensions import db
 from newsletters.subscriptions import erasure, export
@@ -25,9 +26,11 @@ def init_app(app: Flask) -> None:
 
 
 def _forget(event: events.Event) -> None:
-    """Delete the erased subscriber's deliveries, in the erasure's transaction."""
+    """Delete the erased subscriber's deliveries, in the erasure's transaction, and take
+    them off the figures kept of finished sends."""
     subscriber_id = event.data.get("subscriber_id")
     if subscriber_id is not None:
+        summaries.forget(subscriber_id)
         db.session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
 
 

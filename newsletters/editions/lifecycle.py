@@ -25,7 +25,7 @@ from typing import Literal
 from sqlalchemy import bindparam, func, insert, literal, select, text, update
 
 from newsletters import events, jobs
-from newsletters.editions import segments
+from newsletters.editions import segments, summaries
 from newsletters.editions.models import Delivery, DeliveryStatus, Edition, EditionStatus
 from newsletters.editions.states import Action, EditionError, states_allowing, transition
 from newsletters.extensions import db
@@ -314,7 +314,8 @@ def cancel(edition_id: int, *, actor: events.Actor | None = None) -> int:
 def finish_complete_editions() -> list[int]:
     """Mark SENT every sending edition with nothing left to send; their ids.
 
-    Each is announced as `edition.finished` with its counts (audited: the worker's act).
+    Each is announced as `edition.finished` with its counts (audited: the worker's act),
+    and its figures are counted once and kept for its report (`summaries`).
     """
     open_deliveries = (
         select(Delivery.id)
@@ -338,7 +339,7 @@ def finish_complete_editions() -> list[int]:
             continue  # another worker finished it, or it was paused meanwhile
         finished.append(edition_id)
         edition = db.session.get(Edition, edition_id)
-        counts = _counts(edition_id)
+        counts = summaries.summarise(edition_id).counts
         events.announce(
             "edition.finished",
             _target(edition_id),

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from newsletters.bounces.models import Bounce, BounceKind
-from newsletters.editions import engagement
+from newsletters.editions import engagement, summaries
 from newsletters.editions.models import Delivery, DeliveryStatus, Edition
 from newsletters.extensions import db
 from newsletters.reports import series
@@ -68,44 +68,25 @@ def edition_report(edition_id: int) -> EditionReport | None:
     edition = db.session.get(Edition, edition_id)
     if edition is None:
         return None
-    counts = {
-        str(getattr(status, "value", status)): n
-        for status, n in db.session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.edition_id == edition_id)
-            .group_by(Delivery.status)
-        )
-    }
-    duplicates = db.session.scalar(
-        select(func.coalesce(func.sum(Delivery.possible_duplicates), 0)).where(
-            Delivery.edition_id == edition_id
-        )
-    )
-    bounced = {
-        str(getattr(kind, "value", kind)): n
-        for kind, n in db.session.execute(
-            select(Bounce.kind, func.count(func.distinct(Bounce.delivery_id)))
-            .join(Delivery, Delivery.id == Bounce.delivery_id)
-            .where(Delivery.edition_id == edition_id)
-            .group_by(Bounce.kind)
-        )
-    }
+    # A finished send's figures were counted when it finished; a running one's now.
+    figures = summaries.send_figures(edition_id)
+    bounced = _bounced(edition_id, figures)
     unsubscribed = db.session.scalar(
         select(func.count(func.distinct(ConsentEvent.subscription_id))).where(
             ConsentEvent.edition_id == edition_id,
             ConsentEvent.action == ConsentAction.WITHDRAWN,
         )
     )
-    per_minute, bucket = _per_minute(edition_id)
+    per_minute, bucket = _per_minute(figures.minutes)
     opens, clicks = engagement.edition_counts(edition_id)
     return EditionReport(
         edition=edition,
-        recipients=sum(counts.values()),
-        counts=counts,
+        recipients=figures.recipients,
+        counts=dict(figures.counts),
         bounced_hard=bounced.get(BounceKind.HARD.value, 0),
         bounced_soft=bounced.get(BounceKind.SOFT.value, 0),
         unsubscribed=unsubscribed or 0,
-        possible_duplicates=duplicates or 0,
+        possible_duplicates=figures.possible_duplicates,
         per_minute=per_minute,
         bucket_minutes=bucket,
         counting=bool(edition.newsletter.engagement_counting),
@@ -114,21 +95,41 @@ def edition_report(edition_id: int) -> EditionReport | None:
     )
 
 
-def _per_minute(edition_id: int) -> tuple[list[tuple[datetime, int]], int]:
-    minute = series.minute_of(Delivery.sent_at)
-    rows = db.session.execute(
-        select(minute, func.count())
-        .where(Delivery.edition_id == edition_id, Delivery.sent_at.is_not(None))
-        .group_by(minute)
-        .order_by(minute)
-    ).all()
-    rows = [(int(m), n) for m, n in rows]
-    if not rows:
+def _bounced(edition_id: int, figures: summaries.SendFigures) -> dict[str, int]:
+    """Deliveries of the edition that bounced, per kind (a delivery bounced twice: once).
+
+    Found from the bounces within the range of the edition's delivery ids (bounces are
+    few; its deliveries may be 100 000), each checked by its delivery's primary key.
+    """
+    if figures.first_delivery_id is None:
+        return {}
+    of_edition = (
+        select(Delivery.id)
+        .where(Delivery.id == Bounce.delivery_id, Delivery.edition_id == edition_id)
+        .exists()
+    )
+    return {
+        str(getattr(kind, "value", kind)): n
+        for kind, n in db.session.execute(
+            select(Bounce.kind, func.count(func.distinct(Bounce.delivery_id)))
+            .where(
+                Bounce.delivery_id.between(figures.first_delivery_id, figures.last_delivery_id),
+                of_edition,
+            )
+            .group_by(Bounce.kind)
+        )
+    }
+
+
+def _per_minute(minutes: list[tuple[int, int]]) -> tuple[list[tuple[datetime, int]], int]:
+    """(start, messages) per bucket of `minutes` ((epoch minute, messages), oldest
+    first), in buckets of as many minutes as keep the chart to MAX_POINTS bars."""
+    if not minutes:
         return [], 1
-    first, last = rows[0][0], rows[-1][0]
+    first, last = minutes[0][0], minutes[-1][0]
     bucket = max(1, -(-(last - first + 1) // MAX_POINTS))
     sums: dict[int, int] = {}
-    for m, n in rows:
+    for m, n in minutes:
         key = first + (m - first) // bucket * bucket
         sums[key] = sums.get(key, 0) + n
     # Minutes without a message are zero, so the chart shows a pause as a gap.

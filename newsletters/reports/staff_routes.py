@@ -138,11 +138,11 @@ def edition_csv(edition_id: int):
 # --------------------------------------------------------------------------- a newsletter
 
 
-def _newsletter_report_or_404(slug: str):
+def _newsletter_report_or_404(slug: str, *, readers: bool = True):
     newsletter = newsletter_by_slug(slug)
     if newsletter is None:
         abort(404)
-    return newsletter_report(newsletter)
+    return newsletter_report(newsletter, readers=readers)
 
 
 def _week_label(week) -> str:
@@ -164,7 +164,8 @@ def newsletter(slug: str):
 @bp.get("/newsletters/<slug>/report/<any(readers, weekly, sources):chart>.svg")
 @editor_required
 def newsletter_chart(slug: str, chart: str):
-    report = _newsletter_report_or_404(slug)
+    # Only the readers' line needs today's count of readers.
+    report = _newsletter_report_or_404(slug, readers=chart == "readers")
     labels = [_week_label(w) for w in report.weeks]
     if chart == "readers":
         data = charts.line(

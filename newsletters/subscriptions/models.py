@@ -124,6 +124,27 @@ class ConsentEvent(db.Model):
     subscription: Mapped[Subscription] = relationship()
 
 
+class ConsentDayCount(db.Model):
+    """How many consent records of each action and method a newsletter got on one day
+    (UTC): what the newsletter's report reads, instead of every record of half a year.
+
+    Written by the database only: triggers on consent_events (migration 0025) add each
+    record inserted and take off each deleted (an erasure, the purge of pending ones),
+    whatever inserts or deletes it. Consent records are never changed. A record deleted
+    by a cascade from its subscription (the subscription's row already gone) cannot be
+    placed; the code that deletes subscriptions deletes their records first.
+    """
+
+    __tablename__ = "consent_day_counts"
+
+    newsletter_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # Whole days since the Unix epoch.
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    action: Mapped[str] = mapped_column(String(20), primary_key=True)
+    method: Mapped[str] = mapped_column(String(40), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class SubscribeRequest(db.Model):
     """A subscribe form as it was posted, waiting for the worker (the intake).
 
