@@ -230,6 +230,9 @@ class DefaultConfig:
     # Shown on the button: "Log ind med <name>" ("Log ind med SSO" when empty).
     OIDC_PROVIDER_NAME = ""
     OIDC_TIMEOUT_SECONDS = 10
+    # An invitation to sign in by SSO lets its address in for this many days; after
+    # that the sign-in is refused until an administrator invites the address again.
+    STAFF_INVITATION_MAX_AGE_DAYS = 7
     # False: the password form is refused; staff sign in by OIDC only.
     LOCAL_LOGIN_ENABLED = True
     WTF_CSRF_TIME_LIMIT = 4 * 3600
