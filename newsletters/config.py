@@ -152,6 +152,10 @@ class DefaultConfig:
     TWOFA_STEP_MINUTES = 10
     # The name an authenticator app shows next to the account.
     TWOFA_ISSUER = "KL Nyhedsbreve"
+    # Key from which the key that encrypts stored TOTP secrets is derived (HKDF). None =
+    # derived from SECRET_KEY; set it explicitly so that rotating SECRET_KEY keeps every
+    # person's authenticator app working.
+    TWOFA_ENCRYPTION_KEY: str | None = None
     # How long a browser that logged in is remembered as known (a signed cookie).
     STAFF_DEVICE_MAX_AGE_DAYS = 365
     # Test sends of an edition per staff account.

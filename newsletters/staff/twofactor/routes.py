@@ -161,6 +161,20 @@ def _retry_after(response: Response, wait: int) -> Response:
     return response
 
 
+def _unreadable() -> str:
+    return _(
+        "Codes from your app cannot be checked: the server can no longer read your "
+        "two-factor set-up. Use one of your recovery codes instead, or ask an administrator "
+        "to reset your two-factor login."
+    )
+
+
+# The account's stored secret cannot be decrypted: a state of the account that no code
+# from the app can get past (a recovery code, or an administrator's reset, can), not a
+# wrong code and not a crash.
+UNREADABLE_STATUS = 409
+
+
 def _actor() -> events.Actor:
     return events.Actor.of_request()
 
@@ -192,7 +206,11 @@ def code():
     attempt, wait = _wait_for(staff, "login")
     if wait:
         return _code_page(form, 429, wait=wait)
-    kind = twofactor.verify_login(staff.id, form.code.data, actor=_actor())
+    try:
+        kind = twofactor.verify_login(staff.id, form.code.data, actor=_actor())
+    except twofactor.SecretUnreadable:
+        form.code.errors.append(_unreadable())
+        return _code_page(form, UNREADABLE_STATUS)
     if kind is None:
         return _code_page(form, 422, failed=True)
     throttle.succeeded(attempt)
@@ -296,6 +314,9 @@ def setup():
             actor=_actor(),
             keep_session_id=access.this_session_id(),
         )
+    except twofactor.SecretUnreadable:
+        form.current_code.errors.append(_unreadable())
+        return _setup_page(staff, form, UNREADABLE_STATUS)
     except twofactor.WrongCode:
         if staff.has_totp and form.current_code.data:
             form.current_code.errors.append(
@@ -372,6 +393,9 @@ def renew():
         )
     except twofactor.NotEnrolled:
         return redirect(url_for(".overview"), code=303)
+    except twofactor.SecretUnreadable:
+        form.current_code.errors.append(_unreadable())
+        return _overview(renew_form=form, status=UNREADABLE_STATUS)
     except twofactor.WrongCode:
         form.current_code.errors.append(_("The code is not right."))
         return _overview(renew_form=form, status=422)
@@ -400,6 +424,9 @@ def off():
         )
     except twofactor.NotEnrolled:
         return redirect(url_for(".overview"), code=303)
+    except twofactor.SecretUnreadable:
+        form.current_code.errors.append(_unreadable())
+        return _overview(off_form=form, status=UNREADABLE_STATUS)
     except twofactor.WrongCode:
         form.current_code.errors.append(_("The code is not right."))
         return _overview(off_form=form, status=422)
