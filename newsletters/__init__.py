@@ -170,6 +170,17 @@ def _resolve_defaults(app: Flask) -> None:
         raise ConfigurationError(
             f"DIGEST_CATCH_UP_MINUTES must be a number of minutes from 1 to 720, not {catch_up!r}"
         )
+    invitation_days = cfg.get("STAFF_INVITATION_MAX_AGE_DAYS")
+    # Whole days: the Staff page says "expires after N days".
+    if (
+        isinstance(invitation_days, bool)
+        or not isinstance(invitation_days, int)
+        or not (1 <= invitation_days <= 365)
+    ):
+        raise ConfigurationError(
+            "STAFF_INVITATION_MAX_AGE_DAYS must be a whole number of days from 1 to 365, "
+            f"not {invitation_days!r}"
+        )
 
 
 def _init_worker(app: Flask) -> None:

@@ -152,6 +152,10 @@ class DefaultConfig:
     TWOFA_STEP_MINUTES = 10
     # The name an authenticator app shows next to the account.
     TWOFA_ISSUER = "KL Nyhedsbreve"
+    # Key from which the key that encrypts stored TOTP secrets is derived (HKDF). None =
+    # derived from SECRET_KEY; set it explicitly so that rotating SECRET_KEY keeps every
+    # person's authenticator app working.
+    TWOFA_ENCRYPTION_KEY: str | None = None
     # How long a browser that logged in is remembered as known (a signed cookie).
     STAFF_DEVICE_MAX_AGE_DAYS = 365
     # Test sends of an edition per staff account.
@@ -230,6 +234,9 @@ class DefaultConfig:
     # Shown on the button: "Log ind med <name>" ("Log ind med SSO" when empty).
     OIDC_PROVIDER_NAME = ""
     OIDC_TIMEOUT_SECONDS = 10
+    # An invitation to sign in by SSO lets its address in for this many days; after
+    # that the sign-in is refused until an administrator invites the address again.
+    STAFF_INVITATION_MAX_AGE_DAYS = 7
     # False: the password form is refused; staff sign in by OIDC only.
     LOCAL_LOGIN_ENABLED = True
     WTF_CSRF_TIME_LIMIT = 4 * 3600

@@ -161,6 +161,7 @@ AUDIT_ACTION = {
     "staff.email_change": _l("Email address changed"),
     "staff.second_factor_failed": _l("Wrong two-factor code"),
     "staff.second_factor_throttled": _l("Two-factor code held back after wrong codes"),
+    "staff.second_factor_unreadable": _l("Two-factor set-up could not be read (key changed?)"),
     "staff.totp_enrolled": _l("Two-factor login set up"),
     "staff.totp_removed": _l("Two-factor login turned off"),
     "staff.recovery_codes_renewed": _l("New recovery codes made"),

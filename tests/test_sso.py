@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -247,6 +248,110 @@ def test_an_invitation_can_be_withdrawn(app, provider):
     assert len(audit(app, "staff.invite_withdraw")) == 1
     provider.set_user("d", {"email": "d@kl.dk"})
     assert sso_login(app.test_client(), provider, "d").status_code == 403
+
+
+def _admin(app: Flask) -> FlaskClient:
+    """A fresh administrator's login (a moved clock ends an idle one)."""
+    admin = app.test_client()
+    assert login(admin, ADMIN).status_code == 303
+    return admin
+
+
+def _invite(admin: FlaskClient, email: str, role: str = "editor"):
+    token = csrf_token(admin.get("/staff/users").data)
+    return admin.post(
+        "/staff/invitations", data={"csrf_token": token, "email": email, "role": role}
+    )
+
+
+def test_an_invitation_expires_after_seven_days_with_a_danish_refusal(app, client, provider, clock):
+    assert app.config["STAFF_INVITATION_MAX_AGE_DAYS"] == 7
+    make_staff(app, ADMIN, "admin")
+    admin = app.test_client()
+    assert login(admin, ADMIN).status_code == 303
+    invited_at = clock()
+    assert _invite(admin, "dora@kl.dk").status_code == 303
+    page = admin.get("/staff/users").get_data(as_text=True)
+    assert "En invitation udløber efter 7 dage" in page and "Udløbet" not in page
+
+    clock.set(invited_at + timedelta(days=7, seconds=1))
+    admin = _admin(app)
+    page = admin.get("/staff/users").get_data(as_text=True)
+    assert "Udløbet" in page and "dora@kl.dk" in page
+    provider.set_user("dora", {"email": "dora@kl.dk"})
+    response = sso_login(client, provider, "dora")
+    assert response.status_code == 403
+    text = response.get_data(as_text=True)
+    assert "Din invitation til nyhedsbrevenes medarbejdersider er udløbet" in text
+    assert "Traceback" not in text
+    assert staff_of(app, "dora") is None
+    assert_not_logged_in(client)
+    [(target, details)] = audit(app, "staff.login_failed")
+    assert details["reason"] == "invitation_expired"
+    with app.app_context():
+        # Refused, not used up: it stays on the page, shown as expired.
+        assert [i.email for i in db.session.scalars(select(StaffInvitation))] == ["dora@kl.dk"]
+
+    # Inviting the address again renews it.
+    assert _invite(admin, "dora@kl.dk").status_code == 303
+    assert "Udløbet" not in admin.get("/staff/users").get_data(as_text=True)
+    assert sso_login(app.test_client(), provider, "dora").status_code == 303
+    assert staff_of(app, "dora").role is StaffRole.EDITOR
+
+
+def test_an_invitation_admits_until_the_last_moment_of_its_days(make_app, provider, clock):
+    app = make_app(**sso_config(provider, STAFF_INVITATION_MAX_AGE_DAYS=2))
+    make_staff(app, ADMIN, "admin")
+    admin = app.test_client()
+    assert login(admin, ADMIN).status_code == 303
+    invited_at = clock()
+    _invite(admin, "eva@kl.dk")
+    assert "En invitation udløber efter 2 dage" in admin.get("/staff/users").get_data(as_text=True)
+    clock.set(invited_at + timedelta(days=2) - timedelta(seconds=5))
+    provider.set_user("eva", {"email": "eva@kl.dk"})
+    assert sso_login(app.test_client(), provider, "eva").status_code == 303
+
+
+@pytest.mark.parametrize("days", [0, -1, 366, 1.5, "7", True, None])
+def test_an_invitation_lifetime_that_is_not_whole_days_is_refused_at_start(
+    days, database_url, provider
+):
+    config = {**base_config(database_url), **sso_config(provider)}
+    with pytest.raises(ConfigurationError, match="STAFF_INVITATION_MAX_AGE_DAYS"):
+        create_app({**config, "STAFF_INVITATION_MAX_AGE_DAYS": days})
+
+
+def test_a_role_in_the_claim_admits_even_with_an_expired_invitation(app, provider, clock):
+    make_staff(app, ADMIN, "admin")
+    admin = app.test_client()
+    assert login(admin, ADMIN).status_code == 303
+    invited_at = clock()
+    _invite(admin, "finn@kl.dk", "editor")
+    clock.set(invited_at + timedelta(days=30))
+    provider.set_user("finn", {"email": "finn@kl.dk", "roles": [ADMIN_ROLE]})
+    assert sso_login(app.test_client(), provider, "finn").status_code == 303
+    assert staff_of(app, "finn").role is StaffRole.ADMIN
+    with app.app_context():
+        assert db.session.scalars(select(StaffInvitation)).all() == []
+
+
+def test_an_expired_invitation_of_another_address_admits_nobody(app, provider, clock):
+    # Hostile: the invited address in another case, with CRLF, or an absurd one.
+    make_staff(app, ADMIN, "admin")
+    admin = app.test_client()
+    assert login(admin, ADMIN).status_code == 303
+    invited_at = clock()
+    _invite(admin, "gry@kl.dk")
+    clock.set(invited_at + timedelta(days=8))
+    for sub, email in (
+        ("g1", "GRY@KL.DK"),
+        ("g2", "gry@kl.dk\r\nBcc: x@evil.example"),
+        ("g3", "x" * 400 + "@kl.dk"),
+    ):
+        provider.set_user(sub, {"email": email})
+        response = sso_login(app.test_client(), provider, sub)
+        assert response.status_code == 403, email
+        assert staff_of(app, sub) is None
 
 
 def test_a_role_change_in_the_claim_takes_effect_at_the_next_sign_in(app, client, provider):

@@ -16,6 +16,7 @@ from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
 from newsletters.staff import access, services
 from newsletters.staff.models import Staff, StaffRole
+from newsletters.staff.twofactor import sealing
 from newsletters.subscriptions.models import Subscriber, Subscription, SubscriptionStatus
 from tests.support.appclock import AppClock, controlled_clock
 from tests.support.pages import csrf_token
@@ -43,7 +44,7 @@ def make_staff(
     with app.app_context():
         staff = services.create_staff(email, role=role, password=password)
         if totp or (totp is None and role == "admin"):
-            staff.totp_secret = TEST_TOTP_SECRET
+            staff.totp_secret = sealing.seal(TEST_TOTP_SECRET)
             staff.totp_enabled_at = timeutil.utcnow()
             db.session.commit()
         staff_id = staff.id

@@ -18,6 +18,7 @@ from newsletters.audit.models import AuditEntry
 from newsletters.extensions import db
 from newsletters.staff import services
 from newsletters.staff.models import RecoveryCode, Staff, StaffSession
+from newsletters.staff.twofactor import sealing
 from tests.support.clock import Clock, local
 from tests.support.pages import csrf_token
 from tests.test_staff import ADMIN, EDITOR, PASSWORD, TEST_TOTP_SECRET, make_staff, totp_code
@@ -79,6 +80,13 @@ def entries(app: Flask, action: str | None = None) -> list[tuple[str, str, dict]
         return rows
 
 
+def stored_secret(app: Flask, email: str) -> str:
+    """The account's TOTP secret as the app reads it (decrypted)."""
+    with app.app_context():
+        stored = db.session.scalar(select(Staff.totp_secret).where(Staff.email == email))
+        return sealing.unseal(stored)
+
+
 def staff_of(app: Flask, email: str) -> Staff:
     with app.app_context():
         staff = services.staff_by_email(email)
@@ -134,7 +142,7 @@ def test_enrolment_needs_a_code_from_the_new_secret_then_shows_ten_codes_once(cl
     assert len(codes) == 10 and len(set(codes)) == 10
     assert "Dine gendannelseskoder" in page
     staff = staff_of(app, EDITOR)
-    assert staff.has_totp and staff.totp_secret == secret
+    assert staff.has_totp and stored_secret(app, EDITOR) == secret
     with app.app_context():
         stored = db.session.scalars(select(RecoveryCode.code_hash)).all()
         assert len(stored) == 10
@@ -235,7 +243,8 @@ def test_the_half_way_state_is_bound_to_its_account_browser_and_time(client, app
     admins = pyotp.random_base32(32)
     with app.app_context():
         db.session.execute(
-            text("UPDATE staff SET totp_secret = :s WHERE email = :e"), {"s": admins, "e": ADMIN}
+            text("UPDATE staff SET totp_secret = :s WHERE email = :e"),
+            {"s": sealing.seal(admins), "e": ADMIN},
         )
         db.session.commit()
     assert post_code(client, totp_code(admins)).status_code == 422
@@ -337,7 +346,7 @@ def test_setting_up_again_needs_a_current_code(client, app, clock):
     assert post_setup(client, totp_code(new), current_code="000000").status_code == 422
     response = post_setup(client, totp_code(new), current_code=codes[0])
     assert response.status_code == 200
-    assert staff_of(app, EDITOR).totp_secret == new
+    assert stored_secret(app, EDITOR) == new
     assert entries(app, "staff.totp_enrolled")[-1][2]["renewed"] is True
 
 
@@ -399,6 +408,174 @@ def test_reset_2fa_of_an_unknown_account_fails_clearly(runner, app, email):
     assert result.exit_code == 1
     assert "staff reset-2fa:" in result.output and "nothing was changed" in result.output
     assert entries(app, "staff.second_factor_reset") == []
+
+
+# --------------------------------------------------------------------------- encrypted at rest
+
+
+def raw_secret(app: Flask, email: str) -> str | None:
+    with app.app_context():
+        value = db.session.scalar(select(Staff.totp_secret).where(Staff.email == email))
+        db.session.remove()
+        return value
+
+
+def store_raw(app: Flask, email: str, value: str | None) -> None:
+    with app.app_context():
+        db.session.execute(
+            text("UPDATE staff SET totp_secret = :s WHERE email = :e"), {"s": value, "e": email}
+        )
+        db.session.commit()
+        db.session.remove()
+
+
+def test_the_secret_is_stored_encrypted_never_in_the_clear(client, app):
+    secret, _ = enrol_editor(client, app)
+    stored = raw_secret(app, EDITOR)
+    assert secret not in stored and stored.startswith("gAAAAA") and len(stored) <= 255
+    assert stored_secret(app, EDITOR) == secret
+    # Under another SECRET_KEY (and no TWOFA_ENCRYPTION_KEY) it cannot be read.
+    with app.app_context():
+        app.config["SECRET_KEY"] = "another-secret-key-of-enough-length"
+        with pytest.raises(sealing.SecretUnreadable):
+            sealing.unseal(stored)
+
+
+def test_an_explicit_encryption_key_survives_a_new_secret_key(app):
+    with app.app_context():
+        app.config["TWOFA_ENCRYPTION_KEY"] = "a separate key for the second factors"
+        stored = sealing.seal(TEST_TOTP_SECRET)
+        app.config["SECRET_KEY"] = "a rotated secret key, long enough"
+        assert sealing.unseal(stored) == TEST_TOTP_SECRET
+        app.config["TWOFA_ENCRYPTION_KEY"] = "another key"
+        with pytest.raises(sealing.SecretUnreadable):
+            sealing.unseal(stored)
+
+
+def unreadable_under_another_key(app: Flask) -> str:
+    with app.app_context():
+        key = app.config["SECRET_KEY"]
+        app.config["SECRET_KEY"] = "the key of some other installation"
+        try:
+            return sealing.seal(TEST_TOTP_SECRET)
+        finally:
+            app.config["SECRET_KEY"] = key
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "under another key",
+        TEST_TOTP_SECRET,  # left in the clear (the migration was not run)
+        "gAAAAA" + "x" * 200,
+        "ikke\x01base64\r\n",
+        "æøå" * 20,
+        "",
+    ],
+)
+def test_an_unreadable_secret_refuses_app_codes_clearly_and_recovery_codes_still_work(
+    client, app, clock, stored
+):
+    secret, codes = enrol_editor(client, app)
+    if stored == "under another key":
+        stored = unreadable_under_another_key(app)
+    store_raw(app, EDITOR, stored)
+    other = app.test_client()
+    password_step(other, EDITOR)
+    clock.advance(seconds=30)
+    response = post_code(other, totp_code(secret))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert "kan ikke længere læse din opsætning af totrinslogin" in page
+    assert "Traceback" not in page and not signed_in(other)
+    assert (
+        entries(app, "staff.second_factor_unreadable")[-1][1] == f"staff:{staff_of(app, EDITOR).id}"
+    )
+    # Nothing is changed by it: the stored value stays for an administrator to reset.
+    assert raw_secret(app, EDITOR) == stored
+    assert post_code(other, codes[0]).status_code == 303
+    assert signed_in(other)
+
+
+def test_changes_confirmed_with_an_app_code_say_when_the_secret_cannot_be_read(client, app, clock):
+    secret, codes = enrol_editor(client, app)
+    store_raw(app, EDITOR, unreadable_under_another_key(app))
+    clock.advance(seconds=30)
+    token = csrf_token(client.get("/staff/two-factor").data)
+    for path, field in (("recovery-codes", "renew-current_code"), ("off", "off-current_code")):
+        response = client.post(
+            f"/staff/two-factor/{path}", data={"csrf_token": token, field: totp_code(secret)}
+        )
+        assert response.status_code == 409, path
+        assert "kan ikke længere læse" in response.get_data(as_text=True)
+    new = setup_secret(client.get("/staff/two-factor/setup").get_data(as_text=True))
+    response = post_setup(client, totp_code(new), current_code=totp_code(secret))
+    assert response.status_code == 409
+    # A recovery code still confirms a new set-up, which is then readable again.
+    response = post_setup(client, totp_code(new), current_code=codes[0])
+    assert response.status_code == 200
+    assert stored_secret(app, EDITOR) == new
+
+
+def test_migration_0025_encrypts_the_secrets_in_place_and_back(app, clock):
+    make_staff(app, EDITOR, "editor", totp=True)
+    editor_id = staff_of(app, EDITOR).id
+    with app.app_context():
+        db.session.remove()
+        downgrade(revision="0024")
+        try:
+            assert raw_secret(app, EDITOR) == TEST_TOTP_SECRET
+            # A secret stored before 0025, in the clear.
+            db.session.execute(
+                text(
+                    "INSERT INTO staff (email, name, role, password_hash, is_active, "
+                    "session_version, role_from_provider, created_at, totp_secret, "
+                    "totp_enabled_at) SELECT 'gammel@kl.dk', '', role, password_hash, "
+                    "is_active, 1, role_from_provider, created_at, :s, totp_enabled_at "
+                    "FROM staff WHERE id = :id"
+                ),
+                {"s": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "id": editor_id},
+            )
+            db.session.commit()
+            db.session.remove()
+        finally:
+            upgrade()
+        db.session.remove()
+    assert TEST_TOTP_SECRET not in raw_secret(app, EDITOR)
+    assert stored_secret(app, EDITOR) == TEST_TOTP_SECRET
+    assert stored_secret(app, "gammel@kl.dk") == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    client = app.test_client()
+    password_step(client, EDITOR)
+    assert post_code(client, totp_code()).status_code == 303
+    with app.app_context():
+        downgrade(revision="0024")
+        try:
+            assert raw_secret(app, EDITOR) == TEST_TOTP_SECRET
+        finally:
+            db.session.remove()
+            upgrade()
+        db.session.remove()
+    # Ids are still never handed out again (SQLite re-created the table).
+    gammel = staff_of(app, "gammel@kl.dk").id
+    assert make_staff(app, "ny@kl.dk", "editor") == gammel + 1
+
+
+def test_migration_0025_down_stops_unchanged_on_a_secret_it_cannot_read(app, capfd):
+    make_staff(app, EDITOR, "editor", totp=True)
+    store_raw(app, EDITOR, unreadable_under_another_key(app))
+    stored = raw_secret(app, EDITOR)
+    with app.app_context():
+        db.session.remove()
+        try:
+            # Flask-Migrate logs the migration's message and exits non-zero.
+            with pytest.raises(SystemExit):
+                downgrade(revision="0024")
+        finally:
+            db.session.remove()
+            upgrade()
+        db.session.remove()
+    assert raw_secret(app, EDITOR) == stored
+    assert "cannot be decrypted with this configuration's key" in capfd.readouterr().err
 
 
 # --------------------------------------------------------------------------- migration

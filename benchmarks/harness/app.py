@@ -64,11 +64,12 @@ def admin_client(app):
     from newsletters import timeutil
     from newsletters.extensions import db
     from newsletters.staff import services as staff
+    from newsletters.staff.twofactor import sealing
 
     secret = pyotp.random_base32()
     with app.app_context():
         account = staff.create_staff(BENCH_ADMIN, role="admin", password=BENCH_PASSWORD)
-        account.totp_secret = secret
+        account.totp_secret = sealing.seal(secret)
         account.totp_enabled_at = timeutil.utcnow()
         db.session.commit()
         db.session.remove()

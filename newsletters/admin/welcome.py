@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, select
 
 from newsletters import events
 from newsletters.admin.models import WelcomeLetter
@@ -22,7 +22,7 @@ from newsletters.editions.rendering import markdown_to_html, markdown_to_text
 from newsletters.extensions import db
 from newsletters.mailing import outbox
 from newsletters.mailing.compose import list_id_for, render_mail
-from newsletters.subscriptions import links
+from newsletters.subscriptions import enrolment, links
 from newsletters.subscriptions.models import (
     ConsentAction,
     ConsentEvent,
@@ -165,7 +165,7 @@ def send(slug: str, *, by_staff_id: int | None, ip: str | None = None) -> int:
     body_text = markdown_to_text(current.body_markdown)
     list_id = list_id_for(newsletter.name, newsletter.slug)
     now = utcnow()
-    for subscription_id, subscriber in rows:
+    for _, subscriber in rows:
         offers = [
             (n, links.join_url(subscriber, n.id)) for n in offers_for(subscriber.id, newsletter.id)
         ]
@@ -190,11 +190,8 @@ def send(slug: str, *, by_staff_id: int | None, ip: str | None = None) -> int:
             list_id=list_id,
             unsubscribe_url=unsubscribe_url,
         )
-        db.session.execute(
-            update(Subscription)
-            .where(Subscription.id == subscription_id)
-            .values(welcome_letter_sent_at=now)
-        )
+    # subscriptions owns the mark; it is set in this transaction, with the mails.
+    enrolment.mark_welcome_letter_sent([subscription_id for subscription_id, _ in rows], at=now)
     events.announce(
         "welcome_letter.send",
         f"newsletter:{slug}",

@@ -189,10 +189,32 @@ def _field_error(field: str, message: str) -> Problem:
     )
 
 
-def _check_newsletters(slugs: list[str], allowed: set[str], field: str = "newsletters") -> None:
+def _check_newsletters(
+    slugs: list[str],
+    allowed: set[str] | None,
+    field: str = "newsletters",
+    message: str = "there is no newsletter {slug} open to this token",
+) -> None:
+    """A 422 naming `field` unless every slug is in `allowed` (None: any) and open to the
+    calling token; `message` may name the slug at fault as {slug}."""
     for slug in dict.fromkeys(slugs):
-        if slug not in allowed or not tokens.may_use_newsletter(caller(), slug):
-            raise _field_error(field, f"there is no newsletter {slug[:64]!r} open to this token")
+        if (allowed is not None and slug not in allowed) or not tokens.may_use_newsletter(
+            caller(), slug
+        ):
+            raise _field_error(field, message.format(slug=repr(slug[:64])))
+
+
+def _person(body: schemas.SubscriptionRequest | schemas.Enrolment) -> tuple[str, str]:
+    """The body's address and name as they are stored, or a 422 naming the field at fault."""
+    try:
+        email = normalise_email(body.email)
+    except InvalidAddress:
+        raise _field_error("email", "not a usable email address") from None
+    try:
+        name = clean_name(body.name)
+    except InvalidName as error:
+        raise _field_error("name", str(error)) from None
+    return email, name
 
 
 # --------------------------------------------------------------------------- the document
@@ -290,14 +312,7 @@ def subscribe():
     preference centre) goes out when it may.
     """
     body: schemas.SubscriptionRequest = request.context.json
-    try:
-        email = normalise_email(body.email)
-    except InvalidAddress:
-        raise _field_error("email", "not a usable email address") from None
-    try:
-        name = clean_name(body.name)
-    except InvalidName as error:
-        raise _field_error("name", str(error)) from None
+    email, name = _person(body)
     try:
         municipality = lookups.known_municipality(body.municipality)
     except ValueError:
@@ -347,8 +362,10 @@ def _decode_cursor(cursor: str) -> str:
 def subscribers():
     """Subscribers, filtered, ordered by address; keyset paging with an opaque cursor."""
     query: schemas.SubscribersQuery = request.context.query
-    if query.newsletter and not tokens.may_use_newsletter(caller(), query.newsletter):
-        raise _field_error("newsletter", "this token may not read that newsletter")
+    if query.newsletter:
+        _check_newsletters(
+            [query.newsletter], None, "newsletter", "this token may not read that newsletter"
+        )
     after = _decode_cursor(query.cursor) if query.cursor else None
     page = admin_services.search(
         admin_services.SubscriberFilter(
@@ -443,14 +460,7 @@ def enrol():
     overridden and a suppressed address is left alone. Repeating it changes nothing.
     """
     body: schemas.Enrolment = request.context.json
-    try:
-        email = normalise_email(body.email)
-    except InvalidAddress:
-        raise _field_error("email", "not a usable email address") from None
-    try:
-        name = clean_name(body.name)
-    except InvalidName as error:
-        raise _field_error("name", str(error)) from None
+    email, name = _person(body)
     municipality = normalise_municipality(body.municipality)
     if municipality is None:
         raise _field_error("municipality", "not one of the 98 municipalities")
@@ -556,10 +566,8 @@ def _own_edition(edition_id: int) -> Edition:
 def create_edition():
     """Create a draft edition (as `flask editions create` does); 201 with its id."""
     body: schemas.EditionIn = request.context.json
-    if newsletter_by_slug(body.newsletter) is None or not tokens.may_use_newsletter(
-        caller(), body.newsletter
-    ):
-        raise _field_error("newsletter", f"there is no newsletter {body.newsletter[:64]!r}")
+    known = {body.newsletter} if newsletter_by_slug(body.newsletter) is not None else set()
+    _check_newsletters([body.newsletter], known, "newsletter", "there is no newsletter {slug}")
     try:
         # Audited as `edition.create` by editions, with the token as the channel.
         edition = editing.create_draft(

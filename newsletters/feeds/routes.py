@@ -178,7 +178,6 @@ def digest_settings(slug: str):
         cadence=DigestCadence(form.cadence.data),
         hour=form.hour.data,
         sections=bool(form.sections.data),
-        by_staff_id=current_user.id,
         actor=events.Actor.of_request(),
     )
     flash(_("The digest settings of %(name)s have been saved.", name=newsletter.name), "success")
@@ -337,7 +336,6 @@ def _set_enabled(feed_id: int, enabled: bool):
     feed = services.set_enabled(
         _feed_or_404(feed_id).id,
         enabled,
-        by_staff_id=current_user.id,
         actor=events.Actor.of_request(),
     )
     if enabled:
@@ -353,9 +351,7 @@ def remove_feed(feed_id: int):
     feed = _feed_or_404(feed_id)
     back = _back_to(feed)
     feed_id = feed.id
-    url = services.remove_feed(
-        feed_id, by_staff_id=current_user.id, actor=events.Actor.of_request()
-    )
+    url = services.remove_feed(feed_id, actor=events.Actor.of_request())
     flash(
         _("The feed %(url)s has been removed. Editions already made keep its items.", url=url),
         "success",
@@ -557,7 +553,7 @@ def add_picked_items(edition_id: int):
     ordered = [item.id for item in form.feed_items if item.id in chosen]
     try:
         added = services.pick_items_into_edition(
-            edition.id, ordered, by_staff_id=current_user.id, actor=events.Actor.of_request()
+            edition.id, ordered, actor=events.Actor.of_request()
         )
     except NotEditable:
         return redirect(url_for("editor.edit", edition_id=edition.id))

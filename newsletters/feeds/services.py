@@ -283,7 +283,6 @@ def set_enabled(
     feed_id: int,
     enabled: bool,
     *,
-    by_staff_id: int | None = None,
     actor: events.Actor | None = None,
 ) -> Feed:
     """Enable or disable a feed; enabling clears its errors and makes it due now."""
@@ -301,9 +300,7 @@ def set_enabled(
     return feed
 
 
-def remove_feed(
-    feed_id: int, *, by_staff_id: int | None = None, actor: events.Actor | None = None
-) -> str:
+def remove_feed(feed_id: int, *, actor: events.Actor | None = None) -> str:
     """Delete a feed and its items (digests already made keep their copies); its URL."""
     feed = get_feed(feed_id)
     url = feed.url
@@ -506,7 +503,6 @@ def pick_items_into_edition(
     edition_id: int,
     item_ids: Sequence[int],
     *,
-    by_staff_id: int | None = None,
     actor: events.Actor | None = None,
 ) -> int:
     """Append the chosen feed items, in the order given, to a draft's items (heading,
@@ -533,7 +529,6 @@ def update_digest_settings(
     cadence: DigestCadence,
     hour: int,
     sections: bool | None = None,
-    by_staff_id: int | None = None,
     actor: events.Actor | None = None,
 ) -> Newsletter:
     """Change how a newsletter's digest is made: auto-send, review or off; when.

@@ -50,7 +50,8 @@ class Staff(db.Model):
     role_from_provider: Mapped[bool] = mapped_column(Boolean, default=False)
     # Two factors (staff/twofactor): the TOTP secret (base32) once confirmed with a code,
     # when that was, and the last time step whose code was accepted (a code is used once).
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # Encrypted (staff/twofactor/sealing.py): a Fernet token, never the secret itself.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     totp_last_counter: Mapped[int | None] = mapped_column(Integer)
 

@@ -157,6 +157,7 @@ SSO_STATUS = {
     "no_role": 403,
     "deactivated": 403,
     "identity_conflict": 403,
+    "invitation_expired": 403,
     "denied": 403,
 }
 
@@ -340,7 +341,8 @@ def _users_page(invite_form: InviteForm | None = None, status: int = 200):
     return render_template(
         "staff/users.html",
         accounts=accounts,
-        invitations=services.open_invitations(),
+        invitations=services.invitation_rows(),
+        invitation_days=current_app.config["STAFF_INVITATION_MAX_AGE_DAYS"],
         invite_form=invite_form or InviteForm(),
         sso=_sso(),
         limits={a.id: rights.slugs_of(a) for a in accounts},

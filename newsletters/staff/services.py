@@ -561,6 +561,9 @@ def _account_from_invitation_or_claim(
         invitation = db.session.scalar(
             db.select(StaffInvitation).where(StaffInvitation.email == address)
         )
+    if identity.role is None and invitation is not None and invitation_expired(invitation):
+        # Nothing is written: the invitation stays on the Staff page, shown as expired.
+        raise SsoError("invitation_expired", f"invitation:{invitation.id}")
     role = identity.role or (invitation.role if invitation is not None else None)
     if role is None:
         raise SsoError("unknown_person")
@@ -642,6 +645,35 @@ def withdraw_invitation(invitation_id: int, *, actor: events.Actor) -> StaffInvi
 
 def open_invitations() -> list[StaffInvitation]:
     return list(db.session.scalars(db.select(StaffInvitation).order_by(StaffInvitation.email)))
+
+
+def invitation_expires_at(invitation: StaffInvitation) -> datetime:
+    """When the invitation stops letting its address in (STAFF_INVITATION_MAX_AGE_DAYS
+    after it was made or last renewed by inviting the address again)."""
+    return invitation.created_at + timedelta(
+        days=current_app.config["STAFF_INVITATION_MAX_AGE_DAYS"]
+    )
+
+
+def invitation_expired(invitation: StaffInvitation, *, now: datetime | None = None) -> bool:
+    return (now or utcnow()) >= invitation_expires_at(invitation)
+
+
+@dataclass(frozen=True)
+class InvitationRow:
+    invitation: StaffInvitation
+    expires_at: datetime
+    expired: bool
+
+
+def invitation_rows() -> list[InvitationRow]:
+    """The invitations as the Staff page lists them: each with when it expires, or that
+    it has."""
+    now = utcnow()
+    return [
+        InvitationRow(i, invitation_expires_at(i), invitation_expired(i, now=now))
+        for i in open_invitations()
+    ]
 
 
 # --------------------------------------------------------------------------- dashboard

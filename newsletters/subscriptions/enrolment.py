@@ -7,6 +7,9 @@ Part of the caller's transaction: the import commits each chunk of its file at o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import update
 
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
@@ -63,3 +66,18 @@ def insert_subscribers(rows: Sequence[dict[str, str]]) -> None:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     statement = dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.email])
     db.session.connection().execute(statement, list(rows))
+
+
+def mark_welcome_letter_sent(subscription_ids: Sequence[int], *, at: datetime) -> None:
+    """Record that these enrolled subscriptions have had the welcome letter (part of the
+    caller's transaction, which queues the mails): a later send skips them."""
+    for start in range(0, len(subscription_ids), _MARK_CHUNK):
+        db.session.execute(
+            update(Subscription)
+            .where(Subscription.id.in_(subscription_ids[start : start + _MARK_CHUNK]))
+            .values(welcome_letter_sent_at=at)
+        )
+
+
+# Below SQLite's limit of bound parameters in one statement.
+_MARK_CHUNK = 500

@@ -9,6 +9,7 @@ import pytest
 from newsletters import timeutil
 from newsletters.extensions import db
 from newsletters.staff import services
+from newsletters.staff.twofactor import sealing
 from tests.browser.helpers import NEWSLETTER_SLUGS, AxeAudit, submit
 from tests.support.live import LiveServer
 
@@ -23,7 +24,7 @@ TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 def make_admin(live_server: LiveServer) -> None:
     with live_server.app.app_context():
         staff = services.create_staff(ADMIN, role="admin", password=PASSWORD)
-        staff.totp_secret = TOTP_SECRET
+        staff.totp_secret = sealing.seal(TOTP_SECRET)
         staff.totp_enabled_at = timeutil.utcnow()
         db.session.commit()
         db.session.remove()

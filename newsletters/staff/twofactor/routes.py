@@ -146,6 +146,35 @@ def _throttled(staff: Staff, attempt: throttle.Attempt, purpose: str) -> None:
     db.session.commit()
 
 
+def _wait_for(staff: Staff, purpose: str) -> tuple[throttle.Attempt, int]:
+    """Begin a code attempt for `purpose`; the seconds to wait first (0: go ahead). A
+    throttled attempt is announced (and committed) here."""
+    attempt = throttle.begin_code(staff)
+    if attempt.retry_after:
+        _throttled(staff, attempt, purpose)
+    return attempt, attempt.retry_after
+
+
+def _retry_after(response: Response, wait: int) -> Response:
+    if wait:
+        response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def _unreadable() -> str:
+    return _(
+        "Codes from your app cannot be checked: the server can no longer read your "
+        "two-factor set-up. Use one of your recovery codes instead, or ask an administrator "
+        "to reset your two-factor login."
+    )
+
+
+# The account's stored secret cannot be decrypted: a state of the account that no code
+# from the app can get past (a recovery code, or an administrator's reset, can), not a
+# wrong code and not a crash.
+UNREADABLE_STATUS = 409
+
+
 def _actor() -> events.Actor:
     return events.Actor.of_request()
 
@@ -157,9 +186,7 @@ def _code_page(form: CodeForm, status: int = 200, *, failed: bool = False, wait:
     response = make_response(
         render_template("staff/twofactor/code.html", form=form, failed=failed, wait=wait), status
     )
-    if wait:
-        response.headers["Retry-After"] = str(wait)
-    return response
+    return _retry_after(response, wait)
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
@@ -176,11 +203,14 @@ def code():
         return _code_page(form)
     if not form.validate():
         return _code_page(form, 422)
-    attempt = throttle.begin_code(staff)
-    if attempt.retry_after:
-        _throttled(staff, attempt, "login")
-        return _code_page(form, 429, wait=attempt.retry_after)
-    kind = twofactor.verify_login(staff.id, form.code.data, actor=_actor())
+    attempt, wait = _wait_for(staff, "login")
+    if wait:
+        return _code_page(form, 429, wait=wait)
+    try:
+        kind = twofactor.verify_login(staff.id, form.code.data, actor=_actor())
+    except twofactor.SecretUnreadable:
+        form.code.errors.append(_unreadable())
+        return _code_page(form, UNREADABLE_STATUS)
     if kind is None:
         return _code_page(form, 422, failed=True)
     throttle.succeeded(attempt)
@@ -215,8 +245,9 @@ def _who() -> tuple[Staff, dict[str, Any] | None] | Response:
     return staff, state
 
 
-def _setup_secret(staff: Staff) -> str:
-    """The secret being set up for this account in this browser (made on first sight)."""
+def _held_secret(staff: Staff) -> str:
+    """The secret this browser is setting up for this account; "" when there is none (or
+    it was for another account)."""
     held = session.get(SETUP_KEY)
     if (
         isinstance(held, dict)
@@ -224,6 +255,13 @@ def _setup_secret(staff: Staff) -> str:
         and twofactor.is_secret(held.get("secret"))
     ):
         return held["secret"]
+    return ""
+
+
+def _setup_secret(staff: Staff) -> str:
+    """The secret being set up for this account in this browser (made on first sight)."""
+    if secret := _held_secret(staff):
+        return secret
     secret = twofactor.new_secret()
     session[SETUP_KEY] = {"id": staff.id, "secret": secret}
     return secret
@@ -246,9 +284,7 @@ def _setup_page(staff: Staff, form: SetupForm, status: int = 200, *, wait: int =
         ),
         status,
     )
-    if wait:
-        response.headers["Retry-After"] = str(wait)
-    return response
+    return _retry_after(response, wait)
 
 
 @bp.route("/two-factor/setup", methods=["GET", "POST"])
@@ -266,21 +302,21 @@ def setup():
     if staff.has_totp and not form.current_code.data:
         form.current_code.errors.append(_("Enter a code from your current set-up."))
         return _setup_page(staff, form, 422)
-    attempt = throttle.begin_code(staff)
-    if attempt.retry_after:
-        _throttled(staff, attempt, "enrol")
-        return _setup_page(staff, form, 429, wait=attempt.retry_after)
-    held = session.get(SETUP_KEY)
-    secret = held.get("secret") if isinstance(held, dict) and held.get("id") == staff.id else ""
+    attempt, wait = _wait_for(staff, "enrol")
+    if wait:
+        return _setup_page(staff, form, 429, wait=wait)
     try:
         codes = twofactor.enrol(
             staff.id,
-            secret or "",
+            _held_secret(staff),
             form.code.data,
             current_code=form.current_code.data,
             actor=_actor(),
             keep_session_id=access.this_session_id(),
         )
+    except twofactor.SecretUnreadable:
+        form.current_code.errors.append(_unreadable())
+        return _setup_page(staff, form, UNREADABLE_STATUS)
     except twofactor.WrongCode:
         if staff.has_totp and form.current_code.data:
             form.current_code.errors.append(
@@ -331,15 +367,13 @@ def _checked_change(form: CurrentCodeForm, purpose: str):
     """Throttle a change confirmed by a code; a Response when it may not go ahead."""
     if not form.validate():
         return None, _overview(**{f"{purpose}_form": form}, status=422)
-    attempt = throttle.begin_code(current_user)
-    if attempt.retry_after:
-        _throttled(current_user, attempt, purpose)
+    attempt, wait = _wait_for(current_user, purpose)
+    if wait:
         form.current_code.errors.append(
-            _("Too many wrong codes. Wait %(num)d seconds and try again.", num=attempt.retry_after)
+            _("Too many wrong codes. Wait %(num)d seconds and try again.", num=wait)
         )
         response = make_response(*_overview(**{f"{purpose}_form": form}, status=429))
-        response.headers["Retry-After"] = str(attempt.retry_after)
-        return None, response
+        return None, _retry_after(response, wait)
     return attempt, None
 
 
@@ -359,6 +393,9 @@ def renew():
         )
     except twofactor.NotEnrolled:
         return redirect(url_for(".overview"), code=303)
+    except twofactor.SecretUnreadable:
+        form.current_code.errors.append(_unreadable())
+        return _overview(renew_form=form, status=UNREADABLE_STATUS)
     except twofactor.WrongCode:
         form.current_code.errors.append(_("The code is not right."))
         return _overview(renew_form=form, status=422)
@@ -387,6 +424,9 @@ def off():
         )
     except twofactor.NotEnrolled:
         return redirect(url_for(".overview"), code=303)
+    except twofactor.SecretUnreadable:
+        form.current_code.errors.append(_unreadable())
+        return _overview(off_form=form, status=UNREADABLE_STATUS)
     except twofactor.WrongCode:
         form.current_code.errors.append(_("The code is not right."))
         return _overview(off_form=form, status=422)

@@ -29,6 +29,7 @@ from newsletters.extensions import db
 from newsletters.staff import services
 from newsletters.staff.models import RecoveryCode, Staff, StaffRole
 from newsletters.staff.services import SessionEnd, StaffError
+from newsletters.staff.twofactor import sealing
 from newsletters.timeutil import utcnow
 
 STEP_SECONDS = 30
@@ -57,6 +58,12 @@ class SecondFactorRequired(StaffError):
 
 class NotEnrolled(StaffError):
     """The account has no second factor to change."""
+
+
+class SecretUnreadable(StaffError):
+    """The account's stored TOTP secret cannot be decrypted (the key changed), so codes
+    from its app cannot be checked; its recovery codes still work, and an administrator
+    can reset it (`flask staff reset-2fa`)."""
 
 
 # --------------------------------------------------------------------------- who
@@ -144,6 +151,23 @@ def _matching_step(secret: str, code: str, *, after: int | None) -> int | None:
     return found
 
 
+def _secret_of(staff: Staff, actor: events.Actor | None) -> str:
+    """The account's TOTP secret, decrypted; SecretUnreadable (announced and logged, in a
+    transaction of its own) when it cannot be."""
+    try:
+        return sealing.unseal(staff.totp_secret or "")
+    except sealing.SecretUnreadable:
+        db.session.rollback()
+        current_app.logger.error(
+            "The TOTP secret of staff %s cannot be decrypted: SECRET_KEY or "
+            "TWOFA_ENCRYPTION_KEY changed? Reset it with `flask staff reset-2fa`.",
+            staff.id,
+        )
+        events.announce("staff.second_factor_unreadable", f"staff:{staff.id}", actor=actor)
+        db.session.commit()
+        raise SecretUnreadable(f"the TOTP secret of staff {staff.id} cannot be read") from None
+
+
 def _recovery_hash(staff_id: int, code: str) -> str:
     return hashlib.sha256(f"{staff_id}:{code}".encode()).hexdigest()
 
@@ -155,12 +179,16 @@ def _as_recovery_code(code: str) -> str | None:
     return code
 
 
-def _use_code(staff: Staff, code: str, *, recovery: bool = True) -> str | None:
+def _use_code(
+    staff: Staff, code: str, *, recovery: bool = True, actor: events.Actor | None = None
+) -> str | None:
     """Use up `code` of the account in the current transaction: "totp" or "recovery" if
     it was right and unused, None otherwise (nothing changed)."""
     if not staff.has_totp or not code:
         return None
-    step = _matching_step(staff.totp_secret, code, after=staff.totp_last_counter)
+    step = None
+    if _TOTP_CODE.fullmatch(code) is not None:
+        step = _matching_step(_secret_of(staff, actor), code, after=staff.totp_last_counter)
     if step is not None:
         result = db.session.execute(
             update(Staff)
@@ -202,7 +230,7 @@ def verify_login(staff_id: int, code: str, *, actor: events.Actor | None = None)
     """The second step of a login: "totp" or "recovery" if `code` is right (it is used
     up, committed), None if not (recorded as a failure)."""
     staff = services._get(staff_id)
-    kind = _use_code(staff, normalise_code(code))
+    kind = _use_code(staff, normalise_code(code), actor=actor)
     if kind is None:
         _failed(staff, actor, "login")
         return None
@@ -236,7 +264,7 @@ def _new_recovery_codes(staff_id: int) -> list[str]:
 
 
 def _check_current(staff: Staff, current_code: str | None, actor, purpose: str) -> str:
-    kind = _use_code(staff, normalise_code(current_code))
+    kind = _use_code(staff, normalise_code(current_code), actor=actor)
     if kind is None:
         _failed(staff, actor, purpose)
         raise WrongCode("the current code is not right")
@@ -270,7 +298,7 @@ def enrol(
     if step is None:
         _failed(staff, actor, "enrol")
         raise WrongCode("the code is not from the new secret")
-    staff.totp_secret = secret
+    staff.totp_secret = sealing.seal(secret)
     staff.totp_enabled_at = utcnow()
     staff.totp_last_counter = step
     codes = _new_recovery_codes(staff.id)
