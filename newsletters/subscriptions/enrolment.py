@@ -6,7 +6,10 @@ Part of the caller's transaction: the import commits each chunk of its file at o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Column, MetaData, Table, UniqueConstraint, delete, select, true
+from sqlalchemy.schema import CreateTable
 
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
@@ -47,19 +50,102 @@ def enrol(
 
 
 def insert_subscribers(rows: Sequence[dict[str, str]]) -> None:
-    """Create subscribers in bulk (one executemany), skipping addresses that exist by now
-    (a subscribe request carried out meanwhile).
+    """Create subscribers in bulk, skipping addresses that exist by now (a subscribe
+    request carried out meanwhile).
 
     The one path that creates subscribers in bulk: each row gives `email` and the
     details it has; every other column takes its default (Python or server side), so a
     column added later needs only a default to be filled here too.
+
+    The rows go into a temporary table first (PostgreSQL: COPY; SQLite: one executemany
+    into a table without indexes or triggers) and into `subscribers` with one
+    `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. One statement, not one per row:
+    SQLite's FTS5 search index (migration 0024's trigger) flushes its buffer at the end
+    of every statement, so row by row it wrote and merged a tiny segment per row (three
+    quarters of an import's time); PostgreSQL's COPY saves the per-row round trips.
     """
     if not rows:
         return
+    connection = db.session.connection()
+    staged = _staging_table()
+    connection.execute(CreateTable(staged, if_not_exists=True))
+    names = list(staged.c.keys())
+    defaults = _python_defaults([name for name in names if name not in rows[0]])
+    values = [[row[name] if name in row else defaults[name]() for name in names] for row in rows]
+    columns = ", ".join(names)
+    if connection.dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor, cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row(value)
+    else:
+        processors = [staged.c[name].type.bind_processor(connection.dialect) for name in names]
+        for value in values:
+            for i, process in enumerate(processors):
+                if process is not None:
+                    value[i] = process(value[i])
+        marks = ", ".join("?" * len(names))
+        connection.exec_driver_sql(
+            f"INSERT INTO {_STAGING} ({columns}) VALUES ({marks})",  # noqa: S608 - our names
+            [tuple(value) for value in values],
+        )
     table = Subscriber.__table__
-    if db.engine.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.email])
-    db.session.connection().execute(statement, list(rows))
+    # `WHERE true`: SQLite would read ON CONFLICT as part of the SELECT's join otherwise.
+    connection.execute(
+        dialect_insert(table)
+        .from_select(names, select(*[staged.c[name] for name in names]).where(true()))
+        .on_conflict_do_nothing(index_elements=[table.c.email])
+    )
+    connection.execute(delete(staged))
+
+
+_STAGING = "subscribers_staged"
+
+
+def _staging_table() -> Table:
+    """A temporary table with the columns of `subscribers` (no id, no constraints, no
+    trigger). PostgreSQL drops it at the commit; SQLite keeps it (empty) on the
+    connection, in the connection's own temporary schema."""
+    return Table(
+        _STAGING,
+        MetaData(),
+        *[
+            Column(column.name, column.type)
+            for column in Subscriber.__table__.columns
+            if not column.primary_key
+        ],
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+
+
+def _python_defaults(names: list[str]) -> dict[str, Callable[[], object]]:
+    """For each column, what its Python-side default gives; None where it has none.
+
+    A unique column's default (the random link key) is made for every row; any other
+    is made once per call (the same creation time for the rows of one chunk).
+    """
+    table = Subscriber.__table__
+    unique = {
+        column.name
+        for constraint in table.constraints
+        if isinstance(constraint, UniqueConstraint)
+        for column in constraint.columns
+    } | {column.name for column in table.columns if column.unique}
+    defaults: dict[str, Callable[[], object]] = {}
+    for name in names:
+        default = table.c[name].default
+        if default is None:
+            defaults[name] = lambda: None
+        elif not default.is_callable:
+            defaults[name] = lambda value=default.arg: value
+        elif name in unique:
+            defaults[name] = lambda make=default.arg: make(None)
+        else:
+            once = default.arg(None)
+            defaults[name] = lambda value=once: value
+    return defaults

@@ -356,10 +356,17 @@ def _check_rows(text: TextIO, staging: _Staging) -> tuple[list[tuple[int, str]],
                 )
             )
             continue
+        name = ""
+        try:
+            name = clean_name(values.get("name", ""))
+        except InvalidName as exc:
+            name_error = Reason(exc.message, **exc.params)
+        else:
+            name_error = None
         row_problems = [
             problem
             for problem in (
-                name_problem(values.get("name", "")),
+                name_error,
                 cell_problem("municipality", values.get("municipality", "")),
                 cell_problem("role", values.get("role", "")),
             )
@@ -384,7 +391,7 @@ def _check_rows(text: TextIO, staging: _Staging) -> tuple[list[tuple[int, str]],
             ImportRow(
                 line=line,
                 email=address,
-                name=clean_name(values.get("name", "")),
+                name=name,
                 municipality=municipality,
                 role=values.get("role", ""),
             )
