@@ -70,24 +70,39 @@ def insert_subscribers(rows: Sequence[dict[str, str]]) -> None:
     staged = _staging_table()
     connection.execute(CreateTable(staged, if_not_exists=True))
     names = list(staged.c.keys())
+    sqlite = connection.dialect.name == "sqlite"
+    cells: list[Callable[[dict], object]] = []
     defaults = _python_defaults([name for name in names if name not in rows[0]])
-    values = [[row[name] if name in row else defaults[name]() for name in names] for row in rows]
+    for name in names:
+        # SQLite is given values as the column types store them (naive UTC datetimes);
+        # psycopg's COPY adapts Python values itself.
+        process = staged.c[name].type.bind_processor(connection.dialect) if sqlite else None
+        if name in rows[0]:
+            cells.append(
+                (lambda row, n=name, p=process: p(row[n]))
+                if process
+                else (lambda row, n=name: row[n])
+            )
+        elif isinstance(defaults[name], _PerRow):
+            make = defaults[name]
+            cells.append(
+                (lambda row, m=make, p=process: p(m())) if process else (lambda row, m=make: m())
+            )
+        else:
+            value = defaults[name]() if process is None else process(defaults[name]())
+            cells.append(lambda row, v=value: v)
+    values = [tuple(cell(row) for cell in cells) for row in rows]
     columns = ", ".join(names)
-    if connection.dialect.name == "postgresql":
+    if not sqlite:
         cursor = connection.connection.driver_connection.cursor()
         with cursor, cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
             for value in values:
                 copy.write_row(value)
     else:
-        processors = [staged.c[name].type.bind_processor(connection.dialect) for name in names]
-        for value in values:
-            for i, process in enumerate(processors):
-                if process is not None:
-                    value[i] = process(value[i])
         marks = ", ".join("?" * len(names))
         connection.exec_driver_sql(
             f"INSERT INTO {_STAGING} ({columns}) VALUES ({marks})",  # noqa: S608 - our names
-            [tuple(value) for value in values],
+            values,
         )
     table = Subscriber.__table__
     if connection.dialect.name == "postgresql":
@@ -123,6 +138,16 @@ def _staging_table() -> Table:
     )
 
 
+class _PerRow:
+    """A default made afresh for every row."""
+
+    def __init__(self, make: Callable[[object], object]) -> None:
+        self._make = make
+
+    def __call__(self) -> object:
+        return self._make(None)
+
+
 def _python_defaults(names: list[str]) -> dict[str, Callable[[], object]]:
     """For each column, what its Python-side default gives; None where it has none.
 
@@ -144,7 +169,7 @@ def _python_defaults(names: list[str]) -> dict[str, Callable[[], object]]:
         elif not default.is_callable:
             defaults[name] = lambda value=default.arg: value
         elif name in unique:
-            defaults[name] = lambda make=default.arg: make(None)
+            defaults[name] = _PerRow(default.arg)
         else:
             once = default.arg(None)
             defaults[name] = lambda value=once: value
