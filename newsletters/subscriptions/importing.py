@@ -16,15 +16,17 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, TextIO
 
 from flask import current_app
 from sqlalchemy import String, Text, bindparam, insert, literal, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from newsletters import events
+from newsletters.busy import is_busy
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
@@ -426,6 +428,64 @@ def import_subscribers(
     actor_id: int | None = None,
     file_name: str = "",
 ) -> ImportReport:
+    """Import a CSV file into one newsletter (see `import_steps`) and report what changed."""
+    steps = import_steps(
+        source,
+        newsletter_slug=newsletter_slug,
+        basis=basis,
+        welcome=welcome,
+        dry_run=dry_run,
+        ctx=ctx,
+        actor_id=actor_id,
+        file_name=file_name,
+    )
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+class ImportProgress:
+    """The rest of an import that has passed its check (`import_steps` after its first
+    step), for a page that shows its progress: iterating yields (rows done, rows in
+    all) after each chunk; then `report` holds the report, or `busy` is set when the
+    database stayed busy too long (what was written is complete; running the same
+    file again imports the rest)."""
+
+    def __init__(self, steps: Generator[tuple[int, int], None, ImportReport]) -> None:
+        self._steps = steps
+        self.report: ImportReport | None = None
+        self.busy = False
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        try:
+            while True:
+                yield next(self._steps)
+        except StopIteration as done:
+            self.report = done.value
+        except DBAPIError as error:
+            if not is_busy(error):
+                raise
+            self.busy = True
+
+    def notes(self) -> list[str]:
+        """The report's notes in the reader's language."""
+        notes = self.report.notes if self.report else []
+        return [note.localized() if isinstance(note, Reason) else note for note in notes]
+
+
+def import_steps(
+    source: bytes | BinaryIO,
+    *,
+    newsletter_slug: str,
+    basis: str | None = None,
+    welcome: bool = False,
+    dry_run: bool = False,
+    ctx: RequestContext | None = None,
+    actor_id: int | None = None,
+    file_name: str = "",
+) -> Generator[tuple[int, int], None, ImportReport]:
     """Import a CSV file (bytes, or a binary stream; a pipe is spooled to disk) into one
     newsletter: invite (double opt-in) or enrol with a basis.
 
@@ -435,6 +495,11 @@ def import_subscribers(
     no transaction holds the database's write lock for more than a moment. Every chunk
     is idempotent: an import that was interrupted is completed by running it again.
     `dry_run` reads what each chunk would change and writes nothing.
+
+    A generator: it yields (rows written, rows in the file) once the whole file has
+    been checked, before anything is written, and after each chunk; the report is its
+    return value (`import_subscribers` runs it to the end). ImportRefused comes before
+    the first yield, so a caller that shows progress can still refuse the file whole.
     """
     newsletter = newsletter_by_slug(newsletter_slug)
     if newsletter is None:
@@ -454,15 +519,17 @@ def import_subscribers(
         with tempfile.TemporaryFile() as spooled:
             shutil.copyfileobj(stream, spooled)
             spooled.seek(0)
-            return import_subscribers(
-                spooled,
-                newsletter_slug=newsletter_slug,
-                basis=basis,
-                welcome=welcome,
-                dry_run=dry_run,
-                ctx=ctx,
-                actor_id=actor_id,
-                file_name=file_name,
+            return (
+                yield from import_steps(
+                    spooled,
+                    newsletter_slug=newsletter_slug,
+                    basis=basis,
+                    welcome=welcome,
+                    dry_run=dry_run,
+                    ctx=ctx,
+                    actor_id=actor_id,
+                    file_name=file_name,
+                )
             )
     # Nothing of the database is held while the file is read.
     db.session.rollback()
@@ -477,7 +544,7 @@ def import_subscribers(
         report = ImportReport(rows=rows, dry_run=dry_run, notes=notes)
         ctx = ctx or RequestContext(method="import_basis" if basis else "import_invite")
         plan = _Plan(
-            newsletter=newsletter,
+            newsletter_id=newsletter.id,
             basis=basis.strip() if basis is not None else None,
             welcome=welcome,
             dry_run=dry_run,
@@ -485,8 +552,10 @@ def import_subscribers(
             report=report,
         )
         chunk_rows = max(1, int(current_app.config["IMPORT_CHUNK_ROWS"]))
+        yield 0, rows
         _refresh_statistics()
         analysed_at = 0
+        done = 0
         for chunk in staging.chunks(chunk_rows):
             if report.new_subscribers - analysed_at >= _ANALYSE_EVERY:
                 _refresh_statistics()
@@ -496,6 +565,8 @@ def import_subscribers(
             except BaseException:
                 db.session.rollback()
                 raise
+            done += len(chunk)
+            yield done, rows
     if not dry_run:
         # Counts only: the audit log never names a subscriber. The chunks have
         # committed; the announcement is a transaction of its own.
@@ -548,7 +619,9 @@ _consent_events = ConsentEvent.__table__
 class _Plan:
     """What an import does to each chunk of rows, set-based."""
 
-    newsletter: Newsletter
+    # An id, not the row: a page that streams the import's progress writes its chunks
+    # after its request's first session has ended (stream_with_context).
+    newsletter_id: int
     basis: str | None
     welcome: bool
     dry_run: bool
@@ -557,7 +630,7 @@ class _Plan:
 
     def run(self, rows: list[ImportRow]) -> None:
         report = self.report
-        newsletter_id = self.newsletter.id
+        newsletter_id = self.newsletter_id
         blocked = suppression.suppressed_among((row.email for row in rows), normalised=True)
         if blocked:
             report.suppressed.extend(row.email for row in rows if row.email in blocked)
@@ -657,7 +730,7 @@ class _Plan:
             self.report.invited += changes
 
     def _subscribe(self, to_create: list[str], to_confirm: list[int]) -> None:
-        newsletter = self.newsletter
+        newsletter = db.session.get(Newsletter, self.newsletter_id)
         newsletter_id = newsletter.id
         now = utcnow()
         mail_rows: dict[int, dict] = {}
