@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import BinaryIO, TextIO
 
 from flask import current_app
-from sqlalchemy import String, Text, bindparam, insert, literal, select, text, update
+from sqlalchemy import String, Text, any_, bindparam, insert, literal, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from newsletters import events
@@ -647,7 +647,7 @@ class _Plan:
                     _subscribers.c.name,
                     _subscribers.c.municipality,
                     _subscribers.c.role,
-                ).where(_subscribers.c.email.in_([row.email for row in rows]))
+                ).where(_among(_subscribers.c.email, [row.email for row in rows]))
             )
         }
         status_of = dict(
@@ -655,7 +655,9 @@ class _Plan:
                 db.session.execute(
                     select(_subscriptions.c.subscriber_id, _subscriptions.c.status).where(
                         _subscriptions.c.newsletter_id == newsletter_id,
-                        _subscriptions.c.subscriber_id.in_([found.id for found in known.values()]),
+                        _among(
+                            _subscriptions.c.subscriber_id, [found.id for found in known.values()]
+                        ),
                     )
                 )
             )
@@ -741,7 +743,7 @@ class _Plan:
             people = list(
                 db.session.scalars(
                     select(Subscriber).where(
-                        (Subscriber.email.in_(to_create)) | (Subscriber.id.in_(to_confirm))
+                        _among(Subscriber.email, to_create) | _among(Subscriber.id, to_confirm)
                     )
                 )
             )
@@ -773,7 +775,7 @@ class _Plan:
                     update(_subscriptions)
                     .where(
                         _subscriptions.c.newsletter_id == newsletter_id,
-                        _subscriptions.c.subscriber_id.in_(to_confirm),
+                        _among(_subscriptions.c.subscriber_id, to_confirm),
                         # Not withdrawn meanwhile: a withdrawal is never overridden.
                         _subscriptions.c.status == SubscriptionStatus.PENDING,
                     )
@@ -796,6 +798,17 @@ class _Plan:
         # transactions): nothing to do for them.
         self.report.unchanged += len(to_create) + len(to_confirm) - len(created)
         self._count(len(created))
+
+
+def _among(column, values: list):
+    """`column IN (values)`; on PostgreSQL `column = ANY(%s)` with the chunk's values as
+    one array parameter. An IN list of 5 000 parameters cost psycopg a parse of the
+    query text and the server a plan per chunk: most of a re-import's time there."""
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _dialect_insert(table):
@@ -825,7 +838,7 @@ def _insert_subscriptions(
         values.append(literal(now, UTCDateTime))
     statement = (
         _dialect_insert(_subscriptions)
-        .from_select(columns, select(*values).where(_subscribers.c.email.in_(emails)))
+        .from_select(columns, select(*values).where(_among(_subscribers.c.email, emails)))
         .on_conflict_do_nothing(
             index_elements=[_subscriptions.c.subscriber_id, _subscriptions.c.newsletter_id]
         )
@@ -858,7 +871,7 @@ def _record_consent(
     db.session.connection().execute(
         insert(_consent_events).from_select(
             list(values),
-            select(*values.values()).where(_subscriptions.c.id.in_(subscription_ids)),
+            select(*values.values()).where(_among(_subscriptions.c.id, subscription_ids)),
         )
     )
 
