@@ -45,6 +45,8 @@ _LINK = re.compile(
 # overrides, zero-width characters), surrogates, private use, unassigned, and the
 # line and paragraph separators.
 _REFUSED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+# Word characters (letters, digits, _), the ordinary space and a name's punctuation.
+_PLAIN = re.compile(r"[\w .,'()&/-]*")
 
 
 def clean_name(value: str | None) -> str:
@@ -59,7 +61,11 @@ def clean_name(value: str | None) -> str:
     if "\r" in value or "\n" in value or "\u2028" in value or "\u2029" in value:
         raise InvalidName(N_("The name must be on one line."))
     text = unicodedata.normalize("NFC", value)
-    if any(unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in text):
+    # Letters, digits and the usual punctuation of a name are in no refused category:
+    # only a name with anything else is looked at character by character.
+    if not _PLAIN.fullmatch(text) and any(
+        unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in text
+    ):
         raise InvalidName(N_("The name contains a character that is not allowed."))
     # Any run of spaces (also no-break and other widths) is one ordinary space.
     text = " ".join(text.split())

@@ -74,7 +74,13 @@ def upload(client: FlaskClient, content: bytes, name: str = "borgmestre.csv", **
         "file": (io.BytesIO(content), name),
         **fields,
     }
-    return client.post("/staff/subscribers/import", data=data, content_type="multipart/form-data")
+    response = client.post(
+        "/staff/subscribers/import", data=data, content_type="multipart/form-data"
+    )
+    # The page streams the import's progress: as a browser does, read it to the end
+    # (the import writes while the page is read).
+    response.get_data()
+    return response
 
 
 # Signing in and out is audited too (issue 14); these tests look at what staff did.
@@ -307,6 +313,61 @@ def test_a_windows_1252_file_from_danish_excel_is_read(admin, app):
             )
             == "Birthe Ærø"
         )
+
+
+def test_an_upload_streams_a_line_per_chunk_then_the_report(admin, app):
+    app.config["IMPORT_CHUNK_ROWS"] = 2
+    response = upload(admin, MAYORS.encode(), mode="enrol", basis=BASIS, dry_run="")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Filen er kontrolleret: 3 rækker uden fejl. De gemmes nu" in page
+    # Three rows in chunks of two: a line after each chunk, before the report.
+    first = page.index("2 af 3 rækker færdige (66 %)")
+    second = page.index("3 af 3 rækker færdige (100 %)")
+    assert first < second < page.index("Tilmeldt: 3")
+    assert count(app, Subscriber) == 3
+    imports = [a for a in audit_actions(app) if a[0] == "subscribers.import"]
+    assert imports == [("subscribers.import", "newsletter:bestyrelse")]
+
+
+def test_a_streamed_dry_run_says_so_and_writes_nothing(admin, app):
+    response = upload(admin, MAYORS.encode(), mode="enrol", basis=BASIS, dry_run="y")
+    page = response.get_data(as_text=True)
+    assert "Nu gennemgås, hvad der ville blive ændret" in page
+    assert "Prøvekørsel: intet blev ændret" in page and "Tilmeldt: 3" in page
+    assert count(app, Subscriber) == 0
+
+
+def test_an_upload_without_its_csrf_token_imports_nothing(admin, app):
+    response = admin.post(
+        "/staff/subscribers/import",
+        data={
+            "newsletter": "bestyrelse",
+            "mode": "enrol",
+            "basis": BASIS,
+            "file": (io.BytesIO(MAYORS.encode()), "borgmestre.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code in (400, 422)
+    assert "rækker færdige" not in response.get_data(as_text=True)
+    assert count(app, Subscriber) == 0
+
+
+def test_a_file_with_crlf_nul_and_a_huge_cell_is_refused_before_any_progress(admin, app):
+    hostile = (
+        b"email,name\r\nok@kommune.dk,Anna\r\n"
+        + b"lang@kommune.dk,"
+        + b"x" * 100_000
+        # Past the first 64 KB, so the file is read as text and the line named.
+        + b"\r\nnul@kommune.dk,A\x00B\r\n"
+    )
+    response = upload(admin, hostile, mode="enrol", basis=BASIS, dry_run="")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Linje 3:" in page and "Linje 4:" in page
+    assert "rækker færdige" not in page
+    assert count(app, Subscriber) == 0
 
 
 @pytest.mark.e2e

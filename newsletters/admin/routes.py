@@ -20,6 +20,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    stream_template,
     stream_with_context,
     url_for,
 )
@@ -42,11 +43,12 @@ from newsletters.subscriptions import erasure, export, suppression
 from newsletters.subscriptions.consent import RequestContext
 from newsletters.subscriptions.forms import ButtonForm
 from newsletters.subscriptions.importing import (
+    ImportProgress,
     ImportRefused,
     Reason,
     announce_export,
     export_confirmed,
-    import_subscribers,
+    import_steps,
 )
 
 bp = Blueprint("admin", __name__, url_prefix="/staff")
@@ -193,28 +195,42 @@ def subscribers_import():
     upload = form.file.data
     enrol = form.mode.data == "enrol"
     staff_id, _ip = actor()
+    steps = import_steps(
+        upload.stream,
+        newsletter_slug=form.newsletter.data,
+        basis=form.basis.data.strip() if enrol else None,
+        welcome=bool(form.welcome.data) and enrol,
+        dry_run=bool(form.dry_run.data),
+        ctx=_ctx("import_basis" if enrol else "import_invite"),
+        actor_id=staff_id,
+        file_name=upload.filename or "",
+    )
     try:
-        report = import_subscribers(
-            upload.stream,
-            newsletter_slug=form.newsletter.data,
-            basis=form.basis.data.strip() if enrol else None,
-            welcome=bool(form.welcome.data) and enrol,
-            dry_run=bool(form.dry_run.data),
-            ctx=_ctx("import_basis" if enrol else "import_invite"),
-            actor_id=staff_id,
-            file_name=upload.filename or "",
-        )
+        # The whole file is checked here, before anything is written or sent: a bad
+        # file is refused whole with a 422, as before.
+        _done, total = next(steps)
     except ImportRefused as refused:
         problems = [
             (line, reason.localized() if isinstance(reason, Reason) else reason)
             for line, reason in refused.problems
         ]
         return render_template("admin/import.html", form=form, report=None, problems=problems), 422
-    notes = [n.localized() if isinstance(n, Reason) else n for n in report.notes]
-    if not report.dry_run:
-        flash(_("The file has been imported."), "success")
-    return render_template(
-        "admin/import.html", form=form, report=report, notes=notes, problems=None
+    # The writing is streamed: the page shows each chunk as it is done, so a large file
+    # shows its progress (no job, no polling: it works with any worker setting). The
+    # page is rendered after this request's session has ended (stream_with_context):
+    # the signed-in account's columns are loaded again now, for the page's header.
+    db.session.refresh(current_user._get_current_object())
+    return Response(
+        stream_with_context(
+            stream_template(
+                "admin/import_running.html",
+                progress=ImportProgress(steps),
+                total=total,
+                dry_run=bool(form.dry_run.data),
+                newsletter=form.newsletter.data,
+            )
+        ),
+        mimetype="text/html",
     )
 
 

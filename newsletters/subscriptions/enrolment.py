@@ -6,10 +6,11 @@ Part of the caller's transaction: the import commits each chunk of its file at o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import Column, MetaData, Table, UniqueConstraint, delete, select, true, update
+from sqlalchemy.schema import CreateTable
 
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
@@ -50,22 +51,130 @@ def enrol(
 
 
 def insert_subscribers(rows: Sequence[dict[str, str]]) -> None:
-    """Create subscribers in bulk (one executemany), skipping addresses that exist by now
-    (a subscribe request carried out meanwhile).
+    """Create subscribers in bulk, skipping addresses that exist by now (a subscribe
+    request carried out meanwhile).
 
     The one path that creates subscribers in bulk: each row gives `email` and the
     details it has; every other column takes its default (Python or server side), so a
     column added later needs only a default to be filled here too.
+
+    The rows go into a temporary table first (PostgreSQL: COPY; SQLite: one executemany
+    into a table without indexes or triggers) and into `subscribers` with one
+    `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. One statement, not one per row:
+    SQLite's FTS5 search index (migration 0024's trigger) flushes its buffer at the end
+    of every statement, so row by row it wrote and merged a tiny segment per row (three
+    quarters of an import's time); PostgreSQL's COPY saves the per-row round trips.
     """
     if not rows:
         return
+    connection = db.session.connection()
+    staged = _staging_table()
+    connection.execute(CreateTable(staged, if_not_exists=True))
+    names = list(staged.c.keys())
+    sqlite = connection.dialect.name == "sqlite"
+    cells: list[Callable[[dict], object]] = []
+    defaults = _python_defaults([name for name in names if name not in rows[0]])
+    for name in names:
+        # SQLite is given values as the column types store them (naive UTC datetimes);
+        # psycopg's COPY adapts Python values itself.
+        process = staged.c[name].type.bind_processor(connection.dialect) if sqlite else None
+        if name in rows[0]:
+            cells.append(
+                (lambda row, n=name, p=process: p(row[n]))
+                if process
+                else (lambda row, n=name: row[n])
+            )
+        elif isinstance(defaults[name], _PerRow):
+            make = defaults[name]
+            cells.append(
+                (lambda row, m=make, p=process: p(m())) if process else (lambda row, m=make: m())
+            )
+        else:
+            value = defaults[name]() if process is None else process(defaults[name]())
+            cells.append(lambda row, v=value: v)
+    values = [tuple(cell(row) for cell in cells) for row in rows]
+    columns = ", ".join(names)
+    if not sqlite:
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor, cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row(value)
+    else:
+        marks = ", ".join("?" * len(names))
+        connection.exec_driver_sql(
+            f"INSERT INTO {_STAGING} ({columns}) VALUES ({marks})",  # noqa: S608 - our names
+            values,
+        )
     table = Subscriber.__table__
-    if db.engine.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.email])
-    db.session.connection().execute(statement, list(rows))
+    # `WHERE true`: SQLite would read ON CONFLICT as part of the SELECT's join otherwise.
+    connection.execute(
+        dialect_insert(table)
+        .from_select(names, select(*[staged.c[name] for name in names]).where(true()))
+        .on_conflict_do_nothing(index_elements=[table.c.email])
+    )
+    connection.execute(delete(staged))
+
+
+_STAGING = "subscribers_staged"
+
+
+def _staging_table() -> Table:
+    """A temporary table with the columns of `subscribers` (no id, no constraints, no
+    trigger). PostgreSQL drops it at the commit; SQLite keeps it (empty) on the
+    connection, in the connection's own temporary schema."""
+    return Table(
+        _STAGING,
+        MetaData(),
+        *[
+            Column(column.name, column.type)
+            for column in Subscriber.__table__.columns
+            if not column.primary_key
+        ],
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+
+
+class _PerRow:
+    """A default made afresh for every row."""
+
+    def __init__(self, make: Callable[[object], object]) -> None:
+        self._make = make
+
+    def __call__(self) -> object:
+        return self._make(None)
+
+
+def _python_defaults(names: list[str]) -> dict[str, Callable[[], object]]:
+    """For each column, what its Python-side default gives; None where it has none.
+
+    A unique column's default (the random link key) is made for every row; any other
+    is made once per call (the same creation time for the rows of one chunk).
+    """
+    table = Subscriber.__table__
+    unique = {
+        column.name
+        for constraint in table.constraints
+        if isinstance(constraint, UniqueConstraint)
+        for column in constraint.columns
+    } | {column.name for column in table.columns if column.unique}
+    defaults: dict[str, Callable[[], object]] = {}
+    for name in names:
+        default = table.c[name].default
+        if default is None:
+            defaults[name] = lambda: None
+        elif not default.is_callable:
+            defaults[name] = lambda value=default.arg: value
+        elif name in unique:
+            defaults[name] = _PerRow(default.arg)
+        else:
+            once = default.arg(None)
+            defaults[name] = lambda value=once: value
+    return defaults
 
 
 def mark_welcome_letter_sent(subscription_ids: Sequence[int], *, at: datetime) -> None:
