@@ -224,6 +224,7 @@ def subscribers_import():
         stream_with_context(
             stream_template(
                 "admin/import_running.html",
+                form=form,
                 progress=ImportProgress(steps),
                 total=total,
                 dry_run=bool(form.dry_run.data),
