@@ -750,9 +750,11 @@ class _Plan:
             if self.basis is None:
                 limit = int(current_app.config["ADDRESS_MAILS_PER_HOUR"])
                 sent = mails.mails_this_hour(ascii_address(p.email) for p in people)
+                # Rendered once per language, each person's links filled in.
+                confirmations = mails.ConfirmationMails([newsletter])
                 for person in people:
                     if sent.get(ascii_address(person.email), 0) < limit:
-                        mail_rows[person.id] = mails.confirmation_mail_row(person, [newsletter])
+                        mail_rows[person.id] = confirmations.row(person)
             else:
                 for person in people:
                     mail_rows[person.id] = mails.welcome_mail_row(
