@@ -109,6 +109,15 @@ class ConfirmationMails:
     message assembled from it with their own links (`compose.PersonalTemplate`): the
     same bytes but for the Date, Message-ID and MIME boundary, at a fraction of the cost."""
 
+    # What `row` reads of a subscriber: a Subscriber, or a row of these columns.
+    COLUMNS = (
+        Subscriber.id,
+        Subscriber.email,
+        Subscriber.locale,
+        Subscriber.link_key,
+        Subscriber.token_version,
+    )
+
     def __init__(self, newsletters: Sequence[Newsletter]) -> None:
         self.newsletters = list(newsletters)
         self.newsletter_ids = [n.id for n in self.newsletters]
@@ -137,7 +146,8 @@ class ConfirmationMails:
         return template
 
     def row(self, subscriber: Subscriber) -> dict:
-        """The person's outbox row, as `confirmation_mail_row` makes it; no limit checked."""
+        """The person's outbox row, as `confirmation_mail_row` makes it; no limit checked.
+        `subscriber`: a Subscriber or a row of `COLUMNS`."""
         key, version, locale = subscriber.link_key, subscriber.token_version, subscriber.locale
         template = self._template(locale)
         to = ascii_address(subscriber.email)
