@@ -347,7 +347,7 @@ def test_html_in_the_markdown_reads_as_text_in_the_text_part(app):
     from newsletters.editions.rendering import markdown_to_text
 
     source = (
-        '<p>Bestyrelsen har drøftet <strong>økonomiaftalen</strong> &amp; klimaet.</p>'
+        "<p>Bestyrelsen har drøftet <strong>økonomiaftalen</strong> &amp; klimaet.</p>"
         '<p><a href="https://www.kl.dk/nyheder" title="KL">Læs mere</a><br>Hilsen KL</p>\n\n'
         "2 < 3 og [et link](https://kl.dk)"
     )
