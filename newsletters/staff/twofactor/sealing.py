@@ -7,7 +7,7 @@ SUPPRESSION_HASH_KEY): the key is never the SECRET_KEY itself, and a key for ano
 purpose derived from it tells nothing about this one. Set TWOFA_ENCRYPTION_KEY explicitly
 to be able to rotate SECRET_KEY without everyone having to set up their app again.
 
-Migration 0025 encrypts the secrets stored before this module, with the same derivation
+Migration 0026 encrypts the secrets stored before this module, with the same derivation
 (kept there as a copy, as a migration must not change when this code does).
 """
 
