@@ -105,7 +105,7 @@ def test_dev_mailbox_is_never_on_with_a_real_mail_server(make_app):
 
 
 def _not_search_index(name, type_, parent_names) -> bool:
-    """Migration 0023's search index lives outside the models (FTS5 tables on SQLite,
+    """Migration 0024's search index lives outside the models (FTS5 tables on SQLite,
     trigram GIN indexes on PostgreSQL)."""
     return not (name or "").startswith("subscribers_search") and not (name or "").endswith("_trgm")
 

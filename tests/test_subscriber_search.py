@@ -1,6 +1,6 @@
 """The administrators' subscriber search through its index (issue 17): part of an
 address or name, a trigram index on PostgreSQL (pg_trgm) and an FTS5 trigram table on
-SQLite kept by triggers (migration 0023), and a count that stops at a cap."""
+SQLite kept by triggers (migration 0024), and a count that stops at a cap."""
 
 from __future__ import annotations
 

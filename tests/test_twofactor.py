@@ -517,15 +517,15 @@ def test_changes_confirmed_with_an_app_code_say_when_the_secret_cannot_be_read(c
     assert stored_secret(app, EDITOR) == new
 
 
-def test_migration_0025_encrypts_the_secrets_in_place_and_back(app, clock):
+def test_migration_0026_encrypts_the_secrets_in_place_and_back(app, clock):
     make_staff(app, EDITOR, "editor", totp=True)
     editor_id = staff_of(app, EDITOR).id
     with app.app_context():
         db.session.remove()
-        downgrade(revision="0024")
+        downgrade(revision="0025")
         try:
             assert raw_secret(app, EDITOR) == TEST_TOTP_SECRET
-            # A secret stored before 0025, in the clear.
+            # A secret stored before 0026, in the clear.
             db.session.execute(
                 text(
                     "INSERT INTO staff (email, name, role, password_hash, is_active, "
@@ -548,7 +548,7 @@ def test_migration_0025_encrypts_the_secrets_in_place_and_back(app, clock):
     password_step(client, EDITOR)
     assert post_code(client, totp_code()).status_code == 303
     with app.app_context():
-        downgrade(revision="0024")
+        downgrade(revision="0025")
         try:
             assert raw_secret(app, EDITOR) == TEST_TOTP_SECRET
         finally:
@@ -560,7 +560,7 @@ def test_migration_0025_encrypts_the_secrets_in_place_and_back(app, clock):
     assert make_staff(app, "ny@kl.dk", "editor") == gammel + 1
 
 
-def test_migration_0025_down_stops_unchanged_on_a_secret_it_cannot_read(app, capfd):
+def test_migration_0026_down_stops_unchanged_on_a_secret_it_cannot_read(app, capfd):
     make_staff(app, EDITOR, "editor", totp=True)
     store_raw(app, EDITOR, unreadable_under_another_key(app))
     stored = raw_secret(app, EDITOR)
@@ -569,7 +569,7 @@ def test_migration_0025_down_stops_unchanged_on_a_secret_it_cannot_read(app, cap
         try:
             # Flask-Migrate logs the migration's message and exits non-zero.
             with pytest.raises(SystemExit):
-                downgrade(revision="0024")
+                downgrade(revision="0025")
         finally:
             db.session.remove()
             upgrade()
