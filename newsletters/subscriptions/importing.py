@@ -446,6 +446,18 @@ def import_subscribers(
             return done.value
 
 
+def _begin_writing() -> None:
+    """On SQLite, take the write lock before the chunk's first write (BEGIN IMMEDIATE,
+    which waits DATABASE_LOCK_TIMEOUT_SECONDS): a deferred transaction that has read and
+    then finds another connection's commit fails at once with SQLITE_BUSY, no wait."""
+    connection = db.session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.dbapi_connection
+    if not raw.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class ImportProgress:
     """The rest of an import that has passed its check (`import_steps` after its first
     step), for a page that shows its progress: iterating yields (rows done, rows in
@@ -702,6 +714,7 @@ class _Plan:
         # with their ids before the second, short transaction writes the rest. An import
         # interrupted in between finds them here and carries on.
         if new_rows or updates:
+            _begin_writing()
             enrolment.insert_subscribers(
                 [
                     {
