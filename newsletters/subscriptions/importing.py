@@ -753,21 +753,21 @@ class _Plan:
         now = utcnow()
         mail_rows: dict[int, dict] = {}
         if self.basis is None or self.welcome:
-            people = list(
-                db.session.scalars(
-                    select(Subscriber).where(
-                        _among(Subscriber.email, to_create) | _among(Subscriber.id, to_confirm)
-                    )
-                )
-            )
+            among = _among(Subscriber.email, to_create) | _among(Subscriber.id, to_confirm)
             if self.basis is None:
+                # Only the columns the invitation needs (loading 5 000 ORM objects cost
+                # more than assembling their mails).
+                found = db.session.execute(select(*mails.ConfirmationMails.COLUMNS).where(among))
+                people = [(ascii_address(p.email), p) for p in found]
                 limit = int(current_app.config["ADDRESS_MAILS_PER_HOUR"])
-                sent = mails.mails_this_hour(ascii_address(p.email) for p in people)
-                for person in people:
-                    if sent.get(ascii_address(person.email), 0) < limit:
-                        mail_rows[person.id] = mails.confirmation_mail_row(person, [newsletter])
+                sent = mails.mails_this_hour(to for to, _ in people)
+                # Rendered once per language, each person's links filled in.
+                confirmations = mails.ConfirmationMails([newsletter])
+                for to, person in people:
+                    if sent.get(to, 0) < limit:
+                        mail_rows[person.id] = confirmations.row(person)
             else:
-                for person in people:
+                for person in db.session.scalars(select(Subscriber).where(among)):
                     mail_rows[person.id] = mails.welcome_mail_row(
                         person, newsletter, basis=self.basis
                     )

@@ -82,6 +82,18 @@ class BulkLinks:
         self._base = public_base()
         self._manage = BulkSigner(Purpose.MANAGE)
         self._unsubscribe = BulkSigner(Purpose.UNSUBSCRIBE)
+        self._confirm: BulkSigner | None = None
+
+    def confirm(
+        self, link_key: str, token_version: int, locale: str, newsletter_ids: Iterable[int]
+    ) -> str:
+        """`confirm_url`'s link."""
+        if self._confirm is None:
+            self._confirm = BulkSigner(Purpose.CONFIRM)
+        token = self._confirm.sign(
+            SubscriberLink(link_key, token_version, tuple(sorted(newsletter_ids))).payload()
+        )
+        return f"{self._base}/confirm/{token}{'?lang=en' if locale == 'en' else ''}"
 
     def manage(self, link_key: str, token_version: int, locale: str) -> str:
         token = self._manage.sign(SubscriberLink(link_key, token_version).payload())
@@ -92,14 +104,14 @@ class BulkLinks:
         link_key: str,
         token_version: int,
         locale: str,
-        newsletter_id: int,
+        newsletter_id: int | None = None,
         edition_id: int | None = None,
     ) -> str:
         """The one-click and footer link of a send; it names the edition, so a withdrawal
-        through it counts on that edition's report."""
-        payload = SubscriberLink(
-            link_key, token_version, (newsletter_id,), edition_id=edition_id
-        ).payload()
+        through it counts on that edition's report. Without a newsletter: from everything
+        (`unsubscribe_url_for`'s link)."""
+        ids = (newsletter_id,) if newsletter_id is not None else ()
+        payload = SubscriberLink(link_key, token_version, ids, edition_id=edition_id).payload()
         token = self._unsubscribe.sign(payload)
         return f"{self._base}/unsubscribe/{token}{'?lang=en' if locale == 'en' else ''}"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from email.utils import formatdate
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -17,8 +18,9 @@ from newsletters import jobs
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
 from newsletters.mailing import outbox
-from newsletters.mailing.compose import render_mail
-from newsletters.mailing.models import OutboxMessage
+from newsletters.mailing.addresses import ascii_address
+from newsletters.mailing.compose import PersonalTemplate, envelope_sender, render_mail
+from newsletters.mailing.models import OutboxMessage, OutboxStatus
 from newsletters.subscriptions import links
 from newsletters.subscriptions.models import Subscriber, SubscriptionStatus
 from newsletters.timeutil import utcnow
@@ -93,6 +95,81 @@ def confirmation_mail_row(subscriber: Subscriber, newsletters: Sequence[Newslett
         subscriber_id=subscriber.id,
         unsubscribe_url=links.unsubscribe_url(subscriber),
     )
+
+
+# The stand-ins for a person's links while a confirmation mail is rendered once.
+CONFIRM_MARK = "NLxPERSONALxCONFIRMxURL"
+MANAGE_MARK = "NLxPERSONALxMANAGExURL"
+UNSUBSCRIBE_MARK = "NLxPERSONALxUNSUBSCRIBExURL"
+
+
+class ConfirmationMails:
+    """`confirmation_mail_row` for many people at once (an import that invites): the mail
+    is rendered once per language with stand-ins for the links, and each person's
+    message assembled from it with their own links (`compose.PersonalTemplate`): the
+    same bytes but for the Date, Message-ID and MIME boundary, at a fraction of the cost."""
+
+    # What `row` reads of a subscriber: a Subscriber, or a row of these columns.
+    COLUMNS = (
+        Subscriber.id,
+        Subscriber.email,
+        Subscriber.locale,
+        Subscriber.link_key,
+        Subscriber.token_version,
+    )
+
+    def __init__(self, newsletters: Sequence[Newsletter]) -> None:
+        self.newsletters = list(newsletters)
+        self.newsletter_ids = [n.id for n in self.newsletters]
+        self.links = links.BulkLinks()
+        self.date = formatdate(usegmt=True)
+        self.now = utcnow()
+        self.envelope_from = envelope_sender()
+        self._templates: dict[str, PersonalTemplate] = {}
+
+    def _template(self, locale: str) -> PersonalTemplate:
+        template = self._templates.get(locale)
+        if template is None:
+            mail = render_mail(
+                "confirm",
+                locale=locale,
+                newsletters=self.newsletters,
+                confirm_url=CONFIRM_MARK,
+                manage_url=MANAGE_MARK,
+                max_age_days=current_app.config["CONFIRM_MAX_AGE_DAYS"],
+            )
+            template = self._templates[locale] = PersonalTemplate(
+                mail,
+                marks=(CONFIRM_MARK, MANAGE_MARK, UNSUBSCRIBE_MARK),
+                unsubscribe_mark=UNSUBSCRIBE_MARK,
+            )
+        return template
+
+    def row(self, subscriber: Subscriber) -> dict:
+        """The person's outbox row, as `confirmation_mail_row` makes it; no limit checked.
+        `subscriber`: a Subscriber or a row of `COLUMNS`."""
+        key, version, locale = subscriber.link_key, subscriber.token_version, subscriber.locale
+        template = self._template(locale)
+        to = ascii_address(subscriber.email)
+        raw = template.message(
+            to=to,
+            values={
+                CONFIRM_MARK: self.links.confirm(key, version, locale, self.newsletter_ids),
+                MANAGE_MARK: self.links.manage(key, version, locale),
+                UNSUBSCRIBE_MARK: self.links.unsubscribe(key, version, locale),
+            },
+            date=self.date,
+        )
+        return {
+            "kind": "confirm",
+            "subscriber_id": subscriber.id,
+            "to_address": to,
+            "envelope_from": self.envelope_from,
+            "subject": template.subject,
+            "raw": raw,
+            "status": OutboxStatus.QUEUED,
+            "next_attempt_at": self.now,
+        }
 
 
 # --------------------------------------------------------------------------- manage link
