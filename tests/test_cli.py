@@ -298,6 +298,9 @@ def test_operator_commands_on_a_fresh_database(tmp_path):
     del env["NEWSLETTERS_SECRET_KEY"]
     refused = run("seed", ok=False)
     assert "NEWSLETTERS_SECRET_KEY" in refused.stderr
+    # Said once, plainly: an operator's mistake is not a crash.
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("newsletters: ")
 
 
 @pytest.mark.e2e
