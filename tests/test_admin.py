@@ -319,6 +319,9 @@ def test_an_upload_streams_a_line_per_chunk_then_the_report(admin, app):
     app.config["IMPORT_CHUNK_ROWS"] = 2
     response = upload(admin, MAYORS.encode(), mode="enrol", basis=BASIS, dry_run="")
     assert response.status_code == 200
+    # Passed on line by line by a proxy in front, and never kept by a cache.
+    assert response.headers["X-Accel-Buffering"] == "no"
+    assert response.headers["Cache-Control"] == "no-store"
     page = response.get_data(as_text=True)
     assert "Filen er kontrolleret: 3 rækker uden fejl. De gemmes nu" in page
     # Three rows in chunks of two: a line after each chunk, before the report.

@@ -232,6 +232,9 @@ def subscribers_import():
             )
         ),
         mimetype="text/html",
+        # A proxy in front (nginx buffers responses by default) must pass each line on
+        # as it comes, or the progress shows only at the end.
+        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
     )
 
 
