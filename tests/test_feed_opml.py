@@ -271,3 +271,18 @@ def test_the_feeds_page_downloads_and_uploads_opml(admin_client, app):
     assert admin_client.get("/staff/newsletters/nope/feeds.opml").status_code == 404
     with app.app_context():
         assert newsletter_by_slug("kl-nyheder") is not None
+
+
+def test_a_malformed_address_in_a_file_is_a_reason_not_a_crash(app):
+    data = (
+        b"<opml version='2.0'><body>\n<outline xmlUrl='http://[::1'/>\n"
+        b"<outline xmlUrl='https://kl.dk:99999/x'/>\n"
+        b"<outline xmlUrl='https://kl.dk/ok'/></body></opml>"
+    )
+    with app.app_context(), pytest.raises(OpmlError) as refused:
+        services.import_opml("kl-nyheder", data)
+    assert [(p.code, p.params["line"]) for p in refused.value.problems] == [
+        ("bad_url", 2),
+        ("bad_url", 3),
+    ]
+    assert _feed_count(app) == 0

@@ -248,3 +248,12 @@ def test_every_feed_action_is_audited(admin_client, app, feed_server):
     for action in ("feed.add", "feed.fetch", "feed.disable", "feed.enable", "feed.remove"):
         assert (action, target, ADMIN) in entries, (action, entries)
     assert ("feed.digest_settings", "newsletter:kl-nyheder", ADMIN) in entries
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://www.kl.dk:99999/rss", "http://[kl.dk]/"])
+def test_a_malformed_address_is_refused_in_danish_not_a_server_error(admin_client, app, url):
+    for action in ("add", "discover"):
+        response = post_form(admin_client, PAGE, {"url": url, "action": action})
+        assert response.status_code == 422
+        assert "Skriv en adresse, der begynder med https:// eller http://." in text(response)
+    assert feeds_of(app, "kl-nyheder") == []

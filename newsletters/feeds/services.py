@@ -79,8 +79,15 @@ class RefusedFeedAddress(BadFeedURL):
 def clean_feed_url(url: str) -> str:
     """An absolute http(s) URL, trimmed; BadFeedURL otherwise."""
     url = (url or "").strip()
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    try:
+        # urllib raises on a malformed host ("http://[::1", "http://[kl.dk]/") or port
+        # (":99999"): an address that cannot be fetched, not a server error.
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - read for its check
+    except ValueError:
+        raise BadFeedURL(f"not a well-formed address: {url[:200]!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not hostname:
         raise BadFeedURL(f"not an http(s) address: {url!r}")
     if len(url) > MAX_URL_LENGTH:
         raise BadFeedURL(f"the address is longer than {MAX_URL_LENGTH} characters")
