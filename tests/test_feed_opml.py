@@ -286,3 +286,18 @@ def test_a_malformed_address_in_a_file_is_a_reason_not_a_crash(app):
         ("bad_url", 3),
     ]
     assert _feed_count(app) == 0
+
+
+def test_an_address_with_a_control_character_is_refused(app):
+    # XML holds DEL and the C1 controls as they are; no feed address does.
+    data = (
+        b"<opml version='2.0'><body>\n<outline xmlUrl='https://kl.dk/&#x7f;x'/>\n"
+        b"<outline xmlUrl='https://kl.dk/&#x85;y'/></body></opml>"
+    )
+    with app.app_context():
+        with pytest.raises(OpmlError) as refused:
+            services.import_opml("kl-nyheder", data)
+        assert [p.code for p in refused.value.problems] == ["bad_url", "bad_url"]
+        with pytest.raises(services.BadFeedURL):
+            services.add_feed("kl-nyheder", "https://kl.dk/\x01rss")
+    assert _feed_count(app) == 0

@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -93,6 +94,9 @@ def clean_feed_url(url: str) -> str:
         raise BadFeedURL(f"the address is longer than {MAX_URL_LENGTH} characters")
     if any(c.isspace() for c in url):
         raise BadFeedURL(f"the address contains spaces: {url!r}")
+    if any(unicodedata.category(c) == "Cc" for c in url):
+        # DEL, C0/C1 controls: no fetch could use the address (httpx refuses them).
+        raise BadFeedURL(f"the address contains a control character: {url[:200]!r}")
     return url
 
 
