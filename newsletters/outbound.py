@@ -102,6 +102,10 @@ def resolve(host: str, port: int, timeout: float | None) -> list[str]:
         pass
     else:
         return [host]  # a literal: nothing to look up
+    if timeout is not None and timeout <= 0:
+        # No time left: no lookup is started (abandoned, it would hold one of the
+        # resolver's threads, which every fetch shares, until the name server answers).
+        raise httpcore.ConnectTimeout(f"{host}: no time left to look the name up")
     future = _resolver.submit(_getaddrinfo, host, port)
     try:
         return future.result(timeout=timeout)

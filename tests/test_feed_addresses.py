@@ -17,8 +17,10 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -29,6 +31,7 @@ from newsletters.extensions import db
 from newsletters.feeds import services
 from newsletters.feeds.fetching import unreachable
 from newsletters.feeds.models import Feed
+from newsletters.feeds.opml import OpmlError
 from tests.support.drip import Listener
 from tests.support.feedserver import FeedServer
 from tests.test_editor import post_form
@@ -229,6 +232,54 @@ def test_feeds_allow_private_lets_an_operator_add_an_intranet_feed(make_app, net
     )
     assert result.exit_code == 0, result.output
     assert [f.url for f in feeds(app)] == ["https://intranet.kl.example/rss"]
+
+
+def _opml(urls: list[str]) -> bytes:
+    outlines = "".join(f'<outline xmlUrl="{html.escape(u)}"/>\n' for u in urls)
+    return f"<opml version='2.0'><body>\n{outlines}</body></opml>".encode()
+
+
+def test_an_opml_import_looks_each_host_up_once(guarded, network):
+    hosts = [f"n{i}.kl.example" for i in range(3)]
+    for host in hosts:
+        network.names[host] = [PUBLIC_IP]
+    urls = [f"https://{host}/rss/{n}" for host in hosts for n in range(10)]
+    with guarded.app_context():
+        outcome = services.import_opml("kl-nyheder", _opml(urls))
+    assert len(outcome.added) == 30
+    assert sorted(network.lookups) == hosts
+
+
+def test_an_opml_import_checks_its_addresses_within_a_bounded_time(guarded, network, monkeypatch):
+    """A file of many names whose name server is slow (or never answers) cannot hold the
+    request for their lookups one after another: a name not looked up in time is not
+    refused here, as a name that does not resolve; every fetch checks it again. An
+    address that needs no lookup is still refused."""
+    stubbed = outbound._getaddrinfo
+    asked: list[str] = []
+
+    def slow(host: str, port: int) -> list[str]:
+        asked.append(host)
+        time.sleep(0.5)
+        return stubbed(host, port)
+
+    monkeypatch.setattr(outbound, "_getaddrinfo", slow)
+    monkeypatch.setattr(services, "OPML_CHECK_SECONDS", 1.0, raising=False)
+    urls = [f"https://slow{i}.kl.example/rss" for i in range(30)]
+    for url in urls:
+        network.names[urlsplit(url).hostname] = [PUBLIC_IP]
+    started = time.monotonic()
+    with guarded.app_context():
+        with pytest.raises(OpmlError) as refused:
+            services.import_opml("kl-nyheder", _opml([*urls, "http://127.0.0.1:8080/rss"]))
+        assert time.monotonic() - started < 6  # the lookups one after another: 15 s
+        assert [p.code for p in refused.value.problems] == ["refused_address"]
+        # Once the time is up no lookup is started: abandoned ones would fill the
+        # resolver's threads, which every fetch shares.
+        time.sleep(0.2)
+        assert len(asked) <= 4
+        outcome = services.import_opml("kl-nyheder", _opml(urls))
+    assert len(outcome.added) == 30
 
 
 # --------------------------------------------------------------------------- fetching

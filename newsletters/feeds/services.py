@@ -13,8 +13,9 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -100,14 +101,14 @@ def clean_feed_url(url: str) -> str:
     return url
 
 
-def check_feed_address(url: str) -> None:
-    """RefusedFeedAddress if the URL's host resolves (now) to an address feeds may not
-    be fetched from; every fetch and redirect is checked again."""
+def check_feed_address(url: str, *, timeout: float | None = None) -> None:
+    """RefusedFeedAddress if the URL's host resolves (now, within `timeout` seconds) to
+    an address feeds may not be fetched from; every fetch and redirect is checked again."""
     cfg = current_app.config
+    if timeout is None:
+        timeout = min(float(cfg["FEEDS_TIMEOUT_SECONDS"]), 5.0)
     reason = outbound.host_refusal(
-        url,
-        allow_private=bool(cfg["FEEDS_ALLOW_PRIVATE"]),
-        timeout=min(float(cfg["FEEDS_TIMEOUT_SECONDS"]), 5.0),
+        url, allow_private=bool(cfg["FEEDS_ALLOW_PRIVATE"]), timeout=timeout
     )
     if reason:
         raise RefusedFeedAddress(url, reason)
@@ -178,7 +179,7 @@ def import_opml(
     whole export comes back as it was. A file with any bad feed (or that cannot be read
     safely, or a feed in no known folder) is refused whole: OpmlError with every reason
     (up to MAX_ERRORS), nothing added. Feeds a newsletter has already are left as they
-    are."""
+    are. Each host is looked up once, all within OPML_CHECK_SECONDS."""
     newsletter = None
     if slug is not None:
         newsletter = newsletter_by_slug(slug)
@@ -196,6 +197,7 @@ def import_opml(
     chosen: list[tuple[Newsletter, str, str]] = []
     already: list[str] = []
     seen: set[tuple[int, str]] = set()
+    check = _address_checks(OPML_CHECK_SECONDS)
     for entry in entries:
         where = f"line {entry.line}"
         shown = entry.url[:200]
@@ -212,7 +214,7 @@ def import_opml(
             continue
         try:
             url = clean_feed_url(entry.url)
-            check_feed_address(url)
+            check(url)
         except RefusedFeedAddress as error:
             errors.append(
                 opml.Problem(
@@ -249,6 +251,36 @@ def import_opml(
         jobs.queued_work()
     db.session.commit()
     return OpmlImport(added=added, already=already)
+
+
+# The address checks of one OPML import take at most this long together. A file may
+# list a thousand hosts whose name server is slow or silent: looked up one after another
+# (up to 5 s each) they would hold the request for an hour. A name not looked up in time
+# is not refused here, like a name that does not resolve: every fetch checks it again. An
+# address that needs no lookup (a literal IP, localhost) is always checked.
+OPML_CHECK_SECONDS = 20.0
+
+
+def _address_checks(budget: float) -> Callable[[str], None]:
+    """check_feed_address for many URLs: each host (and port) looked up once, all of
+    them within `budget` seconds."""
+    until = time.monotonic() + budget
+    refusals: dict[tuple[str | None, int | None], RefusedFeedAddress | None] = {}
+
+    def check(url: str) -> None:
+        parts = urlsplit(url)
+        key = (parts.hostname, parts.port)
+        if key not in refusals:
+            try:
+                check_feed_address(url, timeout=max(0.0, min(5.0, until - time.monotonic())))
+            except RefusedFeedAddress as error:
+                refusals[key] = error
+            else:
+                refusals[key] = None
+        if (refused := refusals[key]) is not None:
+            raise RefusedFeedAddress(url, refused.reason)
+
+    return check
 
 
 def export_opml(slug: str | None = None) -> str:
