@@ -257,3 +257,46 @@ def test_a_malformed_address_is_refused_in_danish_not_a_server_error(admin_clien
         assert response.status_code == 422
         assert "Skriv en adresse, der begynder med https:// eller http://." in text(response)
     assert feeds_of(app, "kl-nyheder") == []
+
+
+def test_a_feed_added_by_someone_else_a_moment_ago_is_a_duplicate_not_a_500(
+    admin_client, app, monkeypatch
+):
+    """Two administrators adding the same feed at once: the second one's check saw
+    nothing, its insert meets the unique address; it is told so, nothing half-written."""
+    real_check = services._attached
+
+    def blind_once() -> None:
+        """The next check of https://www.kl.dk/rss misses the feed added meanwhile."""
+        missed: list[str] = []
+
+        def check(newsletter_id: int, url: str) -> bool:
+            if url == "https://www.kl.dk/rss" and not missed:
+                missed.append(url)
+                return False
+            return real_check(newsletter_id, url)
+
+        monkeypatch.setattr(services, "_attached", check)
+
+    post_form(admin_client, PAGE, {"url": "https://www.kl.dk/rss"})
+    blind_once()
+    response = post_form(admin_client, PAGE, {"url": "https://www.kl.dk/rss"})
+    assert response.status_code == 422
+    assert "KL's daglige nyhedsbreve har allerede dette feed." in text(response)
+    with app.app_context():
+        blind_once()
+        with pytest.raises(services.DuplicateFeed):
+            services.add_feed("kl-nyheder", "https://www.kl.dk/rss")
+        blind_once()
+        outcome = services.import_opml(
+            "kl-nyheder",
+            b"<opml><body><outline xmlUrl='https://www.kl.dk/rss'/>"
+            b"<outline xmlUrl='https://www.kl.dk/other'/></body></opml>",
+        )
+        # The file is taken as if the check had seen it: the rest is added.
+        assert [f.url for f in outcome.added] == ["https://www.kl.dk/other"]
+        assert outcome.already == ["https://www.kl.dk/rss"]
+    assert [f.url for f in feeds_of(app, "kl-nyheder")] == [
+        "https://www.kl.dk/rss",
+        "https://www.kl.dk/other",
+    ]

@@ -26,6 +26,7 @@ from flask import current_app
 from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from newsletters import events, jobs, outbound
 from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
@@ -130,7 +131,14 @@ def add_feed(
     check_feed_address(url)
     if _attached(newsletter.id, url):
         raise DuplicateFeed(f"{newsletter.slug} already has the feed {url}")
-    feed = _attach(newsletter, url, title, by, actor)
+    try:
+        feed = _attach(newsletter, url, title, by, actor)
+    except IntegrityError:
+        # Added by someone else since the check: theirs stands.
+        db.session.rollback()
+        if _attached(newsletter.id, url):
+            raise DuplicateFeed(f"{newsletter.slug} already has the feed {url}") from None
+        raise
     jobs.queued_work()
     db.session.commit()
     return feed
@@ -246,7 +254,17 @@ def import_opml(
             break
     if errors:
         raise opml.OpmlError(errors)
-    added = [_attach(target, url, title, by, actor) for target, url, title in chosen]
+    try:
+        added = [_attach(target, url, title, by, actor) for target, url, title in chosen]
+    except IntegrityError:
+        # Someone added some of them since the check: those are there already now;
+        # the rest are attached in a transaction of their own, once more.
+        db.session.rollback()
+        fresh = [(t, url, title) for t, url, title in chosen if not _attached(t.id, url)]
+        if len(fresh) == len(chosen):
+            raise
+        already += [url for t, url, title in chosen if (t, url, title) not in fresh]
+        added = [_attach(target, url, title, by, actor) for target, url, title in fresh]
     if added:
         jobs.queued_work()
     db.session.commit()
