@@ -512,6 +512,15 @@ def digest_to_draft(slug: str):
 # --------------------------------------------------------------------------- picker
 
 
+def _edition_or_404(edition_id: int):
+    """The edition, once the staff member may work on its newsletter (else 403, audited)."""
+    edition = editing.get_edition(edition_id)
+    if edition is None:
+        abort(404)
+    require_newsletter(edition.newsletter.slug)
+    return edition
+
+
 def _pick_page(edition, form: PickItemsForm, status: int = 200):
     return render_template(
         "feeds/pick.html", edition=edition, form=form, days=PICK_DAYS, items=form.feed_items
@@ -529,10 +538,7 @@ def _pick_form(formdata=None) -> PickItemsForm:
 @bp.get("/editions/<int:edition_id>/feed-items")
 @editor_required
 def pick_items(edition_id: int):
-    edition = editing.get_edition(edition_id)
-    if edition is None:
-        abort(404)
-    require_newsletter(edition.newsletter.slug)
+    edition = _edition_or_404(edition_id)
     if not edition.editable:
         return redirect(url_for("editor.edit", edition_id=edition.id))
     return _pick_page(edition, _pick_form(False))
@@ -541,10 +547,7 @@ def pick_items(edition_id: int):
 @bp.post("/editions/<int:edition_id>/feed-items")
 @editor_required
 def add_picked_items(edition_id: int):
-    edition = editing.get_edition(edition_id)
-    if edition is None:
-        abort(404)
-    require_newsletter(edition.newsletter.slug)
+    edition = _edition_or_404(edition_id)
     form = _pick_form()
     if not form.validate():
         return _pick_page(edition, form, 422)

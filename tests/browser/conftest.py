@@ -19,6 +19,8 @@ from tests.browser.helpers import (
     AxeAudit,
     PageProblems,
     chromium_path,
+    log_in,
+    make_admin,
 )
 from tests.browser.validity import HtmlChecker, VisitedDocuments
 from tests.support.live import LiveServer
@@ -113,3 +115,18 @@ def axe_page(new_context: Callable[..., Any]) -> Any:
 @pytest.fixture
 def axe() -> AxeAudit:
     return AxeAudit()
+
+
+@pytest.fixture
+def sign_in_admin(live_server: LiveServer) -> Callable[[Any], Any]:
+    """Sign an administrator in on a page (`page` or `axe_page`) through the login form:
+    helpers.ADMIN, made here with two factors as administrators must have them. The page
+    is left on the staff dashboard; the function returns it."""
+
+    def sign_in(page: Any) -> Any:
+        make_admin(live_server)
+        page.goto("/staff/")
+        log_in(page)
+        return page
+
+    return sign_in

@@ -7,10 +7,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pyotp
 from flask import Flask
 from sqlalchemy import select
 
+from newsletters import timeutil
 from newsletters.extensions import db
+from newsletters.staff import services as staff_services
+from newsletters.staff.twofactor import sealing
 from newsletters.subscriptions.models import Subscriber
 from tests.support.live import LiveServer
 from tests.support.smtp import ReceivedMail, SMTPServer
@@ -178,6 +182,41 @@ def submit(page: Any, selector: str = SUBMIT) -> Any:
     with page.expect_navigation() as navigation:
         page.click(selector)
     return navigation.value
+
+
+# --------------------------------------------------------------------------- staff
+
+ADMIN = "admin@kl.dk"
+PASSWORD = "rigtig-hest-batteri-hæfteklamme"
+# The administrator's authenticator app (administrators must have two factors).
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def make_admin(live_server: LiveServer) -> None:
+    with live_server.app.app_context():
+        staff = staff_services.create_staff(ADMIN, role="admin", password=PASSWORD)
+        staff.totp_secret = sealing.seal(TOTP_SECRET)
+        staff.totp_enabled_at = timeutil.utcnow()
+        db.session.commit()
+        db.session.remove()
+
+
+def second_step(page: Any, secret: str = TOTP_SECRET) -> Any:
+    """Type the code the app shows now (by the app's clock) on the second step's page."""
+    page.fill("#code", pyotp.TOTP(secret).at(timeutil.utcnow()))
+    return submit(page)
+
+
+def log_in(page: Any, *, email: str = ADMIN, password: str = PASSWORD) -> Any:
+    page.fill("#email", email)
+    page.fill("#password", password)
+    response = submit(page)
+    if page.url.split("?")[0].endswith("/staff/login/code"):
+        return second_step(page)
+    return response
+
+
+# --------------------------------------------------------------------------- subscribers
 
 
 def subscribe_and_confirm(

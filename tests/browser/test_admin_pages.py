@@ -11,7 +11,7 @@ import pytest
 from newsletters.extensions import db
 from newsletters.subscriptions.models import Subscriber
 from tests.browser.helpers import AxeAudit, submit
-from tests.browser.test_staff_pages import audit, log_in, make_admin
+from tests.browser.test_staff_pages import audit
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -32,17 +32,14 @@ def subscribers(live_server: LiveServer) -> list[str]:
 
 
 def test_an_administrator_imports_finds_and_erases_a_subscriber(
-    axe_page, live_server, axe: AxeAudit, tmp_path: Path
+    axe_page, sign_in_admin, live_server, axe: AxeAudit, tmp_path: Path
 ):
-    make_admin(live_server)
     good = tmp_path / "borgmestre.csv"
     good.write_text(MAYORS, encoding="cp1252")
     bad = tmp_path / "fejl.csv"
     bad.write_text(BAD)
 
-    page = axe_page
-    page.goto("/staff/login")
-    log_in(page)
+    page = sign_in_admin(axe_page)
     page.goto("/staff/subscribers/import")
     audit(axe, page, "import")
 
@@ -131,11 +128,9 @@ def test_an_administrator_imports_finds_and_erases_a_subscriber(
     axe.assert_clean()
 
 
-def test_the_administrators_pages_load_whole_under_the_content_security_policy(page, live_server):
+def test_the_administrators_pages_load_whole_under_the_content_security_policy(page, sign_in_admin):
     """Under the app's real CSP: no console error, no refused stylesheet or script."""
-    make_admin(live_server)
-    page.goto("/staff/login")
-    log_in(page)
+    sign_in_admin(page)
     for path in [
         "/staff/subscribers",
         "/staff/subscribers/import",

@@ -9,17 +9,16 @@ import re
 import pytest
 
 from tests.browser.helpers import AxeAudit, submit
-from tests.browser.test_staff_pages import audit, log_in, make_admin
+from tests.browser.test_staff_pages import audit
 from tests.support.api import bearer
 
 pytestmark = pytest.mark.browser
 
 
-def test_an_administrator_makes_and_revokes_a_token(axe_page, live_server, axe: AxeAudit):
-    make_admin(live_server)
-    page = axe_page
-    page.goto("/staff/login")
-    log_in(page)
+def test_an_administrator_makes_and_revokes_a_token(
+    axe_page, sign_in_admin, live_server, axe: AxeAudit
+):
+    page = sign_in_admin(axe_page)
     page.goto("/staff/api-tokens/")
     audit(axe, page, "API tokens")
 

@@ -17,7 +17,6 @@ from newsletters.catalog.models import DigestMode
 from newsletters.catalog.services import newsletter_by_slug
 from newsletters.extensions import db
 from newsletters.feeds import services
-from tests.browser import test_staff_pages as staff_pages
 from tests.browser.helpers import AxeAudit, submit
 from tests.support.feedserver import FeedServer
 from tests.support.live import LiveServer
@@ -60,15 +59,12 @@ def _one_feed_fetched(live_server: LiveServer, feed_server: FeedServer) -> int:
 
 
 def test_editor_previews_filters_orders_and_drafts_the_next_digest(
-    running_clock, axe_page, live_server, feed_server, axe
+    running_clock, axe_page, sign_in_admin, live_server, feed_server, axe
 ):
-    page = axe_page
-    staff_pages.make_admin(live_server)
     kl = _one_feed_fetched(live_server, feed_server)
     feeds_url = "/staff/newsletters/kl-nyheder/feeds"
 
-    page.goto("/staff/")
-    staff_pages.log_in(page)
+    page = sign_in_admin(axe_page)
     page.goto(feeds_url)
     # The next digest: when it goes and what it would hold now, as the mail's text.
     expect(page.locator("main [data-field=next-slot]")).to_contain_text("Næste sammendrag:")

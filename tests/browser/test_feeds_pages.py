@@ -12,16 +12,11 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import test_staff_pages as staff_pages
 from tests.browser.helpers import AxeAudit, submit
 from tests.support.editions import confirmed_audience, draft
 from tests.support.feedserver import FeedServer
-from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
-
-ADMIN = "admin@kl.dk"
-PASSWORD = "rigtig-hest-batteri-hæfteklamme"
 
 
 @pytest.fixture
@@ -31,11 +26,6 @@ def feed_server() -> Iterator[FeedServer]:
     server.stop()
 
 
-def make_admin(live_server: LiveServer) -> None:
-    # With two factors, as an administrator must have them.
-    staff_pages.make_admin(live_server)
-
-
 def audit(axe: AxeAudit, page, label: str) -> None:
     assert page.get_attribute("html", "lang") == "da", label
     assert page.locator("main h1").count() == 1, label
@@ -43,19 +33,13 @@ def audit(axe: AxeAudit, page, label: str) -> None:
 
 
 def test_admin_attaches_a_feed_and_an_editor_reviews_and_sends_the_digest(
-    running_clock, axe_page, live_server, smtp_server, feed_server, axe
+    running_clock, axe_page, sign_in_admin, live_server, smtp_server, feed_server, axe
 ):
-    page = axe_page
-    make_admin(live_server)
     audience = confirmed_audience(live_server.app, 3, slug="kl-nyheder")
     # Items of Sunday 29 November: news on Monday.
     url = feed_server.serve("kl.xml", "rss20.xml")
 
-    page.goto("/staff/")
-    page.fill("#email", ADMIN)
-    page.fill("#password", PASSWORD)
-    submit(page)
-    staff_pages.second_step(page)
+    page = sign_in_admin(axe_page)
     with page.expect_navigation():
         page.click("main a[href='/staff/newsletters/kl-nyheder/feeds']")
     audit(axe, page, "feeds, none yet")

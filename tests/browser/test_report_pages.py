@@ -11,7 +11,7 @@ from newsletters.editions.models import Delivery, DeliveryStatus, Edition, Editi
 from newsletters.extensions import db
 from newsletters.subscriptions.models import Subscriber
 from newsletters.timeutil import utcnow
-from tests.browser.test_staff_pages import audit, log_in, make_admin
+from tests.browser.test_staff_pages import audit
 from tests.support.editions import confirmed_audience, draft
 
 pytestmark = pytest.mark.browser
@@ -56,12 +56,11 @@ def _images_loaded(page) -> list[int]:
     )
 
 
-def test_report_pages_draw_their_charts_and_are_axe_clean(axe_page, live_server, axe):
-    make_admin(live_server)
+def test_report_pages_draw_their_charts_and_are_axe_clean(
+    axe_page, sign_in_admin, live_server, axe
+):
     edition_id = _sent_edition(live_server)
-    page = axe_page
-    page.goto("/staff/login")
-    log_in(page)
+    page = sign_in_admin(axe_page)
 
     response = page.goto(f"/staff/editions/{edition_id}/report")
     assert response.status == 200

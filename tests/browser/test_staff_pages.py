@@ -3,46 +3,18 @@ logging out, and axe-core on each page a member of staff meets."""
 
 from __future__ import annotations
 
-import pyotp
 import pytest
 
-from newsletters import timeutil
-from newsletters.extensions import db
-from newsletters.staff import services
-from newsletters.staff.twofactor import sealing
-from tests.browser.helpers import NEWSLETTER_SLUGS, AxeAudit, submit
-from tests.support.live import LiveServer
+from tests.browser.helpers import (
+    ADMIN,
+    NEWSLETTER_SLUGS,
+    AxeAudit,
+    log_in,
+    make_admin,
+    submit,
+)
 
 pytestmark = pytest.mark.browser
-
-ADMIN = "admin@kl.dk"
-PASSWORD = "rigtig-hest-batteri-hæfteklamme"
-# The administrator's authenticator app (administrators must have two factors).
-TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-
-
-def make_admin(live_server: LiveServer) -> None:
-    with live_server.app.app_context():
-        staff = services.create_staff(ADMIN, role="admin", password=PASSWORD)
-        staff.totp_secret = sealing.seal(TOTP_SECRET)
-        staff.totp_enabled_at = timeutil.utcnow()
-        db.session.commit()
-        db.session.remove()
-
-
-def second_step(page, secret: str = TOTP_SECRET):
-    """Type the code the app shows now (by the app's clock) on the second step's page."""
-    page.fill("#code", pyotp.TOTP(secret).at(timeutil.utcnow()))
-    return submit(page)
-
-
-def log_in(page, *, email: str = ADMIN, password: str = PASSWORD):
-    page.fill("#email", email)
-    page.fill("#password", password)
-    response = submit(page)
-    if page.url.split("?")[0].endswith("/staff/login/code"):
-        return second_step(page)
-    return response
 
 
 def audit(axe: AxeAudit, page, label: str) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from newsletters.extensions import db
 from newsletters.staff import services
-from tests.browser.helpers import AxeAudit, submit
-from tests.browser.test_staff_pages import PASSWORD, audit
+from tests.browser.helpers import PASSWORD, AxeAudit, submit
+from tests.browser.test_staff_pages import audit
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser

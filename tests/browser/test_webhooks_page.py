@@ -12,14 +12,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.helpers import AxeAudit, submit, subscribe_and_confirm
-from tests.browser.test_staff_pages import log_in, make_admin
 from tests.support.hookserver import HookServer
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
-
-ADMIN = "admin@kl.dk"
-PASSWORD = "rigtig-hest-batteri-hæfteklamme"
 
 
 @pytest.fixture
@@ -36,14 +32,9 @@ def audit(axe: AxeAudit, page, label: str) -> None:
 
 
 def test_admin_adds_a_webhook_and_the_subscription_events_arrive_signed(
-    axe_page, live_server: LiveServer, smtp_server, receiver, axe
+    axe_page, sign_in_admin, live_server: LiveServer, smtp_server, receiver, axe
 ):
-    page = axe_page
-    # An administrator with two factors (required for administrators), as the staff
-    # pages' own browser tests make one.
-    make_admin(live_server)
-    page.goto("/staff/")
-    log_in(page, email=ADMIN, password=PASSWORD)
+    page = sign_in_admin(axe_page)
     with page.expect_navigation():
         page.click("nav a[href='/staff/webhooks/']")
     expect(page.locator("main h1")).to_have_text("Webhooks")

@@ -56,18 +56,22 @@ def _stored(bind) -> list[tuple[int, str]]:
     )
 
 
-def upgrade():
-    # Widening a VARCHAR: PostgreSQL alters it in place; SQLite re-creates the table
-    # (keeping its AUTOINCREMENT), and does not check lengths anyway.
+def _resize_totp_secret(old: int, new: int) -> None:
+    # Changing a VARCHAR's length: PostgreSQL alters it in place; SQLite re-creates the
+    # table (keeping its AUTOINCREMENT), and does not check lengths anyway.
     with op.batch_alter_table(
         'staff', schema=None, table_kwargs={'sqlite_autoincrement': True}
     ) as batch_op:
         batch_op.alter_column(
             'totp_secret',
-            existing_type=sa.String(length=64),
-            type_=sa.String(length=255),
+            existing_type=sa.String(length=old),
+            type_=sa.String(length=new),
             existing_nullable=True,
         )
+
+
+def upgrade():
+    _resize_totp_secret(64, 255)
     bind = op.get_bind()
     fernet = _fernet()
     for staff_id, secret in _stored(bind):
@@ -96,12 +100,4 @@ def downgrade():
             ) from None
     for staff_id, secret in plain.items():
         bind.execute(staff.update().where(staff.c.id == staff_id).values(totp_secret=secret))
-    with op.batch_alter_table(
-        'staff', schema=None, table_kwargs={'sqlite_autoincrement': True}
-    ) as batch_op:
-        batch_op.alter_column(
-            'totp_secret',
-            existing_type=sa.String(length=255),
-            type_=sa.String(length=64),
-            existing_nullable=True,
-        )
+    _resize_totp_secret(255, 64)
