@@ -357,3 +357,24 @@ def test_worker_runs_in_the_foreground_and_stops_on_sigterm(tmp_path, smtp_serve
             worker.kill()
     assert worker.returncode == 0, output
     assert "stopped" in output
+
+
+def test_every_command_says_in_flask_help_what_it_does(app):
+    """`flask --app wsgi feeds --help` and the like list each command with a line of help."""
+    import click
+
+    def commands(group: click.Group, path: str):
+        for name, command in group.commands.items():
+            yield f"{path} {name}".strip(), command
+            if isinstance(command, click.Group):
+                yield from commands(command, f"{path} {name}")
+
+    ours = {
+        name: command
+        for name, command in commands(app.cli, "")
+        if (command.callback and command.callback.__module__.startswith("newsletters"))
+        or isinstance(command, click.Group)
+    }
+    assert "feeds disable" in ours and "feeds enable" in ours
+    silent = [name for name, command in ours.items() if not command.get_short_help_str().strip()]
+    assert silent == []

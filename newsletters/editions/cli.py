@@ -100,7 +100,8 @@ def status_command(edition_id: int) -> None:
 
 
 def _control(name: str, done: str, action) -> None:
-    @editions_cli.command(name)
+    # The help is given here: click reads a command's docstring when it is made.
+    @editions_cli.command(name, help=f"{name.capitalize()} a send (by the edition's id).")
     @click.argument("edition_id", type=int)
     def command(edition_id: int) -> None:
         try:
@@ -108,8 +109,6 @@ def _control(name: str, done: str, action) -> None:
         except EditionError as error:
             _fail(f"not {done}: {error}")
         click.echo(f"edition {edition_id}: {done}")
-
-    command.__doc__ = f"{name.capitalize()} a send."
 
 
 _control("pause", "paused", lifecycle.pause)

@@ -77,7 +77,8 @@ def list_command() -> None:
 
 
 def _toggle(name: str, enabled: bool) -> None:
-    @feeds_cli.command(name)
+    # The help is given here: click reads a command's docstring when it is made.
+    @feeds_cli.command(name, help=f"{name.capitalize()} a feed (by its id, see `feeds list`).")
     @click.argument("feed_id", type=int)
     def command(feed_id: int) -> None:
         try:
@@ -85,8 +86,6 @@ def _toggle(name: str, enabled: bool) -> None:
         except FeedError as error:
             _fail(str(error))
         click.echo(f"feed {feed.id} {name}d: {feed.url}")
-
-    command.__doc__ = f"{name.capitalize()} a feed (by its id, see `feeds list`)."
 
 
 _toggle("enable", True)
