@@ -1,0 +1,42 @@
+"""subscriber filters in address order: (municipality, email) and (role, email) indexes
+
+Revision ID: 0027
+Revises: 0026
+Create Date: 2026-12-04 17:00:00
+
+The staff's subscriber list filtered by municipality or role is shown in address order,
+50 at a time (issue 17: < 50 ms at 1 000 000 subscribers). With an index on the column
+alone the database read every matching row and sorted them for each page: a role held by
+one in seven subscribers was 140 000 rows (about 100 ms on SQLite, more under load; on
+PostgreSQL a municipality's 10 000 rows read from the table, 45 ms). With the address
+as the second column the page is a walk of the index that stops after 51 entries, and
+the capped count reads the same index. The indexes on the column alone go: the new ones
+lead with the same column, so every lookup by municipality or role alone (the edition
+segments, the walk of the distinct roles) is served as before.
+
+Created on both databases: both planners use them for the page and for the count.
+"""
+from alembic import op
+
+
+# revision identifiers, used by Alembic.
+revision = '0027'
+down_revision = '0026'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_index(
+        'ix_subscribers_municipality_email', 'subscribers', ['municipality', 'email'], unique=False
+    )
+    op.create_index('ix_subscribers_role_email', 'subscribers', ['role', 'email'], unique=False)
+    op.drop_index('ix_subscribers_municipality', table_name='subscribers')
+    op.drop_index('ix_subscribers_role', table_name='subscribers')
+
+
+def downgrade():
+    op.create_index('ix_subscribers_role', 'subscribers', ['role'], unique=False)
+    op.create_index('ix_subscribers_municipality', 'subscribers', ['municipality'], unique=False)
+    op.drop_index('ix_subscribers_role_email', table_name='subscribers')
+    op.drop_index('ix_subscribers_municipality_email', table_name='subscribers')
