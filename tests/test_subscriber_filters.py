@@ -194,15 +194,22 @@ def _plan(stmt) -> str:
 @pytest.mark.parametrize(
     ("f", "index"),
     [
-        (SubscriberFilter(municipality="Aarhus"), "ix_subscribers_municipality_email"),
+        (SubscriberFilter(municipality="Aarhus"), "ix_subscribers_municipality_email_role"),
         (SubscriberFilter(role="borgmester"), "ix_subscribers_role_email"),
+        # Both: the municipality's index, which holds the role (SQLite has no statistics
+        # to tell it which is the rarer; PostgreSQL's planner picks by its own).
+        (
+            SubscriberFilter(municipality="Aarhus", role="borgmester"),
+            "ix_subscribers_municipality_email_role",
+        ),
     ],
 )
 def test_a_filtered_page_walks_an_index_in_address_order(population, f, index):
     with population.app_context():
         stmt = services._filtered(f).order_by(Subscriber.email).limit(51)
         plan = _plan(stmt)
-        assert index in plan, plan
+        if not (f.municipality and f.role) or db.engine.dialect.name == "sqlite":
+            assert index in plan, plan
         # No sort of the matching rows: the index gives them in address order.
         assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
         db.session.rollback()
@@ -242,13 +249,40 @@ def test_migration_0027_down_and_up_keeps_the_filters(population):
         try:
             found = indexes()
             assert {"ix_subscribers_municipality", "ix_subscribers_role"} <= found
-            assert "ix_subscribers_municipality_email" not in found
+            assert "ix_subscribers_municipality_email_role" not in found
             db.session.remove()
         finally:
             upgrade()
         found = indexes()
-        assert {"ix_subscribers_municipality_email", "ix_subscribers_role_email"} <= found
+        assert {"ix_subscribers_municipality_email_role", "ix_subscribers_role_email"} <= found
         assert not {"ix_subscribers_municipality", "ix_subscribers_role"} & found
         page = services.search(SubscriberFilter(municipality="Ærø"))
         assert [r.email for r in page.rows] == expected(SubscriberFilter(municipality="Ærø"))
         assert db.session.scalar(select(Subscriber.id).limit(1)) is not None
+
+
+def test_a_search_with_an_at_pages_in_address_order(app: Flask):
+    addresses = sorted(
+        [f"{name}@kl.dk" for name in ("anna", "bo", "carl", "dorte", "erik")]
+        + ["anna@kl.dkx.org", "kl.dk@example.dk", "x@kk.dk", "bo@kl.d"]
+    )
+    with app.app_context():
+        db.session.execute(
+            insert(Subscriber),
+            [{"email": a, "name": "", "created_at": AT, "updated_at": AT} for a in addresses],
+        )
+        db.session.commit()
+        want = [a for a in addresses if "@kl.dk" in a]
+        seen: list[str] = []
+        after = None
+        while True:
+            page = services.search(SubscriberFilter(query="@KL.DK"), after=after, per_page=2)
+            seen += [r.email for r in page.rows]
+            after = page.next_after
+            if after is None:
+                break
+        assert seen == want
+        page = services.search(SubscriberFilter(query="bo@kl.dk"))
+        assert [r.email for r in page.rows] == ["bo@kl.dk"]
+        page = services.search(SubscriberFilter(query="@kl.dk", municipality="Aarhus"))
+        assert page.rows == []

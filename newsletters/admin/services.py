@@ -149,7 +149,13 @@ def _filtered(f: SubscriberFilter):
     if f.municipality:
         stmt = stmt.where(Subscriber.municipality == f.municipality)
     if f.role:
-        stmt = stmt.where(Subscriber.role == f.role)
+        role = Subscriber.role
+        if f.municipality:
+            # Both: the municipality's index answers, the role checked on its entries
+            # (they hold it). `|| ''` keeps a planner without statistics (SQLite) off the
+            # role's index, whose rows for a common role are many times a municipality's.
+            role = role.concat("")
+        stmt = stmt.where(role == f.role)
     if f.status == STOPPED:
         stmt = stmt.where(Subscriber.hard_bounced_at.is_not(None))
     if f.newsletter or (f.status and f.status != STOPPED):
@@ -184,7 +190,7 @@ def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50)
     after = after.replace("\x00", "")[:320] or None if after else None
     searching = bool(search_term(f.query))
     cap = per_page if searching else COUNT_CAP
-    subscribers = _ordered_page(stmt, after, per_page)
+    subscribers = _ordered_page(stmt, after, per_page, addresses_only=_addresses_only(f))
     more = len(subscribers) > per_page
     subscribers = subscribers[:per_page]
     if searching and more:
@@ -242,14 +248,36 @@ def _count(f: SubscriberFilter, stmt, cap: int) -> int:
     return db.session.scalar(select(func.count()).select_from(capped_rows)) or 0
 
 
-def _ordered_page(stmt, after: str | None, per_page: int) -> list[Subscriber]:
+def _addresses_only(f: SubscriberFilter) -> bool:
+    """Whether the filter looks at the address alone: a search term with an @ (searched
+    in addresses only) and nothing else."""
+    term = search_term(f.query)
+    alone = not (f.newsletter or f.status or f.municipality or f.role)
+    return alone and "@" in term and len(term) >= TRIGRAM
+
+
+def _ordered_page(
+    stmt, after: str | None, per_page: int, *, addresses_only: bool = False
+) -> list[Subscriber]:
     """The next per_page + 1 rows of `stmt` in address order, after `after`: a walk of
     the address index that stops at the page's end when the matches are many, the
     matches from the trigram index sorted when they are few (the planner's choice, from
-    the trigram statistics)."""
+    the trigram statistics).
+
+    A condition on the address alone (`addresses_only`), on PostgreSQL: the page's
+    addresses first, then their rows. The walk then reads the address index only (an
+    index-only scan, the condition checked on each entry) instead of fetching every row it
+    passes from the table: `@kl.dk` (1 % of the rows) passes 8 400 rows before its 51st
+    match, 8 466 pages read, 3-18 ms at 1 000 000; 77 pages and 1.4 ms so.
+    """
     if after:
         stmt = stmt.where(Subscriber.email > after)
-    return list(db.session.scalars(stmt.order_by(Subscriber.email).limit(per_page + 1)))
+    stmt = stmt.order_by(Subscriber.email).limit(per_page + 1)
+    if addresses_only and db.session.get_bind().dialect.name == "postgresql":
+        addresses = stmt.with_only_columns(Subscriber.email)
+        stmt = select(Subscriber).where(Subscriber.email.in_(addresses))
+        stmt = stmt.order_by(Subscriber.email)
+    return list(db.session.scalars(stmt))
 
 
 # The distinct roles by a walk of the role index (a "loose index scan"): one index probe

@@ -1,4 +1,4 @@
-"""subscriber filters in address order: (municipality, email) and (role, email) indexes
+"""subscriber filters in address order: (municipality, email, role) and (role, email) indexes
 
 Revision ID: 0027
 Revises: 0026
@@ -10,9 +10,12 @@ alone the database read every matching row and sorted them for each page: a role
 one in seven subscribers was 140 000 rows (about 100 ms on SQLite, more under load; on
 PostgreSQL a municipality's 10 000 rows read from the table, 45 ms). With the address
 as the second column the page is a walk of the index that stops after 51 entries, and
-the capped count reads the same index. The indexes on the column alone go: the new ones
-lead with the same column, so every lookup by municipality or role alone (the edition
-segments, the walk of the distinct roles) is served as before.
+the capped count reads the same index. The role in the municipality's index answers both
+filters together without reading the table (admin.services checks the role on the
+municipality's entries: 2 ms at 1 000 000 on SQLite, 370 ms through the role's index).
+The indexes on the column alone go: the new ones lead with the same column, so every
+lookup by municipality or role alone (the edition segments, the walk of the distinct
+roles) is served as before.
 
 Created on both databases: both planners use them for the page and for the count.
 """
@@ -28,7 +31,10 @@ depends_on = None
 
 def upgrade():
     op.create_index(
-        'ix_subscribers_municipality_email', 'subscribers', ['municipality', 'email'], unique=False
+        'ix_subscribers_municipality_email_role',
+        'subscribers',
+        ['municipality', 'email', 'role'],
+        unique=False,
     )
     op.create_index('ix_subscribers_role_email', 'subscribers', ['role', 'email'], unique=False)
     op.drop_index('ix_subscribers_municipality', table_name='subscribers')
@@ -39,4 +45,4 @@ def downgrade():
     op.create_index('ix_subscribers_role', 'subscribers', ['role'], unique=False)
     op.create_index('ix_subscribers_municipality', 'subscribers', ['municipality'], unique=False)
     op.drop_index('ix_subscribers_role_email', table_name='subscribers')
-    op.drop_index('ix_subscribers_municipality_email', table_name='subscribers')
+    op.drop_index('ix_subscribers_municipality_email_role', table_name='subscribers')
