@@ -190,7 +190,10 @@ def search(f: SubscriberFilter, *, after: str | None = None, per_page: int = 50)
     after = after.replace("\x00", "")[:320] or None if after else None
     searching = bool(search_term(f.query))
     cap = per_page if searching else COUNT_CAP
-    subscribers = _ordered_page(stmt, after, per_page, addresses_only=_addresses_only(f))
+    if _walks_first(f):
+        subscribers = _walked_page(search_term(f.query), after, per_page)
+    else:
+        subscribers = _ordered_page(stmt, after, per_page, addresses_only=_addresses_only(f))
     more = len(subscribers) > per_page
     subscribers = subscribers[:per_page]
     if searching and more:
@@ -246,6 +249,64 @@ def _count(f: SubscriberFilter, stmt, cap: int) -> int:
         rows = select(Subscription.newsletter_id).where(*conditions)
     capped_rows = rows.limit(cap + 1).subquery()
     return db.session.scalar(select(func.count()).select_from(capped_rows)) or 0
+
+
+# SQLite: how many addresses a search walks in order, checking each, before it asks the
+# trigram table for the rest (a term with an @: the address index alone is read, no row).
+WALK = 3_000
+WALK_ADDRESSES = 20_000
+
+
+def _walks_first(f: SubscriberFilter) -> bool:
+    """Whether the search walks the address index before the trigram table: on SQLite,
+    for a term of 3+ characters and no other filter."""
+    alone = not (f.newsletter or f.status or f.municipality or f.role)
+    term = search_term(f.query)
+    return alone and len(term) >= TRIGRAM and db.session.get_bind().dialect.name == "sqlite"
+
+
+def _contains(term: str):
+    """Subscribers whose address or name contains `term` (lower-cased), checked row by
+    row as `_matches` finds them through the trigram table: a term with a space in names
+    only, one with an @ in addresses only, names compared in lower case beyond ASCII."""
+    in_address = func.instr(Subscriber.email, term) > 0
+    in_name = func.instr(func.lower_unicode(Subscriber.name), term) > 0
+    if " " in term:
+        return in_name
+    if "@" in term:
+        return in_address
+    return or_(in_address, in_name)
+
+
+def _walked_page(term: str, after: str | None, per_page: int) -> list[Subscriber]:
+    """The next per_page + 1 matches of `term` in address order (SQLite).
+
+    SQLite has no statistics to choose, as PostgreSQL's planner does, between walking the
+    address index and sorting what the trigram table finds; the FTS5 table gives every
+    match before one can be ordered (`hansen`, 4 % of the rows: 50 000 of them, 60 ms at
+    1 000 000). So: the next WALK addresses (WALK_ADDRESSES for a term with an @) are
+    walked in order and checked, which ends the page when matches are common (`hansen`:
+    355 rows); for the matches beyond them, if the page is not full, the trigram table,
+    from where the walk stopped.
+    """
+    limit = per_page + 1
+    window = WALK_ADDRESSES if "@" in term else WALK
+    addresses = select(Subscriber.email).order_by(Subscriber.email)
+    if after:
+        addresses = addresses.where(Subscriber.email > after)
+    # The window's last address (a walk of the address index alone); None: fewer remain.
+    end = db.session.scalar(addresses.offset(window - 1).limit(1))
+    near = select(Subscriber).where(_contains(term))
+    if after:
+        near = near.where(Subscriber.email > after)
+    if end is not None:
+        near = near.where(Subscriber.email <= end)
+    found = list(db.session.scalars(near.order_by(Subscriber.email).limit(limit)))
+    if len(found) == limit or end is None:
+        return found
+    rest = select(Subscriber).where(_matches(term), Subscriber.email > end)
+    rest = rest.order_by(Subscriber.email).limit(limit - len(found))
+    return found + list(db.session.scalars(rest))
 
 
 def _addresses_only(f: SubscriberFilter) -> bool:
