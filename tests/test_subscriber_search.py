@@ -26,11 +26,12 @@ PEOPLE = [
 
 @pytest.fixture(autouse=True, params=["walk", "index"])
 def walk_or_index(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """On SQLite a search walks the first WALK addresses in order, then asks the trigram
-    table for the rest: every test here runs with the walk answering (a few rows) and with
-    the trigram table answering all but the first address."""
+    """On SQLite a search walks the addresses in order first, then asks the trigram table
+    for the rest: every test here runs with the walk answering (a few rows) and with the
+    trigram table answering all but the first address."""
     if request.param == "index":
         monkeypatch.setattr(services, "WALK", 1)
+        monkeypatch.setattr(services, "WALK_MOST", 1)
         monkeypatch.setattr(services, "WALK_ADDRESSES", 1)
     return request.param
 
@@ -267,16 +268,20 @@ CROWD = [
 ]
 
 
-@pytest.mark.parametrize("walk", [1, 2, 5, 17, 1000])
+@pytest.mark.parametrize(
+    ("walk", "most", "scale"),
+    [(1, 1, 1), (1, 2, 1), (2, 9, 3), (3, 40, 1), (5, 17, 2), (1000, 8000, 10)],
+)
 def test_the_walk_and_the_trigram_table_together_find_every_match_in_order(
-    app: Flask, monkeypatch: pytest.MonkeyPatch, walk: int
+    app: Flask, monkeypatch: pytest.MonkeyPatch, walk: int, most: int, scale: int
 ):
     with app.app_context():
         db.session.add_all(Subscriber(email=e.replace("ø", "oe").replace("å", "aa"), name=n)
                            for e, n in CROWD)  # fmt: skip
         db.session.commit()
         monkeypatch.setattr(services, "WALK", walk)
-        monkeypatch.setattr(services, "WALK_ADDRESSES", walk)
+        monkeypatch.setattr(services, "WALK_MOST", most)
+        monkeypatch.setattr(services, "WALK_ADDRESSES", scale)
         rows = db.session.execute(select(Subscriber.email, Subscriber.name)).all()
         for term in ["hansen", "ØSTERGAARD", "ørsted", "søren berg", "@kl.dk", "n2@aa", "berg10@"]:
             t = term.lower()
