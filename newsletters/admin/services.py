@@ -150,10 +150,12 @@ def _filtered(f: SubscriberFilter):
         stmt = stmt.where(Subscriber.municipality == f.municipality)
     if f.role:
         role = Subscriber.role
-        if f.municipality:
+        if f.municipality and db.session.get_bind().dialect.name == "sqlite":
             # Both: the municipality's index answers, the role checked on its entries
-            # (they hold it). `|| ''` keeps a planner without statistics (SQLite) off the
-            # role's index, whose rows for a common role are many times a municipality's.
+            # (they hold it). `|| ''` keeps SQLite, which has no statistics, off the
+            # role's index, whose rows for a common role are many times a municipality's
+            # (370 ms at 1 000 000; 2 ms so). PostgreSQL's planner picks the municipality's
+            # index by itself, and misjudges the rows of `role || ''` (a sort, 11 ms).
             role = role.concat("")
         stmt = stmt.where(role == f.role)
     if f.status == STOPPED:
