@@ -197,7 +197,7 @@ def _plan(stmt) -> str:
         (SubscriberFilter(municipality="Aarhus"), "ix_subscribers_municipality_email_role"),
         (SubscriberFilter(role="borgmester"), "ix_subscribers_role_email"),
         # Both: the municipality's index, which holds the role (SQLite has no statistics
-        # to tell it which is the rarer; PostgreSQL's planner picks by its own).
+        # to tell it which is the rarer).
         (
             SubscriberFilter(municipality="Aarhus", role="borgmester"),
             "ix_subscribers_municipality_email_role",
@@ -208,7 +208,10 @@ def test_a_filtered_page_walks_an_index_in_address_order(population, f, index):
     with population.app_context():
         stmt = services._filtered(f).order_by(Subscriber.email).limit(51)
         plan = _plan(stmt)
-        if not (f.municipality and f.role) or db.engine.dialect.name == "sqlite":
+        # PostgreSQL's planner picks among the ordered walks by its statistics, which
+        # other tests' rows leave behind (the address's own index, filtered, is one);
+        # SQLite has none and must take the filter's index.
+        if db.engine.dialect.name == "sqlite":
             assert index in plan, plan
         # No sort of the matching rows: the index gives them in address order.
         assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
