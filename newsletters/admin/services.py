@@ -279,16 +279,14 @@ def _walks_first(f: SubscriberFilter) -> bool:
 
 
 def _contains(term: str):
-    """Subscribers whose address or name contains `term` (lower-cased), checked row by
-    row as `_matches` finds them through the trigram table: a term with a space in names
-    only, one with an @ in addresses only, names compared in lower case beyond ASCII."""
+    """Subscribers whose address or name contains `term` (lower-cased, no space: see
+    _walks_first), checked row by row as `_matches` finds them through the trigram
+    table: a term with an @ in addresses only, names compared in lower case beyond ASCII
+    (`lower_unicode`, registered on each SQLite connection in extensions)."""
     in_address = func.instr(Subscriber.email, term) > 0
-    in_name = func.instr(func.lower_unicode(Subscriber.name), term) > 0
-    if " " in term:
-        return in_name
     if "@" in term:
         return in_address
-    return or_(in_address, in_name)
+    return or_(in_address, func.instr(func.lower_unicode(Subscriber.name), term) > 0)
 
 
 def _walked_page(term: str, after: str | None, per_page: int) -> list[Subscriber]:
