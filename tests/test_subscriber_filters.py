@@ -246,6 +246,18 @@ def test_migration_0027_down_and_up_keeps_the_filters(population):
             sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'subscribers'"
         return set(db.session.scalars(text(sql)))
 
+    def email_statistics() -> int | None:
+        """PostgreSQL's statistics target of subscribers.email (None: the default)."""
+        if db.engine.dialect.name != "postgresql":
+            return None
+        value = db.session.scalar(
+            text(
+                "SELECT attstattarget FROM pg_attribute"
+                " WHERE attrelid = 'subscribers'::regclass AND attname = 'email'"
+            )
+        )
+        return None if value is None or value < 0 else value
+
     with population.app_context():
         db.session.remove()
         downgrade(revision="0026")
@@ -253,12 +265,15 @@ def test_migration_0027_down_and_up_keeps_the_filters(population):
             found = indexes()
             assert {"ix_subscribers_municipality", "ix_subscribers_role"} <= found
             assert "ix_subscribers_municipality_email_role" not in found
+            assert email_statistics() is None
             db.session.remove()
         finally:
             upgrade()
         found = indexes()
         assert {"ix_subscribers_municipality_email_role", "ix_subscribers_role_email"} <= found
         assert not {"ix_subscribers_municipality", "ix_subscribers_role"} & found
+        sqlite = db.engine.dialect.name == "sqlite"
+        assert email_statistics() == (None if sqlite else 1000)
         page = services.search(SubscriberFilter(municipality="Ærø"))
         assert [r.email for r in page.rows] == expected(SubscriberFilter(municipality="Ærø"))
         assert db.session.scalar(select(Subscriber.id).limit(1)) is not None
