@@ -38,13 +38,20 @@ limiter = Limiter(key_func=get_remote_address)
 login_manager = LoginManager()
 
 
+def _lower_unicode(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     """SQLite enforces foreign keys only when asked; WAL lets the web process read while
-    the worker writes."""
+    the worker writes. `lower_unicode(x)`: lower case beyond ASCII (SQLite's lower() folds
+    A-Z only), for the subscriber search, which compares names as its trigram index does
+    ("Ø" finds "ø")."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        dbapi_connection.create_function("lower_unicode", 1, _lower_unicode, deterministic=True)

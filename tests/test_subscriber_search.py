@@ -24,6 +24,18 @@ PEOPLE = [
 ]
 
 
+@pytest.fixture(autouse=True, params=["walk", "index"])
+def walk_or_index(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """On SQLite a search walks the addresses in order first, then asks the trigram table
+    for the rest: every test here runs with the walk answering (a few rows) and with the
+    trigram table answering all but the first address."""
+    if request.param == "index":
+        monkeypatch.setattr(services, "WALK", 1)
+        monkeypatch.setattr(services, "WALK_MOST", 1)
+        monkeypatch.setattr(services, "WALK_ADDRESSES", 1)
+    return request.param
+
+
 @pytest.fixture
 def people(app: Flask) -> Flask:
     with app.app_context():
@@ -242,3 +254,48 @@ def test_a_full_search_page_says_more_than_and_asks_for_more(make_app):
     assert "Skriv mere af adressen" not in page
     page = client.get("/staff/subscribers").get_data(as_text=True)
     assert "Abonnenter fundet: 4" in page  # a list counts all (up to COUNT_CAP)
+
+
+CROWD = [
+    (f"{first}.{last}{n}@{domain}", f"{first.title()} {middle}{last.title()}")
+    for n, (first, last, domain, middle) in enumerate(
+        (f, la, d, m)
+        for f in ("anna", "bo", "søren", "åse")
+        for la in ("hansen", "østergaard", "berg")
+        for d in ("kl.dk", "aarhus.dk")
+        for m in ("", "Ørsted ")
+    )
+]
+
+
+@pytest.mark.parametrize(
+    ("walk", "most", "scale"),
+    [(1, 1, 1), (1, 2, 1), (2, 9, 3), (3, 40, 1), (5, 17, 2), (1000, 8000, 10)],
+)
+def test_the_walk_and_the_trigram_table_together_find_every_match_in_order(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, walk: int, most: int, scale: int
+):
+    with app.app_context():
+        db.session.add_all(Subscriber(email=e.replace("ø", "oe").replace("å", "aa"), name=n)
+                           for e, n in CROWD)  # fmt: skip
+        db.session.commit()
+        monkeypatch.setattr(services, "WALK", walk)
+        monkeypatch.setattr(services, "WALK_MOST", most)
+        monkeypatch.setattr(services, "WALK_ADDRESSES", scale)
+        rows = db.session.execute(select(Subscriber.email, Subscriber.name)).all()
+        for term in ["hansen", "ØSTERGAARD", "ørsted", "søren berg", "@kl.dk", "n2@aa", "berg10@"]:
+            t = term.lower()
+            want = sorted(
+                e for e, n in rows
+                if (" " not in t and t in e) or ("@" not in t and t in n.lower())
+            )  # fmt: skip
+            seen: list[str] = []
+            after = None
+            while True:
+                page = services.search(SubscriberFilter(query=term), after=after, per_page=3)
+                seen += [r.email for r in page.rows]
+                after = page.next_after
+                if after is None:
+                    break
+            assert seen == want, term
+            assert want, term

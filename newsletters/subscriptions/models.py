@@ -33,8 +33,17 @@ def new_link_key() -> str:
 
 class Subscriber(db.Model):
     __tablename__ = "subscribers"
-    # Ids are never handed out again (SQLite would reuse the highest one after a delete).
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        # The staff pages filter on municipality or role and list in address order: with
+        # the address second, a filtered page is a walk of the index that stops after the
+        # page, not a sort of every matching row (issue 17: 10 000 to 140 000 rows at
+        # 1 000 000 subscribers). The leading column serves the lookups by it alone; the
+        # role in the municipality's entries answers both filters together from the index.
+        Index("ix_subscribers_municipality_email_role", "municipality", "email", "role"),
+        Index("ix_subscribers_role_email", "role", "email"),
+        # Ids are never handed out again (SQLite would reuse the highest one after a delete).
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Names the person in their signed links (tokens.SubscriberLink) instead of the id:
@@ -44,9 +53,9 @@ class Subscriber(db.Model):
     # Normalised (email-validator) and lower-cased; the identity of a person here.
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    # Indexed: the staff pages filter on both.
-    municipality: Mapped[str] = mapped_column(String(100), default="", index=True)
-    role: Mapped[str] = mapped_column(String(100), default="", index=True)
+    # Indexed with the address (__table_args__): the staff pages filter on both.
+    municipality: Mapped[str] = mapped_column(String(100), default="")
+    role: Mapped[str] = mapped_column(String(100), default="")
     locale: Mapped[str] = mapped_column(String(8), default="da")
     # Part of every signed link; bumping it revokes all outstanding links.
     token_version: Mapped[int] = mapped_column(Integer, default=1)
