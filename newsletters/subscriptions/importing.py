@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import re
 import shutil
 import sqlite3
@@ -22,7 +23,18 @@ from datetime import datetime
 from typing import BinaryIO, TextIO
 
 from flask import current_app
-from sqlalchemy import String, Text, any_, bindparam, insert, literal, select, text, update
+from sqlalchemy import (
+    String,
+    Text,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 
 from newsletters import events
@@ -814,14 +826,18 @@ class _Plan:
 
 
 def _among(column, values: list):
-    """`column IN (values)`; on PostgreSQL `column = ANY(%s)` with the chunk's values as
-    one array parameter. An IN list of 5 000 parameters cost psycopg a parse of the
-    query text and the server a plan per chunk: most of a re-import's time there."""
+    """`column IN (values)`, the chunk's values as one parameter: on PostgreSQL
+    `column = ANY(%s)` with an array, on SQLite `column IN (SELECT value FROM
+    json_each(?))`. An IN list of 5 000 parameters cost psycopg a parse of the query
+    text and the server a plan per chunk (most of a re-import's time there), and
+    SQLAlchemy a bound parameter made and named per value (on SQLite a tenth of an
+    invitation import's time)."""
     if db.engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import ARRAY
 
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(values)
+    listed = func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))
+    return column.in_(select(listed.table_valued("value").c.value))
 
 
 def _dialect_insert(table):
