@@ -225,3 +225,49 @@ def test_confirmation_mails_match_confirmation_mail_row(app, locale, clock):
             assert fast[key] == slow[key]
         db.session.rollback()
         db.session.remove()
+
+
+def test_a_personal_line_is_encoded_as_the_whole_line_is_at_every_break():
+    """Quoted-printable breaks a line every 76 octets, never inside an "=XX", and quotes
+    whitespace at its end: a line with a link is encoded per person from its part before
+    the link encoded once, and must give what encoding the whole line gives, wherever
+    the link, an escape or the line's end falls."""
+    from newsletters.mailing.compose import _PersonalLine, _qp_line
+
+    marks = ("NLxPERSONALxAxURL", "NLxPERSONALxBxURL")
+    random = __import__("random").Random(17)
+    alphabet = ["a", "=", "ø", " ", "\t", ".", "é", "<", "æble"]
+    values = ["", "x", "=", "https://x.dk/confirm/abc.def?lang=en", "a " * 40, "ø=" * 30]
+    for _ in range(3000):
+        prefix = "".join(random.choice(alphabet) for _ in range(random.randrange(0, 200)))
+        middle = "".join(random.choice(alphabet) for _ in range(random.randrange(0, 8)))
+        suffix = "".join(random.choice(alphabet) for _ in range(random.randrange(0, 90)))
+        source = prefix + marks[0] + middle + marks[1] + suffix
+        a = random.choice(values) + "x" * random.randrange(0, 80) + random.choice(["", " ", "="])
+        b = random.choice(values)
+        line = _PersonalLine(source, marks)
+        whole = prefix + a + middle + b + suffix
+        assert line.encode({marks[0]: a, marks[1]: b}) == _qp_line(whole), whole
+    # A value with a line break makes two lines, as in the whole body.
+    line = _PersonalLine("x" * 100 + marks[0], marks)
+    assert line.encode({marks[0]: "a\r\nb"}) == _qp_line("x" * 100 + "a\r\nb")
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        SubscriberLink("A" * 22, 1),
+        SubscriberLink("abc_DEF-0123456789abcd", 7, (3, 1), edition_id=12),
+        SubscriberLink("abc_DEF-0123456789abcd", 0, (), edition_id=None),
+        SubscriberLink('quote"and\\back', 1),  # not a link key: json.dumps writes it
+        SubscriberLink("A" * 22, True),  # a bool is not an int to JSON
+        SubscriberLink("A" * 22, 2, (True,)),
+    ],
+)
+def test_a_links_payload_is_encoded_as_sign_encodes_it(app, link):
+    from newsletters.tokens import BulkSigner, encode_payload
+
+    assert link.encoded() == encode_payload(link.payload())
+    with app.app_context():
+        token = BulkSigner(Purpose.MANAGE).sign_encoded(link.encoded())
+        assert verify(Purpose.MANAGE, token) == link.payload()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email import quoprimime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any
 
 import css_inline
 from flask import current_app, render_template
@@ -126,6 +127,8 @@ _PLAIN_ADDRESS = re.compile(
     r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
 )
 _PLAIN_URL = re.compile(r"[\x21-\x7e]+")
+# What markupsafe.escape changes.
+_HTML_SPECIAL = re.compile("[&<>\"']")
 
 
 def _qp_line(line: str) -> str:
@@ -135,6 +138,86 @@ def _qp_line(line: str) -> str:
         line.encode("utf-8").decode("latin-1") + "\n", SMTP_POLICY.max_line_length
     )
     return encoded.replace("\n", "\r\n")
+
+
+# What quoprimime.body_encode writes for each octet before it breaks the lines.
+_QP_OCTETS = [
+    chr(octet)
+    if chr(octet) in "\r\n" or not quoprimime.body_check(octet)
+    else quoprimime.quote(chr(octet))
+    for octet in range(256)
+]
+_QP_MAX = SMTP_POLICY.max_line_length
+
+
+def _qp_escaped(text: str) -> str:
+    """`text`'s octets as quoted-printable writes them, lines not yet broken."""
+    if _PLAIN_URL.fullmatch(text):
+        return text.replace("=", "=3D")
+    return text.encode("utf-8").decode("latin-1").translate(_QP_OCTETS)
+
+
+def _soft_lines(line: str, start: int = 0, done: int | None = None) -> tuple[list[str], int]:
+    """quoprimime.body_encode's breaking of one escaped line into lines of at most
+    76 octets (soft breaks "=", never inside an "=XX"), from `start`: (the lines, where
+    the last one starts). With `done`, only the lines that end by `done - 2`, whatever
+    follows: the decisions look two octets ahead of a line's end, and the line must be
+    that much longer for there to be another line after it."""
+    out = []
+    length = len(line) if done is None else done
+    laststart = length - 1 - _QP_MAX
+    while start <= laststart:
+        stop = start + _QP_MAX - 1
+        if line[stop - 2] == "=":
+            out.append(line[start : stop - 1])
+            start = stop - 2
+        elif line[stop - 1] == "=":
+            out.append(line[start:stop])
+            start = stop - 1
+        else:
+            out.append(line[start:stop] + "=")
+            start = stop
+    if done is not None:
+        return out, start
+    # The line's end, where trailing whitespace is quoted (it would be stripped in transit).
+    if line and line[-1] in " \t":
+        room = start - laststart
+        if room >= 3:
+            end = quoprimime.quote(line[-1])
+        elif room == 2:
+            end = line[-1] + "=\r\n"
+        else:
+            end = "=\r\n" + quoprimime.quote(line[-1])
+        out.append(line[start:-1] + end)
+    else:
+        out.append(line[start:])
+    return out, start
+
+
+class _PersonalLine:
+    """A body line that carries marks, quoted-printable encoded per recipient as
+    `_qp_line` encodes it: its octets escaped once, and the lines before the first mark
+    broken once (the breaking runs left to right and looks only two octets ahead)."""
+
+    def __init__(self, source: str, marks: tuple[str, ...]) -> None:
+        self.source = source
+        parts = re.split("(" + "|".join(re.escape(m) for m in marks) + ")", source)
+        self.statics = [_qp_escaped(part) for part in parts[0::2]]
+        self.marks = parts[1::2]
+        first = self.statics[0]
+        self.head, self.resume = _soft_lines(first, done=len(first))
+        self.head_text = "".join(line + "\r\n" for line in self.head)
+
+    def encode(self, values: dict[str, str]) -> str:
+        pieces = [self.statics[0][self.resume :]]
+        for mark, static in zip(self.marks, self.statics[1:], strict=True):
+            value = _qp_escaped(values[mark])
+            if "\r" in value or "\n" in value:
+                # A line break in a value: the line is two lines; the whole way.
+                return _qp_line(_fill(self.source, values))
+            pieces += [value, static]
+        lines, _ = _soft_lines("".join(pieces))
+        return self.head_text + "\r\n".join(lines) + "\r\n"
 
 
 def _header_line(name: str, value: str) -> str:
@@ -185,8 +268,8 @@ class PersonalTemplate:
                 lines[i], raw_message_id = _MESSAGE_ID_MARK, line.removeprefix("Message-ID: ")
         head = "\r\n".join(lines)
         # (kind, value): "s" static text, "h" a personal header, "t"/"x" a personal line
-        # of the text / HTML part (its source, marks unreplaced).
-        pieces: list[tuple[str, str]] = []
+        # of the text / HTML part.
+        pieces: list[tuple[str, Any]] = []
         rest = head + sep
         for mark, header in (
             (f"To: {TO_MARK}\r\n", "To"),
@@ -211,7 +294,7 @@ class PersonalTemplate:
             static: list[str] = []
             for line in _lines(source):
                 if any(m in line for m in marks):
-                    pieces += [("s", rest + "".join(static)), (kind, line)]
+                    pieces += [("s", rest + "".join(static)), (kind, _PersonalLine(line, marks))]
                     rest, static = "", []
                 else:
                     static.append(_qp_line(line))
@@ -239,15 +322,15 @@ class PersonalTemplate:
     ) -> str:
         """One recipient's message, as `build_message` writes it: `values` maps each mark
         to that recipient's link, `to` is their (ASCII) address."""
-        escaped = {m: str(escape(v)) for m, v in values.items()}
+        escaped = {m: str(escape(v)) if _HTML_SPECIAL.search(v) else v for m, v in values.items()}
         out = []
         for kind, value in self._pieces:
             if kind == "s":
                 out.append(value)
             elif kind == "t":
-                out.append(_qp_line(_fill(value, values)))
+                out.append(value.encode(values))
             elif kind == "x":
-                out.append(_qp_line(_fill(value, escaped)))
+                out.append(value.encode(escaped))
             elif value == "To":
                 if len(to) < 900 and "=?" not in to and _PLAIN_ADDRESS.fullmatch(to):
                     out.append(f"To: {to}\r\n")

@@ -8,12 +8,14 @@ lease, hand each to the SMTP server, record the outcome, retry with backoff.
 from __future__ import annotations
 
 import logging
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from newsletters import jobs
 from newsletters.extensions import db
@@ -84,10 +86,58 @@ def message_row(
 
 
 def enqueue_rows(rows: list[dict[str, Any]]) -> None:
-    """Add prepared mails (`message_row`) to the current transaction in one executemany."""
-    if rows:
-        db.session.connection().execute(insert(OutboxMessage.__table__), rows)
-        jobs.queued_work()
+    """Add prepared mails (`message_row`) to the current transaction, all at once: on
+    PostgreSQL with COPY, on SQLite with one executemany of plain values.
+
+    Not SQLAlchemy's executemany: for 5 000 rows of 6.7 kB it made each row's defaults
+    and processed each value (and on PostgreSQL sent them as bound parameters of
+    multi-row INSERTs), more than the database's own work of writing them. A column's
+    values are processed once per distinct value (the status and the times are the same
+    for every row)."""
+    if not rows:
+        return
+    connection = db.session.connection()
+    dialect = connection.dialect
+    table = OutboxMessage.__table__
+    defaults = {"attempts": 0, "created_at": utcnow()}
+    names = list(rows[0]) + [name for name in defaults if name not in rows[0]]
+    cells: list[Callable[[dict[str, Any]], Any]] = []
+    for name in names:
+        process = table.c[name].type.bind_processor(dialect)
+        if name not in rows[0]:
+            value = process(defaults[name]) if process else defaults[name]
+            cells.append(lambda row, value=value: value)
+        elif process is None:
+            cells.append(operator.itemgetter(name))
+        else:
+            cells.append(_once_per_value(name, process))
+    values = [tuple(cell(row) for cell in cells) for row in rows]
+    listed = ", ".join(names)
+    if dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor, cursor.copy(f"COPY {table.name} ({listed}) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row(value)
+    else:
+        marks = ", ".join("?" * len(names))
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({listed}) VALUES ({marks})",  # noqa: S608 - our names
+            values,
+        )
+    jobs.queued_work()
+
+
+def _once_per_value(name: str, process: Callable[[Any], Any]) -> Callable[[dict[str, Any]], Any]:
+    """A row's `name` processed for the database, each distinct value once."""
+    seen: dict[Any, Any] = {}
+
+    def cell(row: dict[str, Any]) -> Any:
+        value = row[name]
+        if value not in seen:
+            seen[value] = process(value)
+        return seen[value]
+
+    return cell
 
 
 def claim_due(worker_id: str, limit: int) -> list[int]:

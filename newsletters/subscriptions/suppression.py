@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import any_, bindparam, exists, func, select, update
 
 from newsletters import events
 from newsletters.extensions import db
@@ -64,6 +64,17 @@ def suppressed_among(addresses: Iterable[str], *, normalised: bool = False) -> s
         by_hash = {address_hash(a): a for a in addresses}
     found: set[str] = set()
     hashes = list(by_hash)
+    if hashes and db.engine.dialect.name == "postgresql":
+        # One array parameter: 200 queries of 500 bound parameters each (parsed by
+        # psycopg, planned by the server) were 1.1 s of a 100 000-row import there.
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        column = Suppression.address_hash
+        listed = bindparam(None, hashes, type_=ARRAY(column.type))
+        found.update(
+            by_hash[h] for h in db.session.scalars(select(column).where(column == any_(listed)))
+        )
+        return found
     for start in range(0, len(hashes), 500):
         chunk = hashes[start : start + 500]
         found.update(
