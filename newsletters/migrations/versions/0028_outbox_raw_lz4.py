@@ -1,7 +1,7 @@
 """outbox messages' bodies compressed with lz4 on PostgreSQL (issue 17)
 
-Revision ID: 0027
-Revises: 0026
+Revision ID: 0028
+Revises: 0027
 Create Date: 2026-12-04 17:30:00
 
 - PostgreSQL 14 or later, built with lz4: outbox_messages.raw is compressed with lz4
@@ -15,8 +15,8 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = '0027'
-down_revision = '0026'
+revision = '0028'
+down_revision = '0027'
 branch_labels = None
 depends_on = None
 
