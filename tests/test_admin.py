@@ -26,6 +26,7 @@ from newsletters.subscriptions import (
     consent,
     enrolment,
     erasure,
+    importing,
     intake,
     mails,
     preferences,
@@ -331,6 +332,42 @@ def test_an_upload_streams_a_line_per_chunk_then_the_report(admin, app):
     assert count(app, Subscriber) == 3
     imports = [a for a in audit_actions(app) if a[0] == "subscribers.import"]
     assert imports == [("subscribers.import", "newsletter:bestyrelse")]
+
+
+def test_an_error_in_the_middle_of_a_streamed_import_is_told_in_danish_and_logged(
+    admin, app, monkeypatch, caplog
+):
+    """The page is already streaming when the second chunk fails: it ends with a Danish
+    message (no stack trace, no cut-off page); the first chunk stays whole, and running
+    the same file again imports the rest."""
+    app.config["IMPORT_CHUNK_ROWS"] = 2
+    run = importing._Plan.run
+    calls = []
+
+    def fails_the_second_time(plan, rows):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise RuntimeError("the disk is full")
+        return run(plan, rows)
+
+    monkeypatch.setattr(importing._Plan, "run", fails_the_second_time)
+    response = upload(admin, MAYORS.encode(), mode="enrol", basis=BASIS, dry_run="")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "2 af 3 rækker færdige (66 %)" in page
+    assert "Importen stoppede på grund af en uventet fejl efter 2 af 3 rækker" in page
+    assert "the disk is full" not in page and "Traceback" not in page
+    assert page.rstrip().endswith("</html>")
+    assert "the disk is full" in caplog.text
+    assert count(app, Subscriber) == 2
+    assert [a for a in audit_actions(app) if a[0] == "subscribers.import"] == []
+
+    monkeypatch.setattr(importing._Plan, "run", run)
+    page = upload(admin, MAYORS.encode(), mode="enrol", basis=BASIS, dry_run="").get_data(
+        as_text=True
+    )
+    assert "Tilmeldt: 1" in page
+    assert count(app, Subscriber) == 3
 
 
 def test_a_streamed_dry_run_says_so_and_writes_nothing(admin, app):

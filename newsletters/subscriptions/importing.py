@@ -13,6 +13,7 @@ import csv
 import io
 import itertools
 import json
+import logging
 import re
 import shutil
 import sqlite3
@@ -60,6 +61,8 @@ from newsletters.timeutil import UTCDateTime, utcnow
 
 COLUMNS = ("email", "name", "municipality", "role")
 MAX_LENGTHS = {"name": 200, "municipality": 100, "role": 100}
+
+log = logging.getLogger(__name__)
 
 
 class Reason(str):
@@ -474,24 +477,39 @@ class ImportProgress:
     """The rest of an import that has passed its check (`import_steps` after its first
     step), for a page that shows its progress: iterating yields (rows done, rows in
     all) after each chunk; then `report` holds the report, or `busy` is set when the
-    database stayed busy too long (what was written is complete; running the same
-    file again imports the rest)."""
+    database stayed busy too long, or `failed` when anything else stopped it (logged).
+    Either way what was written is complete, and running the same file again imports
+    the rest."""
 
     def __init__(self, steps: Generator[tuple[int, int], None, ImportReport]) -> None:
         self._steps = steps
         self.report: ImportReport | None = None
         self.busy = False
+        self.failed = False
+        self.done = 0
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         try:
             while True:
-                yield next(self._steps)
+                self.done, total = next(self._steps)
+                yield self.done, total
         except StopIteration as done:
             self.report = done.value
         except DBAPIError as error:
-            if not is_busy(error):
-                raise
-            self.busy = True
+            if is_busy(error):
+                self.busy = True
+            else:
+                self._stopped()
+        except Exception:
+            self._stopped()
+
+    def _stopped(self) -> None:
+        # The page has been streaming for a while, so it cannot turn into an error page:
+        # it says what happened in the reader's words, and the details go to the log.
+        # The chunk that failed was rolled back; the chunks before it are whole.
+        log.exception("an import from the staff page stopped after %s rows", self.done)
+        db.session.rollback()
+        self.failed = True
 
     def notes(self) -> list[str]:
         """The report's notes in the reader's language."""
