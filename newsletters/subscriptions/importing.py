@@ -599,7 +599,7 @@ def import_steps(
         analysed_at = 0
         done = 0
         for chunk in staging.chunks(chunk_rows):
-            if report.new_subscribers >= max(_ANALYSE_EVERY, 2 * analysed_at):
+            if report.new_subscribers >= max(_ANALYSE_EVERY, 4 * analysed_at):
                 _refresh_statistics()
                 analysed_at = report.new_subscribers
             try:
@@ -642,9 +642,9 @@ def import_steps(
 # at once (a fresh table looks empty, and each chunk's lookups by address then scan
 # it): measured, the unchanged re-import of 100 000 rows took 16 s instead of 8. So
 # the tables are analysed before the chunks, after this many new subscribers, and again
-# each time they have doubled since (the plans need the size roughly right, and each
-# ANALYZE of a large table costs a few hundred milliseconds: every 10 000 rows it was
-# a tenth of a 100 000-row import).
+# each time they have grown fourfold since (the plans need the size only roughly right,
+# and each ANALYZE of a large table costs a few hundred milliseconds: every 10 000 rows
+# it was a tenth of a 100 000-row import; at each doubling, 0.4 s of 10).
 _ANALYSE_EVERY = 10_000
 
 
@@ -814,12 +814,28 @@ class _Plan:
         # Transaction 2: subscriptions, consent records and mails, all or nothing; each
         # table one set-based statement (INSERT ... SELECT), the mails one executemany.
         confirmed = self.basis is not None
-        created = _insert_subscriptions(
-            newsletter_id,
-            to_create,
-            SubscriptionStatus.CONFIRMED if confirmed else SubscriptionStatus.PENDING,
-            now,
-        )
+        consent = {
+            "action": ConsentAction.ENROLLED if confirmed else ConsentAction.REQUESTED,
+            "ctx": self.ctx,
+            "at": now,
+            "basis": self.basis,
+            "consent_version": None if confirmed else CURRENT_CONSENT_VERSION,
+        }
+        if self._one_transaction:
+            # No mails to queue: the new subscriptions' consent records are written by
+            # the same statement, not looked up again by id.
+            recorded = _insert_subscriptions_with_consent(
+                newsletter_id, to_create, SubscriptionStatus.CONFIRMED, now, consent
+            )
+            created: list[tuple[int, int]] = []
+        else:
+            recorded = 0
+            created = _insert_subscriptions(
+                newsletter_id,
+                to_create,
+                SubscriptionStatus.CONFIRMED if confirmed else SubscriptionStatus.PENDING,
+                now,
+            )
         if to_confirm:
             created += list(
                 db.session.connection().execute(
@@ -835,20 +851,14 @@ class _Plan:
                 )
             )
         if created:
-            _record_consent(
-                [subscription_id for subscription_id, _ in created],
-                ConsentAction.ENROLLED if confirmed else ConsentAction.REQUESTED,
-                self.ctx,
-                at=now,
-                basis=self.basis,
-                consent_version=None if confirmed else CURRENT_CONSENT_VERSION,
-            )
+            _record_consent([subscription_id for subscription_id, _ in created], **consent)
             outbox.enqueue_rows([mail_rows[s] for _id, s in created if s in mail_rows])
         db.session.commit()
         # Subscribed meanwhile by someone else (a form carried out between the two
         # transactions): nothing to do for them.
-        self.report.unchanged += len(to_create) + len(to_confirm) - len(created)
-        self._count(len(created))
+        done = recorded + len(created)
+        self.report.unchanged += len(to_create) + len(to_confirm) - done
+        self._count(done)
 
 
 def _among(column, values: list):
@@ -902,6 +912,64 @@ def _insert_subscriptions(
     return [tuple(row) for row in db.session.connection().execute(statement)]
 
 
+def _insert_subscriptions_with_consent(
+    newsletter_id: int, emails: list[str], status: SubscriptionStatus, now: datetime, consent: dict
+) -> int:
+    """`_insert_subscriptions` and `_record_consent` in one statement (PostgreSQL: the
+    consent records inserted from the subscriptions' INSERT ... RETURNING, a
+    data-modifying WITH); the number of subscriptions inserted."""
+    if not emails:
+        return 0
+    columns = ["subscriber_id", "newsletter_id", "status", "requested_at", "confirmed_at"]
+    values = [
+        _subscribers.c.id,
+        literal(newsletter_id),
+        literal(status.value),
+        literal(now, UTCDateTime),
+        literal(now if status == SubscriptionStatus.CONFIRMED else None, UTCDateTime),
+    ]
+    created = (
+        _dialect_insert(_subscriptions)
+        .from_select(columns, select(*values).where(_among(_subscribers.c.email, emails)))
+        .on_conflict_do_nothing(
+            index_elements=[_subscriptions.c.subscriber_id, _subscriptions.c.newsletter_id]
+        )
+        .returning(_subscriptions.c.id)
+        .cte("created")
+    )
+    records = _consent_values(created.c.id, **consent)
+    recorded = (
+        insert(_consent_events)
+        .from_select(list(records), select(*records.values()))
+        .returning(_consent_events.c.id)
+        .cte("recorded")
+    )
+    return db.session.connection().execute(select(func.count()).select_from(recorded)).scalar_one()
+
+
+def _consent_values(
+    subscription_id,
+    action: ConsentAction,
+    ctx: RequestContext,
+    *,
+    at: datetime,
+    basis: str | None,
+    consent_version: str | None,
+) -> dict:
+    """The columns of a consent record: the subscription's id from `subscription_id`."""
+    return {
+        "subscription_id": subscription_id,
+        "action": literal(action.value),
+        "method": literal(ctx.method),
+        "at": literal(at, UTCDateTime),
+        "ip": literal((ctx.ip or None) and ctx.ip[:64], String),
+        "user_agent": literal((ctx.user_agent or None) and ctx.user_agent[:512], String),
+        "consent_text_version": literal(consent_version, String),
+        "locale": literal(ctx.locale),
+        "basis": literal(basis, Text),
+    }
+
+
 def _record_consent(
     subscription_ids: list[int],
     action: ConsentAction,
@@ -912,17 +980,14 @@ def _record_consent(
     consent_version: str | None,
 ) -> None:
     """One consent record per subscription (one INSERT ... SELECT)."""
-    values = {
-        "subscription_id": _subscriptions.c.id,
-        "action": literal(action.value),
-        "method": literal(ctx.method),
-        "at": literal(at, UTCDateTime),
-        "ip": literal((ctx.ip or None) and ctx.ip[:64], String),
-        "user_agent": literal((ctx.user_agent or None) and ctx.user_agent[:512], String),
-        "consent_text_version": literal(consent_version, String),
-        "locale": literal(ctx.locale),
-        "basis": literal(basis, Text),
-    }
+    values = _consent_values(
+        _subscriptions.c.id,
+        action,
+        ctx,
+        at=at,
+        basis=basis,
+        consent_version=consent_version,
+    )
     db.session.connection().execute(
         insert(_consent_events).from_select(
             list(values),
