@@ -301,3 +301,22 @@ def test_an_address_with_a_control_character_is_refused(app):
         with pytest.raises(services.BadFeedURL):
             services.add_feed("kl-nyheder", "https://kl.dk/\x01rss")
     assert _feed_count(app) == 0
+
+
+def test_a_malformed_file_says_where_in_the_readers_language_not_expats_english(admin_client):
+    malformed = b"<opml version='2.0'><body>\n<outline xmlUrl='https://kl.dk/x'>\n</opml>"
+    shown = html.unescape(_upload(admin_client, malformed).get_data(as_text=True))
+    assert "Filen er ikke velformet XML (linje 3, kolonne 3)." in shown
+    assert "mismatched tag" not in shown
+
+    admin_client.get("/staff/newsletters/kl-nyheder/feeds?lang=en")
+    shown = html.unescape(_upload(admin_client, malformed).get_data(as_text=True))
+    assert "The file is not well-formed XML (line 3, column 3)." in shown
+    assert "mismatched tag" not in shown
+
+
+def test_the_cli_keeps_the_xml_parsers_detail(app):
+    with app.app_context(), pytest.raises(OpmlError) as refused:
+        services.import_opml("kl-nyheder", b"<opml>\n<body></opml>")
+    [problem] = refused.value.problems
+    assert problem.params["line"] == 2 and "mismatched tag" in problem.text

@@ -398,7 +398,11 @@ def opml_problem(problem: OpmlProblem) -> str:
     if problem.code == "too_large":
         return _("The file is larger than %(kb)s KB.", kb=p["kb"])
     if problem.code == "not_xml":
-        return _("The file is not well-formed XML (%(detail)s).", detail=p["detail"])
+        return _(
+            "The file is not well-formed XML (line %(line)s, column %(column)s).",
+            line=p["line"],
+            column=p["column"],
+        )
     if problem.code == "doctype":
         return _(
             "The file has a DOCTYPE declaration. OPML needs none, and it is refused for "
