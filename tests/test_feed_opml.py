@@ -320,3 +320,21 @@ def test_the_cli_keeps_the_xml_parsers_detail(app):
         services.import_opml("kl-nyheder", b"<opml>\n<body></opml>")
     [problem] = refused.value.problems
     assert problem.params["line"] == 2 and "mismatched tag" in problem.text
+
+
+@pytest.mark.parametrize(
+    ("lang", "unknown", "folder"),
+    [
+        (None, "Filen kan ikke importeres.", 'Linje 4: feedets mappe "Nyt" svarer ikke til'),
+        ("en", "The file cannot be imported.", 'Line 4: the feed\'s folder "Nyt" names no'),
+    ],
+)
+def test_every_opml_problem_is_told_in_the_readers_language(app, lang, unknown, folder):
+    from newsletters.feeds.opml import Problem
+    from newsletters.feeds.routes import opml_problem
+
+    with app.test_request_context("/", query_string={"lang": lang} if lang else None):
+        # A reason the page has no text of its own for: never the CLI's English.
+        assert opml_problem(Problem("new_reason", "an English reason", {})) == unknown
+        shown = opml_problem(Problem("unknown_folder", "line 4: ...", {"line": 4, "folder": "Nyt"}))
+        assert shown.startswith(folder)

@@ -434,9 +434,18 @@ def opml_problem(problem: OpmlProblem) -> str:
             line=p["line"],
             url=p["url"],
         )
+    if problem.code == "unknown_folder":
+        return _(
+            "Line %(line)s: the feed's folder \"%(folder)s\" names no newsletter.",
+            line=p["line"],
+            folder=p["folder"],
+        )
     if problem.code == "stopped":
         return _("(Stopped after %(count)s errors.)", count=p["count"])
-    return problem.text
+    # A reason this page does not know yet: said in the reader's language all the same
+    # (the English text is in the log).
+    log.warning("OPML problem without a text of its own: %s: %s", problem.code, problem.text)
+    return _("The file cannot be imported.")
 
 
 @bp.post("/newsletters/<slug>/feeds/opml")
