@@ -202,7 +202,12 @@ def _back_to(feed) -> str:
 def fetch_feed(feed_id: int):
     feed = _feed_or_404(feed_id)
     back = _back_to(feed)
-    [outcome] = services.fetch_feeds([feed.id], actor=events.Actor.of_request())
+    outcomes = services.fetch_feeds([feed.id], actor=events.Actor.of_request())
+    if not outcomes or outcomes[0].removed:
+        # Removed by someone else since the page was shown (or during the fetch).
+        flash(_("The feed no longer exists: it has been removed."), "error")
+        return redirect(back, code=303)
+    [outcome] = outcomes
     if outcome.disabled:
         flash(_("The publisher has removed the feed (410 Gone); it has been disabled."), "error")
     elif outcome.error:

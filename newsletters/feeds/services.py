@@ -656,6 +656,8 @@ class FetchOutcome:
     warning: str | None = None
     moved_to: str | None = None
     disabled: bool = False
+    # The feed was deleted while it was being fetched: nothing was recorded.
+    removed: bool = False
 
     def describe(self) -> str:
         """One line for the CLI."""
@@ -922,6 +924,7 @@ def record_result(result: FetchResult) -> FetchOutcome:
     if feed is None:
         db.session.rollback()
         outcome.error = "the feed was removed while it was fetched"
+        outcome.removed = True
         return outcome
     now = utcnow()
     feed.last_fetch_at = now
