@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -35,7 +35,13 @@ from newsletters.editions import drafts
 from newsletters.extensions import db
 from newsletters.feeds import discovery, opml
 from newsletters.feeds.digests import feed_item_input
-from newsletters.feeds.fetching import FetchRequest, FetchResult, FetchSettings, fetch_all
+from newsletters.feeds.fetching import (
+    FetchErrorKind,
+    FetchRequest,
+    FetchResult,
+    FetchSettings,
+    fetch_all,
+)
 from newsletters.feeds.filters import FilterError, ItemFilter, clean_words, join_words
 from newsletters.feeds.models import MAX_URL_LENGTH, Feed, FeedItem
 from newsletters.feeds.parsing import ParsedFeed, ParsedItem, watch_parent
@@ -652,7 +658,10 @@ class FetchOutcome:
     status: int | None
     new: int = 0
     updated: int = 0
+    # Why it failed: English (the CLI, the log); the kind and its params for the pages.
     error: str | None = None
+    error_kind: FetchErrorKind | None = None
+    error_params: dict[str, int | float] = field(default_factory=dict)
     warning: str | None = None
     moved_to: str | None = None
     disabled: bool = False
@@ -949,6 +958,8 @@ def record_result(result: FetchResult) -> FetchOutcome:
         feed.last_error = result.error
         feed.failures_in_a_row += 1
         outcome.error = result.error
+        outcome.error_kind = result.error_kind
+        outcome.error_params = result.error_params
     else:
         first = feed.first_success_at is None
         if result.parsed is not None:

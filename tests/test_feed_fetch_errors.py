@@ -1,0 +1,150 @@
+"""Why a feed or a page could not be fetched, told to staff in their language (Danish
+first): a translated sentence per kind of failure, never the fetcher's English, which
+stays for the log and the CLI."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from newsletters.feeds import services
+from newsletters.feeds.fetching import FetchErrorKind
+from newsletters.feeds.routes import fetch_error_text
+from tests.support.feedserver import FeedServer
+from tests.test_editor import post_form
+from tests.test_staff import ADMIN, login, make_staff
+
+PAGE = "/staff/newsletters/kl-nyheder/feeds"
+
+# The fetcher's English, which no page may show.
+ENGLISH_DETAIL = ("could not be reached", "HTTP 500 Internal", "too large (", "more than 5 redi")
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    server = FeedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    # A short deadline and a small size cap, so that both failures come quickly.
+    return make_app(FEEDS_TIMEOUT_SECONDS=0.5, FEEDS_MAX_BYTES=10_000, FEEDS_PARSE_PROCESSES=0)
+
+
+@pytest.fixture
+def admin_client(client: FlaskClient, app: Flask) -> FlaskClient:
+    make_staff(app, ADMIN, "admin")
+    assert login(client, ADMIN).status_code == 303
+    return client
+
+
+def _failing(server: FeedServer) -> dict[str, str]:
+    """An address for each kind of failure."""
+    server.redirect("loop-a.xml", server.url("loop-b.xml"))
+    return {
+        "unreachable": server.serve("slow.xml", "rss20.xml", delay=2),
+        "http_500": server.serve("broken.xml", status=500),
+        "http_404": server.url("nowhere.xml"),
+        "too_large": server.serve("huge.xml", body=b"<rss>" + b"x" * 50_000, stream=True),
+        "redirects": server.redirect("loop-b.xml", server.url("loop-a.xml")),
+        "not_a_feed": server.serve("garbage.txt", "garbage.txt", content_type="text/plain"),
+    }
+
+
+DANISH = {
+    "unreachable": (
+        "Serveren kunne ikke nås, eller den svarede ikke færdigt inden for 0,5 sekunder."
+    ),
+    "http_500": "Der er en fejl på serveren (HTTP-status 500).",
+    "http_404": "Der er intet på adressen (HTTP-status 404).",
+    "too_large": "Dokumentet på adressen er for stort: over 10 KB.",
+    "redirects": "Adressen viderestiller mere end 5 gange.",
+    "not_a_feed": "Adressen fører ikke til et RSS- eller Atom-feed, der kan læses.",
+}
+ENGLISH = {
+    "unreachable": "The server could not be reached, or did not answer in full within 0.5 seconds.",
+    "http_500": "The server has an error (HTTP status 500).",
+    "http_404": "There is nothing at the address (HTTP status 404).",
+    "too_large": "The document at the address is too large: more than 10 KB.",
+    "redirects": "The address redirects more than 5 times.",
+    "not_a_feed": "The address does not lead to an RSS or Atom feed that can be read.",
+}
+
+
+def _page(response) -> str:
+    return html.unescape(response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("lang", [None, "en"])
+def test_fetching_a_feed_now_says_why_it_failed_in_the_readers_language(
+    admin_client, app, feed_server, lang
+):
+    said, head = (ENGLISH, "The feed could not be fetched. ") if lang else (DANISH, "")
+    if not lang:
+        head = "Feedet kunne ikke hentes. "
+    else:
+        admin_client.get(f"{PAGE}?lang={lang}")
+    for kind, url in _failing(feed_server).items():
+        with app.app_context():
+            feed_id = services.add_feed("kl-nyheder", url).id
+        response = post_form(admin_client, f"/staff/feeds/{feed_id}/fetch", page=PAGE)
+        assert response.status_code == 303
+        page = _page(admin_client.get(PAGE))
+        assert head + said[kind] in page, kind
+        with app.app_context():
+            services.remove_feed(feed_id)
+
+
+@pytest.mark.parametrize("lang", [None, "en"])
+def test_discovery_says_why_the_page_could_not_be_fetched_in_the_readers_language(
+    admin_client, feed_server, lang
+):
+    said, head = (ENGLISH, "The page could not be fetched. ") if lang else (DANISH, "")
+    if not lang:
+        head = "Siden kunne ikke hentes. "
+    else:
+        admin_client.get(f"{PAGE}?lang={lang}")
+    for kind, url in _failing(feed_server).items():
+        if kind == "not_a_feed":
+            continue  # a page that is no feed is read for its links
+        response = post_form(admin_client, PAGE, {"url": url, "action": "discover"})
+        assert response.status_code == 422, kind
+        page = _page(response)
+        assert head + said[kind] in page, kind
+        if not lang:
+            assert not any(detail in page for detail in ENGLISH_DETAIL), kind
+
+
+def test_the_cli_and_the_log_keep_the_english_detail(app, feed_server):
+    failing = _failing(feed_server)
+    with app.app_context():
+        ids = {kind: services.add_feed("kl-nyheder", url).id for kind, url in failing.items()}
+        outcomes = {o.feed_id: o for o in services.fetch_feeds(list(ids.values()))}
+    kinds = {kind: outcomes[feed_id].error_kind for kind, feed_id in ids.items()}
+    assert kinds == {
+        "unreachable": FetchErrorKind.UNREACHABLE,
+        "http_500": FetchErrorKind.HTTP_STATUS,
+        "http_404": FetchErrorKind.HTTP_STATUS,
+        "too_large": FetchErrorKind.TOO_LARGE,
+        "redirects": FetchErrorKind.TOO_MANY_REDIRECTS,
+        "not_a_feed": FetchErrorKind.NOT_A_FEED,
+    }
+    described = outcomes[ids["unreachable"]].describe()
+    assert "error: the server could not be reached" in described
+    assert "HTTP 500" in outcomes[ids["http_500"]].describe()
+
+
+@pytest.mark.parametrize("kind", [*FetchErrorKind, None, "a-kind-not-yet-known"])
+def test_every_kind_of_failure_has_a_danish_text(app, kind):
+    params = {"seconds": 10, "status": 418, "limit": 5_000_000, "count": 5}
+    with app.test_request_context("/"):
+        danish = fetch_error_text(kind, params)
+    with app.test_request_context("/", query_string={"lang": "en"}):
+        english = fetch_error_text(kind, params)
+    assert danish and english and danish != english
