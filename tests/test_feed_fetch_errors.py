@@ -5,14 +5,19 @@ stays for the log and the CLI."""
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import text
 
+from newsletters.extensions import db
 from newsletters.feeds import services
 from newsletters.feeds.fetching import FetchErrorKind
+from newsletters.feeds.models import Feed
 from newsletters.feeds.routes import fetch_error_text
 from tests.support.feedserver import FeedServer
 from tests.test_editor import post_form
@@ -97,6 +102,11 @@ def test_fetching_a_feed_now_says_why_it_failed_in_the_readers_language(
         assert response.status_code == 303
         page = _page(admin_client.get(PAGE))
         assert head + said[kind] in page, kind
+        # The feeds table says the stored last error in the reader's language too.
+        row = re.search(rf'<tr data-feed-id="{feed_id}">(.*?)</tr>', page, re.S).group(1)
+        assert said[kind] in row, kind
+        if not lang:
+            assert not any(detail in page for detail in ENGLISH_DETAIL), kind
         with app.app_context():
             services.remove_feed(feed_id)
 
@@ -148,3 +158,61 @@ def test_every_kind_of_failure_has_a_danish_text(app, kind):
     with app.test_request_context("/", query_string={"lang": "en"}):
         english = fetch_error_text(kind, params)
     assert danish and english and danish != english
+
+
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        (None, "Udgiveren har fjernet feedet (HTTP-status 410)."),
+        ("en", "The publisher has removed the feed (HTTP status 410)."),
+    ],
+)
+def test_a_feed_gone_for_good_is_shown_disabled_in_the_readers_language(
+    admin_client, app, feed_server, lang, said
+):
+    with app.app_context():
+        feed_id = services.add_feed("kl-nyheder", feed_server.serve("gone.xml", status=410)).id
+        [outcome] = services.fetch_feeds([feed_id])
+        assert outcome.disabled
+        # The CLI's English is kept.
+        assert db.session.get(Feed, feed_id).last_error.startswith("410 Gone")
+    page = _page(admin_client.get(f"{PAGE}?lang={lang}" if lang else PAGE))
+    row = re.search(rf'<tr data-feed-id="{feed_id}">(.*?)</tr>', page, re.S).group(1)
+    assert said in row and "410 Gone" not in row
+
+
+STORED_BEFORE_0029 = {
+    "HTTP 500 Internal Server Error": "http_status",
+    "the server could not be reached, or did not answer in full within 20 seconds": "unreachable",
+    "the feed is too large (more than 5000000 bytes; the limit is 5000000)": "too_large",
+    "more than 5 redirects": "too_many_redirects",
+    "not an RSS or Atom feed (SAXParseException: syntax error)": "not_a_feed",
+    "could not be parsed: ValueError: x": "not_a_feed",
+    "410 Gone: the publisher has removed the feed": "gone",
+    "ConnectTimeout: something new": "failed",
+}
+
+
+def test_migration_0029_sorts_the_errors_stored_before_it(app):
+    with app.app_context():
+        ids = {
+            error: services.add_feed("kl-nyheder", f"https://kl.dk/{n}.xml").id
+            for n, error in enumerate([*STORED_BEFORE_0029, None])
+        }
+        db.session.remove()
+        downgrade(revision="0028")
+        try:
+            for error, feed_id in ids.items():
+                db.session.execute(
+                    text("UPDATE feeds SET last_error = :e WHERE id = :id"),
+                    {"e": error, "id": feed_id},
+                )
+            db.session.commit()
+            db.session.remove()
+        finally:
+            upgrade()
+        db.session.remove()
+        kinds = {
+            error: db.session.get(Feed, feed_id).last_error_kind for error, feed_id in ids.items()
+        }
+    assert kinds == {**STORED_BEFORE_0029, None: None}

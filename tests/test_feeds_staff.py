@@ -125,7 +125,7 @@ def test_a_failing_feed_shows_its_error_and_can_be_disabled_and_removed(
         feed_id = services.add_feed("kl-nyheder", feed_server.serve("x.xml", status=500)).id
     post_form(admin_client, f"/staff/feeds/{feed_id}/fetch", page=PAGE)
     page = text(admin_client.get(PAGE))
-    assert "Fejler" in page and "HTTP 500" in page
+    assert "Fejler" in page and "Der er en fejl på serveren (HTTP-status 500)." in page
 
     post_form(admin_client, f"/staff/feeds/{feed_id}/disable", page=PAGE)
     assert not feeds_of(app, "kl-nyheder")[0].enabled

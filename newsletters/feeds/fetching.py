@@ -61,6 +61,8 @@ class FetchErrorKind(StrEnum):
     NOT_A_FEED = "not_a_feed"
     # Anything else (a bug in one feed's handling).
     FAILED = "failed"
+    # The publisher has removed the feed (410 Gone): a feed's stored kind, once disabled.
+    GONE = "gone"
 
 
 @dataclass(frozen=True)

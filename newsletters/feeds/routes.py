@@ -19,7 +19,7 @@ from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions import editing
 from newsletters.editions.states import EditionError, NotEditable
 from newsletters.feeds import digests, services
-from newsletters.feeds.fetching import FetchErrorKind
+from newsletters.feeds.fetching import MAX_REDIRECTS, FetchErrorKind
 from newsletters.feeds.filters import MAX_WORD_CHARS, MAX_WORDS
 from newsletters.feeds.forms import (
     CADENCE_LABELS,
@@ -51,7 +51,11 @@ PICK_DAYS = 14
 @bp.app_context_processor
 def _feeds_context() -> dict:
     # App-wide: the editions' pages show a newsletter's digest settings too.
-    return {"mode_labels": MODE_LABELS, "cadence_labels": CADENCE_LABELS}
+    return {
+        "mode_labels": MODE_LABELS,
+        "cadence_labels": CADENCE_LABELS,
+        "feed_last_error": feed_last_error,
+    }
 
 
 def _size(limit: float) -> str:
@@ -95,9 +99,26 @@ def fetch_error_text(kind: FetchErrorKind | str | None, params: dict | None = No
         )
     if kind == FetchErrorKind.TOO_MANY_REDIRECTS:
         return _("The address redirects more than %(count)s times.", count=p.get("count", ""))
+    if kind == FetchErrorKind.GONE:
+        return _("The publisher has removed the feed (HTTP status 410).")
     if kind == FetchErrorKind.NOT_A_FEED:
         return _("The address does not lead to an RSS or Atom feed that can be read.")
     return _("An unexpected error occurred while fetching.")
+
+
+def feed_last_error(feed) -> str:
+    """Why the feed's last fetch failed, in the reader's language: its stored kind, with
+    the status it got and today's limits (`last_error`, in English, is the CLI's)."""
+    settings = services.fetch_settings()
+    return fetch_error_text(
+        feed.last_error_kind,
+        {
+            "status": feed.last_status,
+            "seconds": settings.timeout,
+            "limit": settings.max_bytes,
+            "count": MAX_REDIRECTS,
+        },
+    )
 
 
 def _newsletter_or_404(slug: str):

@@ -902,6 +902,7 @@ def record_not_modified(results: Sequence[FetchResult]) -> list[FetchOutcome]:
             last_success_at=now,
             last_status=304,
             last_error=None,
+            last_error_kind=None,
             failures_in_a_row=0,
             next_attempt_at=_next_attempt(now, 0, None),
             leased_until=None,
@@ -953,9 +954,11 @@ def record_result(result: FetchResult) -> FetchOutcome:
         feed.enabled = False
         feed.disabled_reason = "410 Gone: the publisher has removed the feed"
         feed.last_error = feed.disabled_reason
+        feed.last_error_kind = FetchErrorKind.GONE
         outcome.disabled = True
     elif result.error:
         feed.last_error = result.error
+        feed.last_error_kind = result.error_kind or FetchErrorKind.FAILED
         feed.failures_in_a_row += 1
         outcome.error = result.error
         outcome.error_kind = result.error_kind
@@ -975,6 +978,7 @@ def record_result(result: FetchResult) -> FetchOutcome:
         if first:
             feed.first_success_at = now
         feed.last_error = None
+        feed.last_error_kind = None
         feed.failures_in_a_row = 0
     feed.next_attempt_at = _next_attempt(now, feed.failures_in_a_row, result.retry_after)
     db.session.commit()
