@@ -91,10 +91,10 @@ def test_fetching_a_feed_now_says_why_it_failed_in_the_readers_language(
     admin_client, app, feed_server, lang
 ):
     said, head = (ENGLISH, "The feed could not be fetched. ") if lang else (DANISH, "")
-    if not lang:
-        head = "Feedet kunne ikke hentes. "
-    else:
+    if lang:
         admin_client.get(f"{PAGE}?lang={lang}")
+    else:
+        head = "Feedet kunne ikke hentes. "
     for kind, url in _failing(feed_server).items():
         with app.app_context():
             feed_id = services.add_feed("kl-nyheder", url).id
@@ -116,10 +116,10 @@ def test_discovery_says_why_the_page_could_not_be_fetched_in_the_readers_languag
     admin_client, feed_server, lang
 ):
     said, head = (ENGLISH, "The page could not be fetched. ") if lang else (DANISH, "")
-    if not lang:
-        head = "Siden kunne ikke hentes. "
-    else:
+    if lang:
         admin_client.get(f"{PAGE}?lang={lang}")
+    else:
+        head = "Siden kunne ikke hentes. "
     for kind, url in _failing(feed_server).items():
         if kind == "not_a_feed":
             continue  # a page that is no feed is read for its links
@@ -150,9 +150,10 @@ def test_the_cli_and_the_log_keep_the_english_detail(app, feed_server):
     assert "HTTP 500" in outcomes[ids["http_500"]].describe()
 
 
+@pytest.mark.parametrize("limit", [5_000_000, 999])
 @pytest.mark.parametrize("kind", [*FetchErrorKind, None, "a-kind-not-yet-known"])
-def test_every_kind_of_failure_has_a_danish_text(app, kind):
-    params = {"seconds": 10, "status": 418, "limit": 5_000_000, "count": 5}
+def test_every_kind_of_failure_has_a_danish_text(app, kind, limit):
+    params = {"seconds": 10, "status": 418, "limit": limit, "count": 5}
     with app.test_request_context("/"):
         danish = fetch_error_text(kind, params)
     with app.test_request_context("/", query_string={"lang": "en"}):
@@ -216,3 +217,11 @@ def test_migration_0029_sorts_the_errors_stored_before_it(app):
             error: db.session.get(Feed, feed_id).last_error_kind for error, feed_id in ids.items()
         }
     assert kinds == {**STORED_BEFORE_0029, None: None}
+
+
+def test_a_small_size_limit_is_said_in_danish_bytes(app):
+    with app.test_request_context("/"):
+        assert fetch_error_text(FetchErrorKind.TOO_LARGE, {"limit": 999}).endswith("over 999 byte.")
+        assert fetch_error_text(FetchErrorKind.TOO_LARGE, {"limit": 1_500_000}).endswith(
+            "over 1,5 MB."
+        )

@@ -63,7 +63,7 @@ def _size(limit: float) -> str:
     for unit, size in (("MB", 1_000_000), ("KB", 1_000)):
         if limit >= size:
             return f"{format_decimal(limit / size, format='#,##0.#')} {unit}"
-    return f"{format_decimal(limit, format='#,##0')} bytes"
+    return _("%(count)s bytes", count=format_decimal(limit, format="#,##0"))
 
 
 def fetch_error_text(kind: FetchErrorKind | str | None, params: dict | None = None) -> str:
