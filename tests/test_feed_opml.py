@@ -301,3 +301,40 @@ def test_an_address_with_a_control_character_is_refused(app):
         with pytest.raises(services.BadFeedURL):
             services.add_feed("kl-nyheder", "https://kl.dk/\x01rss")
     assert _feed_count(app) == 0
+
+
+def test_a_malformed_file_says_where_in_the_readers_language_not_expats_english(admin_client):
+    malformed = b"<opml version='2.0'><body>\n<outline xmlUrl='https://kl.dk/x'>\n</opml>"
+    shown = html.unescape(_upload(admin_client, malformed).get_data(as_text=True))
+    assert "Filen er ikke velformet XML (linje 3, kolonne 3)." in shown
+    assert "mismatched tag" not in shown
+
+    admin_client.get("/staff/newsletters/kl-nyheder/feeds?lang=en")
+    shown = html.unescape(_upload(admin_client, malformed).get_data(as_text=True))
+    assert "The file is not well-formed XML (line 3, column 3)." in shown
+    assert "mismatched tag" not in shown
+
+
+def test_the_cli_keeps_the_xml_parsers_detail(app):
+    with app.app_context(), pytest.raises(OpmlError) as refused:
+        services.import_opml("kl-nyheder", b"<opml>\n<body></opml>")
+    [problem] = refused.value.problems
+    assert problem.params["line"] == 2 and "mismatched tag" in problem.text
+
+
+@pytest.mark.parametrize(
+    ("lang", "unknown", "folder"),
+    [
+        (None, "Filen kan ikke importeres.", 'Linje 4: feedets mappe "Nyt" svarer ikke til'),
+        ("en", "The file cannot be imported.", 'Line 4: the feed\'s folder "Nyt" names no'),
+    ],
+)
+def test_every_opml_problem_is_told_in_the_readers_language(app, lang, unknown, folder):
+    from newsletters.feeds.opml import Problem
+    from newsletters.feeds.routes import opml_problem
+
+    with app.test_request_context("/", query_string={"lang": lang} if lang else None):
+        # A reason the page has no text of its own for: never the CLI's English.
+        assert opml_problem(Problem("new_reason", "an English reason", {})) == unknown
+        shown = opml_problem(Problem("unknown_folder", "line 4: ...", {"line": 4, "folder": "Nyt"}))
+        assert shown.startswith(folder)

@@ -125,7 +125,7 @@ def test_a_failing_feed_shows_its_error_and_can_be_disabled_and_removed(
         feed_id = services.add_feed("kl-nyheder", feed_server.serve("x.xml", status=500)).id
     post_form(admin_client, f"/staff/feeds/{feed_id}/fetch", page=PAGE)
     page = text(admin_client.get(PAGE))
-    assert "Fejler" in page and "HTTP 500" in page
+    assert "Fejler" in page and "Der er en fejl på serveren (HTTP-status 500)." in page
 
     post_form(admin_client, f"/staff/feeds/{feed_id}/disable", page=PAGE)
     assert not feeds_of(app, "kl-nyheder")[0].enabled
@@ -300,3 +300,43 @@ def test_a_feed_added_by_someone_else_a_moment_ago_is_a_duplicate_not_a_500(
         "https://www.kl.dk/rss",
         "https://www.kl.dk/other",
     ]
+
+
+@pytest.mark.parametrize("when", ["before the fetch", "during the fetch"])
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        (None, "Feedet findes ikke længere: det er blevet fjernet."),
+        ("en", "The feed no longer exists: it has been removed."),
+    ],
+)
+def test_fetching_a_feed_removed_meanwhile_says_so_not_a_server_error(
+    admin_client, app, feed_server, monkeypatch, when, lang, said
+):
+    with app.app_context():
+        feed_id = services.add_feed("kl-nyheder", feed_server.serve("kl.xml", "rss20.xml")).id
+    if lang:
+        admin_client.get(f"{PAGE}?lang={lang}")
+    # Someone else removes the feed after this request has found it.
+    if when == "before the fetch":
+        fetch_feeds = services.fetch_feeds
+
+        def removed_first(feed_ids, **kwargs):
+            services.remove_feed(feed_ids[0])
+            return fetch_feeds(feed_ids, **kwargs)
+
+        monkeypatch.setattr(services, "fetch_feeds", removed_first)
+    else:
+        record_result = services.record_result
+
+        def removed_while_fetched(result):
+            services.remove_feed(result.feed_id)
+            return record_result(result)
+
+        monkeypatch.setattr(services, "record_result", removed_while_fetched)
+    response = post_form(admin_client, f"/staff/feeds/{feed_id}/fetch", page=PAGE)
+    assert response.status_code == 303 and response.location.endswith(PAGE)
+    page = text(admin_client.get(PAGE))
+    assert said in page
+    assert "removed while it was fetched" not in page
+    assert feeds_of(app, "kl-nyheder") == []

@@ -18,11 +18,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
-from newsletters.feeds.fetching import FetchRequest, FetchSettings, fetch_one, make_client
+from newsletters.feeds.fetching import (
+    FetchErrorKind,
+    FetchRequest,
+    FetchSettings,
+    fetch_one,
+    make_client,
+)
 from newsletters.feeds.parsing import parse_feed, plain_text
 
 log = logging.getLogger(__name__)
@@ -41,11 +47,14 @@ class Candidate:
 @dataclass
 class Discovery:
     """What a page offers: its feeds (or the page itself when it is a feed), or why
-    nothing could be found (`error`)."""
+    nothing could be found (`error`, in English; `error_kind` and `error_params` for the
+    pages, as a fetch's)."""
 
     candidates: list[Candidate]
     error: str | None = None
     is_feed: bool = False
+    error_kind: FetchErrorKind | None = None
+    error_params: dict[str, int | float] = field(default_factory=dict)
 
 
 # How much of a page is scanned for its head's links, and the longest tag read.
@@ -179,8 +188,17 @@ def discover(url: str, settings: FetchSettings) -> Discovery:
     """The feeds the page at `url` announces (fetched now); never raises."""
     with make_client(settings) as client:
         result = fetch_one(client, FetchRequest(0, url, None, None), settings)
-    if result.error or result.body is None:
-        return Discovery([], error=result.error or f"HTTP {result.status}")
+    if result.error:
+        return Discovery(
+            [], error=result.error, error_kind=result.error_kind, error_params=result.error_params
+        )
+    if result.body is None:  # an answer without a body (a 304 nobody asked for)
+        return Discovery(
+            [],
+            error=f"HTTP {result.status}",
+            error_kind=FetchErrorKind.HTTP_STATUS,
+            error_params={"status": result.status or 0},
+        )
     where = result.url_fetched or url
     if looks_like_a_feed(result.body):
         parsed = parse_feed(result.body, url=where, headers=result.headers, summary_chars=50)

@@ -13,6 +13,9 @@ What staff see of a failed connection is one message, whatever the reason (refus
 address, closed port, silence, a port that does not speak HTTP): the feed page must
 not be a port scanner of the network the fetcher stands in. The reason goes to the log.
 
+A failure is an English `error` (the log, the CLI, the feed's stored last error) and an
+`error_kind` with its `error_params`, which the pages say in the reader's language.
+
 The threads only do HTTP, which waits on the network with the GIL released; the caller
 parses each body as it arrives. Parsing (feedparser is pure Python) in the threads too
 was measured slower: CPU-bound threads only fight over the GIL.
@@ -25,9 +28,10 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from functools import partial
 
 import httpx
@@ -39,6 +43,26 @@ log = logging.getLogger(__name__)
 
 PERMANENT_REDIRECTS = {301, 308}
 MAX_REDIRECTS = 5
+
+
+class FetchErrorKind(StrEnum):
+    """Why a fetch brought no feed, as the pages tell it (each with its params)."""
+
+    # No HTTP answer in full within the deadline, whatever the reason (see the module's
+    # doc): a refused (private) address, DNS, a closed port, silence. {"seconds"}
+    UNREACHABLE = "unreachable"
+    # An answer other than 200/304. {"status"}
+    HTTP_STATUS = "http_status"
+    # The body is larger than the cap. {"limit"} (bytes)
+    TOO_LARGE = "too_large"
+    # {"count"}
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    # The document is no RSS or Atom feed that can be read.
+    NOT_A_FEED = "not_a_feed"
+    # Anything else (a bug in one feed's handling).
+    FAILED = "failed"
+    # The publisher has removed the feed (410 Gone): a feed's stored kind, once disabled.
+    GONE = "gone"
 
 
 @dataclass(frozen=True)
@@ -63,7 +87,10 @@ class FetchResult:
     body: bytes | None = None
     headers: dict[str, str] | None = None
     parsed: ParsedFeed | None = None
+    # Why it failed: English, for the log and the CLI; the kind and its params, for pages.
     error: str | None = None
+    error_kind: FetchErrorKind | None = None
+    error_params: dict[str, int | float] = field(default_factory=dict)
     # A server that asks us to come back later (429/503 Retry-After), in seconds.
     retry_after: float | None = None
     seconds: float = 0.0
@@ -97,8 +124,14 @@ class FetchResult:
     def set_parsed(self, parsed: ParsedFeed) -> None:
         self.parsed = parsed
         if parsed.error:
-            self.error = parsed.error
+            self.fail(FetchErrorKind.NOT_A_FEED, parsed.error)
         self.body = None
+
+    def fail(self, kind: FetchErrorKind, error: str, **params: int | float) -> None:
+        """Record why the fetch brought no feed."""
+        self.error = error
+        self.error_kind = kind
+        self.error_params = params
 
 
 @dataclass(frozen=True)
@@ -182,24 +215,41 @@ def fetch_one(client: httpx.Client, request: FetchRequest, settings: FetchSettin
                 result.headers = dict(response.headers)
                 result.url_fetched = str(response.url)
             else:
-                result.error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+                result.fail(
+                    FetchErrorKind.HTTP_STATUS,
+                    f"HTTP {response.status_code} {response.reason_phrase}".strip(),
+                    status=response.status_code,
+                )
                 if response.status_code in (429, 503):
                     result.retry_after = _retry_after(response.headers.get("retry-after"))
     except TooLarge as error:
-        result.error = f"the feed is too large ({error}; the limit is {settings.max_bytes})"
+        result.fail(
+            FetchErrorKind.TOO_LARGE,
+            f"the feed is too large ({error}; the limit is {settings.max_bytes})",
+            limit=settings.max_bytes,
+        )
     except httpx.TooManyRedirects:
-        result.error = f"more than {MAX_REDIRECTS} redirects"
+        result.fail(
+            FetchErrorKind.TOO_MANY_REDIRECTS,
+            f"more than {MAX_REDIRECTS} redirects",
+            count=MAX_REDIRECTS,
+        )
     except (httpx.TransportError, httpx.StreamError) as error:
         # Refused address, DNS, refused or reset connection, timeout, not HTTP: one
         # message for staff, the reason for the operator's log.
-        result.error = unreachable(settings.timeout)
+        result.fail(
+            FetchErrorKind.UNREACHABLE, unreachable(settings.timeout), seconds=settings.timeout
+        )
         log.warning(
             "feed %s (%s): %s: %s", request.feed_id, request.url, type(error).__name__, error
         )
     except httpx.HTTPError as error:
-        result.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        result.fail(
+            FetchErrorKind.FAILED,
+            f"{type(error).__name__}: {error}" if str(error) else type(error).__name__,
+        )
     except Exception as error:  # a bug in one feed's handling must not stop the others
-        result.error = f"{type(error).__name__}: {error}"
+        result.fail(FetchErrorKind.FAILED, f"{type(error).__name__}: {error}")
     result.seconds = time.perf_counter() - started
     return result
 

@@ -51,7 +51,10 @@ class Feed(db.Model):
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_status: Mapped[int | None] = mapped_column(Integer)
+    # The last failure: in English (the CLI, the log), and its kind (fetching.FetchErrorKind),
+    # which the staff page says in the reader's language.
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_kind: Mapped[str | None] = mapped_column(String(30))
     failures_in_a_row: Mapped[int] = mapped_column(Integer, default=0)
     # Scheduling (jobs.claim).
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -133,8 +133,16 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
     except _Refused as error:
         raise refused(error.code, f"refused: {error.text}", **error.params) from None
     except xml.parsers.expat.ExpatError as error:
+        # The English detail (expat's words) is for the CLI and the logs; the pages say
+        # where, in the reader's language.
         detail = str(error)[:200]
-        raise refused("not_xml", f"not well-formed XML: {detail}", detail=detail) from None
+        raise refused(
+            "not_xml",
+            f"not well-formed XML: {detail}",
+            detail=detail,
+            line=error.lineno,
+            column=error.offset + 1,
+        ) from None
     if state["root"] is None:
         raise refused("empty", "the file is empty")
     return feeds

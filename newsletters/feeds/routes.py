@@ -9,6 +9,7 @@ import logging
 import unicodedata
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -18,6 +19,7 @@ from newsletters.catalog.services import newsletter_by_slug
 from newsletters.editions import editing
 from newsletters.editions.states import EditionError, NotEditable
 from newsletters.feeds import digests, services
+from newsletters.feeds.fetching import MAX_REDIRECTS, FetchErrorKind
 from newsletters.feeds.filters import MAX_WORD_CHARS, MAX_WORDS
 from newsletters.feeds.forms import (
     CADENCE_LABELS,
@@ -49,7 +51,74 @@ PICK_DAYS = 14
 @bp.app_context_processor
 def _feeds_context() -> dict:
     # App-wide: the editions' pages show a newsletter's digest settings too.
-    return {"mode_labels": MODE_LABELS, "cadence_labels": CADENCE_LABELS}
+    return {
+        "mode_labels": MODE_LABELS,
+        "cadence_labels": CADENCE_LABELS,
+        "feed_last_error": feed_last_error,
+    }
+
+
+def _size(limit: float) -> str:
+    """A byte count as editors read it (5 MB, 500 KB), in the reader's number format."""
+    for unit, size in (("MB", 1_000_000), ("KB", 1_000)):
+        if limit >= size:
+            return f"{format_decimal(limit / size, format='#,##0.#')} {unit}"
+    return _("%(count)s bytes", count=format_decimal(limit, format="#,##0"))
+
+
+def fetch_error_text(kind: FetchErrorKind | str | None, params: dict | None = None) -> str:
+    """Why a fetch brought no feed, in the reader's language: one sentence per kind
+    (the English detail is for the log and the CLI)."""
+    p = params or {}
+    if kind == FetchErrorKind.UNREACHABLE:
+        return _(
+            "The server could not be reached, or did not answer in full within %(seconds)s "
+            "seconds.",
+            seconds=format_decimal(p.get("seconds", 0), format="#,##0.#"),
+        )
+    if kind == FetchErrorKind.HTTP_STATUS and p.get("status"):
+        status = int(p["status"])
+        if status in (404, 410):
+            return _("There is nothing at the address (HTTP status %(status)s).", status=status)
+        if status in (401, 403):
+            return _(
+                "The server does not give access to the address (HTTP status %(status)s).",
+                status=status,
+            )
+        if status in (429, 503):
+            return _(
+                "The server is busy and asks to be tried again later (HTTP status %(status)s).",
+                status=status,
+            )
+        if status >= 500:
+            return _("The server has an error (HTTP status %(status)s).", status=status)
+        return _("The server answered with HTTP status %(status)s.", status=status)
+    if kind == FetchErrorKind.TOO_LARGE and p.get("limit"):
+        return _(
+            "The document at the address is too large: more than %(size)s.", size=_size(p["limit"])
+        )
+    if kind == FetchErrorKind.TOO_MANY_REDIRECTS:
+        return _("The address redirects more than %(count)s times.", count=p.get("count", ""))
+    if kind == FetchErrorKind.GONE:
+        return _("The publisher has removed the feed (HTTP status 410).")
+    if kind == FetchErrorKind.NOT_A_FEED:
+        return _("The address does not lead to an RSS or Atom feed that can be read.")
+    return _("An unexpected error occurred while fetching.")
+
+
+def feed_last_error(feed) -> str:
+    """Why the feed's last fetch failed, in the reader's language: its stored kind, with
+    the status it got and today's limits (`last_error`, in English, is the CLI's)."""
+    settings = services.fetch_settings()
+    return fetch_error_text(
+        feed.last_error_kind,
+        {
+            "status": feed.last_status,
+            "seconds": settings.timeout,
+            "limit": settings.max_bytes,
+            "count": MAX_REDIRECTS,
+        },
+    )
 
 
 def _newsletter_or_404(slug: str):
@@ -155,7 +224,13 @@ def _discover(newsletter, form: FeedForm):
         form.url.errors.append(_("Enter an address that starts with https:// or http://."))
         return _feeds_page(newsletter, feed_form=form, status=422)
     if found.error:
-        form.url.errors.append(_("The page could not be fetched: %(error)s", error=found.error))
+        form.url.errors.append(
+            _(
+                "The page could not be fetched. %(reason)s",
+                reason=fetch_error_text(found.error_kind, found.error_params),
+            )
+        )
+        log.info("discovery of %s: %s", form.url.data, found.error)
         return _feeds_page(newsletter, feed_form=form, status=422)
     if not found.candidates:
         form.url.errors.append(
@@ -202,11 +277,22 @@ def _back_to(feed) -> str:
 def fetch_feed(feed_id: int):
     feed = _feed_or_404(feed_id)
     back = _back_to(feed)
-    [outcome] = services.fetch_feeds([feed.id], actor=events.Actor.of_request())
+    outcomes = services.fetch_feeds([feed.id], actor=events.Actor.of_request())
+    if not outcomes or outcomes[0].removed:
+        # Removed by someone else since the page was shown (or during the fetch).
+        flash(_("The feed no longer exists: it has been removed."), "error")
+        return redirect(back, code=303)
+    [outcome] = outcomes
     if outcome.disabled:
         flash(_("The publisher has removed the feed (410 Gone); it has been disabled."), "error")
     elif outcome.error:
-        flash(_("The feed could not be fetched: %(error)s", error=outcome.error), "error")
+        flash(
+            _(
+                "The feed could not be fetched. %(reason)s",
+                reason=fetch_error_text(outcome.error_kind, outcome.error_params),
+            ),
+            "error",
+        )
     elif outcome.status == 304:
         flash(_("The feed has not changed since it was last fetched."), "success")
     else:
@@ -398,7 +484,11 @@ def opml_problem(problem: OpmlProblem) -> str:
     if problem.code == "too_large":
         return _("The file is larger than %(kb)s KB.", kb=p["kb"])
     if problem.code == "not_xml":
-        return _("The file is not well-formed XML (%(detail)s).", detail=p["detail"])
+        return _(
+            "The file is not well-formed XML (line %(line)s, column %(column)s).",
+            line=p["line"],
+            column=p["column"],
+        )
     if problem.code == "doctype":
         return _(
             "The file has a DOCTYPE declaration. OPML needs none, and it is refused for "
@@ -430,9 +520,18 @@ def opml_problem(problem: OpmlProblem) -> str:
             line=p["line"],
             url=p["url"],
         )
+    if problem.code == "unknown_folder":
+        return _(
+            'Line %(line)s: the feed\'s folder "%(folder)s" names no newsletter.',
+            line=p["line"],
+            folder=p["folder"],
+        )
     if problem.code == "stopped":
         return _("(Stopped after %(count)s errors.)", count=p["count"])
-    return problem.text
+    # A reason this page does not know yet: said in the reader's language all the same
+    # (the English text is in the log).
+    log.warning("OPML problem without a text of its own: %s: %s", problem.code, problem.text)
+    return _("The file cannot be imported.")
 
 
 @bp.post("/newsletters/<slug>/feeds/opml")

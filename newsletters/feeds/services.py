@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -35,7 +35,13 @@ from newsletters.editions import drafts
 from newsletters.extensions import db
 from newsletters.feeds import discovery, opml
 from newsletters.feeds.digests import feed_item_input
-from newsletters.feeds.fetching import FetchRequest, FetchResult, FetchSettings, fetch_all
+from newsletters.feeds.fetching import (
+    FetchErrorKind,
+    FetchRequest,
+    FetchResult,
+    FetchSettings,
+    fetch_all,
+)
 from newsletters.feeds.filters import FilterError, ItemFilter, clean_words, join_words
 from newsletters.feeds.models import MAX_URL_LENGTH, Feed, FeedItem
 from newsletters.feeds.parsing import ParsedFeed, ParsedItem, watch_parent
@@ -652,10 +658,15 @@ class FetchOutcome:
     status: int | None
     new: int = 0
     updated: int = 0
+    # Why it failed: English (the CLI, the log); the kind and its params for the pages.
     error: str | None = None
+    error_kind: FetchErrorKind | None = None
+    error_params: dict[str, int | float] = field(default_factory=dict)
     warning: str | None = None
     moved_to: str | None = None
     disabled: bool = False
+    # The feed was deleted while it was being fetched: nothing was recorded.
+    removed: bool = False
 
     def describe(self) -> str:
         """One line for the CLI."""
@@ -891,6 +902,7 @@ def record_not_modified(results: Sequence[FetchResult]) -> list[FetchOutcome]:
             last_success_at=now,
             last_status=304,
             last_error=None,
+            last_error_kind=None,
             failures_in_a_row=0,
             next_attempt_at=_next_attempt(now, 0, None),
             leased_until=None,
@@ -922,6 +934,7 @@ def record_result(result: FetchResult) -> FetchOutcome:
     if feed is None:
         db.session.rollback()
         outcome.error = "the feed was removed while it was fetched"
+        outcome.removed = True
         return outcome
     now = utcnow()
     feed.last_fetch_at = now
@@ -941,11 +954,15 @@ def record_result(result: FetchResult) -> FetchOutcome:
         feed.enabled = False
         feed.disabled_reason = "410 Gone: the publisher has removed the feed"
         feed.last_error = feed.disabled_reason
+        feed.last_error_kind = FetchErrorKind.GONE
         outcome.disabled = True
     elif result.error:
         feed.last_error = result.error
+        feed.last_error_kind = result.error_kind or FetchErrorKind.FAILED
         feed.failures_in_a_row += 1
         outcome.error = result.error
+        outcome.error_kind = result.error_kind
+        outcome.error_params = result.error_params
     else:
         first = feed.first_success_at is None
         if result.parsed is not None:
@@ -961,6 +978,7 @@ def record_result(result: FetchResult) -> FetchOutcome:
         if first:
             feed.first_success_at = now
         feed.last_error = None
+        feed.last_error_kind = None
         feed.failures_in_a_row = 0
     feed.next_attempt_at = _next_attempt(now, feed.failures_in_a_row, result.retry_after)
     db.session.commit()
