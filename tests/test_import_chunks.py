@@ -21,8 +21,10 @@ from newsletters.mailing.models import OutboxMessage
 from newsletters.subscriptions import importing, suppression
 from newsletters.subscriptions.models import (
     ConsentAction,
+    ConsentDayCount,
     ConsentEvent,
     Subscriber,
+    Subscription,
     SuppressionReason,
 )
 from newsletters.timeutil import utcnow
@@ -274,3 +276,33 @@ def test_a_file_read_from_a_pipe_is_imported(chunked):
         db.session.remove()
     assert report.enrolled == 3
     assert count(chunked, Subscriber) == 3
+
+
+def test_an_enrolment_counts_its_consent_records_per_day_like_the_records_themselves(
+    chunked, tmp_path
+):
+    """The daily consent counts (reports) are kept by a trigger on consent records; on
+    PostgreSQL an enrolment writes a chunk's subscriptions and their consent records in
+    one statement, and the trigger must still find each record's newsletter."""
+    result = import_file(
+        chunked, tmp_path, HEADER + rows(7), "--newsletter", "bestyrelse", "--basis", "Borgmester"
+    )
+    assert result.exit_code == 0, result.output
+    with chunked.app_context():
+        recounted = db.session.execute(
+            select(Subscription.newsletter_id, ConsentEvent.action, func.count())
+            .join(Subscription, Subscription.id == ConsentEvent.subscription_id)
+            .group_by(Subscription.newsletter_id, ConsentEvent.action)
+        ).all()
+        kept = db.session.execute(
+            select(
+                ConsentDayCount.newsletter_id,
+                ConsentDayCount.action,
+                func.sum(ConsentDayCount.count),
+            ).group_by(ConsentDayCount.newsletter_id, ConsentDayCount.action)
+        ).all()
+        db.session.remove()
+    assert sorted((n, str(a), c) for n, a, c in recounted) == sorted(
+        (n, str(a), c) for n, a, c in kept
+    )
+    assert sum(c for *_, c in kept) == 7
