@@ -51,7 +51,12 @@ class Subscriber(db.Model):
     # link can be counted. Unique, so it is indexed for the lookup.
     link_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_link_key)
     # Normalised (email-validator) and lower-cased; the identity of a person here.
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # Compared byte by byte on every database (PostgreSQL: COLLATE "C", migration 0030),
+    # as SQLite does: in a database made with a Danish collation "aa" sorts as "å", and
+    # the search by the first characters (a range of this index) missed "aarhus...".
+    email: Mapped[str] = mapped_column(
+        String(320).with_variant(String(320, collation="C"), "postgresql"), unique=True
+    )
     name: Mapped[str] = mapped_column(String(200), default="")
     # Indexed with the address (__table_args__): the staff pages filter on both.
     municipality: Mapped[str] = mapped_column(String(100), default="")
