@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "security": 0,
     "assets": 0,
+    "bulk": 0,
     # mail leaves the process
     "mailing": 1,
     # what people ask for, who the staff are

@@ -18,6 +18,7 @@ from flask import current_app
 from sqlalchemy import update
 
 from newsletters import jobs
+from newsletters.bulk import write_rows
 from newsletters.extensions import db
 from newsletters.mailing.addresses import ascii_address
 from newsletters.mailing.compose import RenderedMail, build_message, envelope_sender
@@ -112,18 +113,7 @@ def enqueue_rows(rows: list[dict[str, Any]]) -> None:
         else:
             cells.append(_once_per_value(name, process))
     values = [tuple(cell(row) for cell in cells) for row in rows]
-    listed = ", ".join(names)
-    if dialect.name == "postgresql":
-        cursor = connection.connection.driver_connection.cursor()
-        with cursor, cursor.copy(f"COPY {table.name} ({listed}) FROM STDIN") as copy:
-            for value in values:
-                copy.write_row(value)
-    else:
-        marks = ", ".join("?" * len(names))
-        connection.exec_driver_sql(
-            f"INSERT INTO {table.name} ({listed}) VALUES ({marks})",  # noqa: S608 - our names
-            values,
-        )
+    write_rows(connection, table.name, names, values)
     jobs.queued_work()
 
 

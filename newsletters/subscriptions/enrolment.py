@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Column, MetaData, Table, UniqueConstraint, delete, select, true, update
 from sqlalchemy.schema import CreateTable
 
+from newsletters.bulk import write_rows
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
 from newsletters.subscriptions.consent import RequestContext, record_event
@@ -93,18 +94,7 @@ def insert_subscribers(rows: Sequence[dict[str, str]]) -> None:
             value = defaults[name]() if process is None else process(defaults[name]())
             cells.append(lambda row, v=value: v)
     values = [tuple(cell(row) for cell in cells) for row in rows]
-    columns = ", ".join(names)
-    if not sqlite:
-        cursor = connection.connection.driver_connection.cursor()
-        with cursor, cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
-            for value in values:
-                copy.write_row(value)
-    else:
-        marks = ", ".join("?" * len(names))
-        connection.exec_driver_sql(
-            f"INSERT INTO {_STAGING} ({columns}) VALUES ({marks})",  # noqa: S608 - our names
-            values,
-        )
+    write_rows(connection, _STAGING, names, values)
     table = Subscriber.__table__
     if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert

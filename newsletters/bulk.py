@@ -1,0 +1,35 @@
+"""Writing many rows at once, faster than SQLAlchemy's executemany.
+
+For thousands of rows SQLAlchemy's executemany makes each row's defaults and processes
+each value, and on PostgreSQL sends them as bound parameters of multi-row INSERTs: more
+than the database's own work of writing them (an import's outbox rows and staged
+subscribers, benchmarks/README.md). Here the caller hands plain values, already in the
+form the driver takes, and they go in with COPY on PostgreSQL and with one executemany
+of the driver itself on SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+
+def write_rows(
+    connection: Connection, table: str, names: Sequence[str], values: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert `values` (one tuple per row, in the order of `names`) into `table`, in the
+    connection's transaction. The names are the caller's own, never a user's."""
+    listed = ", ".join(names)
+    if connection.dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor, cursor.copy(f"COPY {table} ({listed}) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row(value)
+    else:
+        marks = ", ".join("?" * len(names))
+        connection.exec_driver_sql(
+            f"INSERT INTO {table} ({listed}) VALUES ({marks})",  # noqa: S608 - our names
+            list(values),
+        )
