@@ -26,6 +26,7 @@ from newsletters.catalog.services import seed_newsletters  # noqa: E402
 from newsletters.extensions import db, limiter  # noqa: E402
 from newsletters.mailing import outbox  # noqa: E402
 from tests.support.clock import Clock, local  # noqa: E402
+from tests.support.feedserver import FeedServer  # noqa: E402
 from tests.support.live import LiveServer  # noqa: E402
 from tests.support.smtp import SMTPServer, free_port  # noqa: E402
 
@@ -173,6 +174,14 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """Feeds served on loopback (tests/support/feedserver.py) for the test's length."""
+    server = FeedServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

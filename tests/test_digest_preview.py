@@ -4,7 +4,6 @@ click; sections grouping a digest's items by feed."""
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -17,13 +16,6 @@ from newsletters.extensions import db
 from newsletters.feeds import digests, services
 from newsletters.feeds.models import DigestRun, Feed
 from tests.support.feedserver import FeedServer
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
 
 
 def _two_feeds(app: Flask, feed_server: FeedServer, mode=DigestMode.AUTO) -> tuple[int, int]:

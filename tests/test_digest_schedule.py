@@ -6,7 +6,6 @@ app's controlled clock: these tests pass or fail the same at any hour and on any
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from urllib.parse import quote
 
@@ -28,13 +27,6 @@ from tests.support.editions import confirmed_audience
 from tests.support.feedserver import FeedServer
 from tests.test_editor import post_form
 from tests.test_staff import ADMIN, login, make_staff
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
 
 
 def rss(*titles: str) -> bytes:

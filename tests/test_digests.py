@@ -4,7 +4,6 @@ to a real SMTP server on loopback, on a clock the tests control."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import date
 
 import pytest
@@ -23,16 +22,8 @@ from newsletters.feeds.models import DigestRun
 from newsletters.worker import Worker
 from tests.support.clock import Clock
 from tests.support.editions import confirmed_audience
-from tests.support.feedserver import FeedServer
 from tests.test_editor import compose_data, item_fields, post_form
 from tests.test_staff import EDITOR, login, make_staff
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
 
 
 def add_feed(app: Flask, url: str, slug: str = "kl-nyheder") -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -15,7 +14,6 @@ from newsletters.extensions import db
 from newsletters.feeds import services
 from newsletters.feeds.discovery import find_feed_links
 from newsletters.feeds.models import Feed
-from tests.support.feedserver import FeedServer
 
 PAGE = """<!DOCTYPE html>
 <html lang="da"><head>
@@ -33,13 +31,6 @@ PAGE = """<!DOCTYPE html>
 <link rel="alternate" type="application/rss+xml" href="/in-the-body.xml">
 </body></html>
 """
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
 
 
 def test_the_links_of_a_page_head_are_found_absolute_and_once():

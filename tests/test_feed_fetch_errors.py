@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -27,13 +26,6 @@ PAGE = "/staff/newsletters/kl-nyheder/feeds"
 
 # The fetcher's English, which no page may show.
 ENGLISH_DETAIL = ("could not be reached", "HTTP 500 Internal", "too large (", "more than 5 redi")
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -20,13 +19,6 @@ from newsletters.feeds import digests, services
 from newsletters.feeds.filters import MAX_WORDS, FilterError, ItemFilter, clean_words
 from newsletters.feeds.models import Feed, FeedItem
 from tests.support.feedserver import FeedServer
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
 
 
 def _add_and_fetch(app: Flask, feed_server: FeedServer) -> int:

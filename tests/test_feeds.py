@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
@@ -14,14 +12,7 @@ from newsletters.feeds import services
 from newsletters.feeds.fetching import unreachable
 from newsletters.feeds.models import Feed, FeedItem
 from newsletters.feeds.parsing import parse_feed, sanitise_html, summarise
-from tests.support.feedserver import FEEDS_DIR, FeedServer
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
+from tests.support.feedserver import FEEDS_DIR
 
 
 def add(app: Flask, url: str, slug: str = "kl-nyheder") -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -20,16 +19,9 @@ from newsletters.extensions import db
 from newsletters.feeds import services
 from newsletters.feeds.models import Feed, FeedItem
 from tests.support.editions import draft
-from tests.support.feedserver import FeedServer, undated
+from tests.support.feedserver import undated
 from tests.test_editor import edition_row, post_form
 from tests.test_staff import ADMIN, EDITOR, login, make_staff
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from newsletters.feeds.models import Feed
 from newsletters.worker import LANES, start_in_process_worker
 from tests.conftest import ROOT_DIR
 from tests.support.drip import DripServer
-from tests.support.feedserver import FeedServer
 from tests.support.flows import subscribe
 from tests.support.smtp import free_port
 
@@ -31,13 +30,6 @@ from tests.support.smtp import free_port
 @pytest.fixture
 def drip_server() -> Iterator[DripServer]:
     server = DripServer(interval=0.2).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
     yield server
     server.stop()
 

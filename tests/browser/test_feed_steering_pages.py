@@ -8,8 +8,6 @@ the digests' hour): the test is the same at any hour and on any day."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from playwright.sync_api import expect
 
@@ -31,13 +29,6 @@ PAGE = b"""<!DOCTYPE html><html lang="da"><head><title>KL</title>
 LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>
 <opml version="2.0"><body><outline text="&lol2;" xmlUrl="https://kl.dk/a"/></body></opml>"""
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
 
 
 def audit(axe: AxeAudit, page, label: str) -> None:

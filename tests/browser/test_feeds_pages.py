@@ -7,23 +7,13 @@ digests' hour, running from there): the test is the same at any hour and on any 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.helpers import AxeAudit, submit
 from tests.support.editions import confirmed_audience, draft
-from tests.support.feedserver import FeedServer
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
 
 
 def audit(axe: AxeAudit, page, label: str) -> None:
