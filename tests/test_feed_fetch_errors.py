@@ -30,8 +30,10 @@ ENGLISH_DETAIL = ("could not be reached", "HTTP 500 Internal", "too large (", "m
 
 @pytest.fixture
 def app(make_app) -> Flask:
-    # A short deadline and a small size cap, so that both failures come quickly.
-    return make_app(FEEDS_TIMEOUT_SECONDS=0.5, FEEDS_MAX_BYTES=10_000, FEEDS_PARSE_PROCESSES=0)
+    # A deadline short enough for the slow server to miss, long enough that a loaded
+    # machine still answers the other addresses in time (0.5 s was not, in a CI run);
+    # a small size cap.
+    return make_app(FEEDS_TIMEOUT_SECONDS=2, FEEDS_MAX_BYTES=10_000, FEEDS_PARSE_PROCESSES=0)
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def _failing(server: FeedServer) -> dict[str, str]:
     """An address for each kind of failure."""
     server.redirect("loop-a.xml", server.url("loop-b.xml"))
     return {
-        "unreachable": server.serve("slow.xml", "rss20.xml", delay=2),
+        "unreachable": server.serve("slow.xml", "rss20.xml", delay=6),
         "http_500": server.serve("broken.xml", status=500),
         "http_404": server.url("nowhere.xml"),
         "too_large": server.serve("huge.xml", body=b"<rss>" + b"x" * 50_000, stream=True),
@@ -56,7 +58,7 @@ def _failing(server: FeedServer) -> dict[str, str]:
 
 DANISH = {
     "unreachable": (
-        "Serveren kunne ikke nås, eller den svarede ikke færdigt inden for 0,5 sekunder."
+        "Serveren kunne ikke nås, eller den svarede ikke færdigt inden for 2 sekunder."
     ),
     "http_500": "Der er en fejl på serveren (HTTP-status 500).",
     "http_404": "Der er intet på adressen (HTTP-status 404).",
@@ -65,7 +67,7 @@ DANISH = {
     "not_a_feed": "Adressen fører ikke til et RSS- eller Atom-feed, der kan læses.",
 }
 ENGLISH = {
-    "unreachable": "The server could not be reached, or did not answer in full within 0.5 seconds.",
+    "unreachable": "The server could not be reached, or did not answer in full within 2 seconds.",
     "http_500": "The server has an error (HTTP status 500).",
     "http_404": "There is nothing at the address (HTTP status 404).",
     "too_large": "The document at the address is too large: more than 10 KB.",
