@@ -88,15 +88,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _listen(app: Flask) -> None:
-    """Features that react to what lower layers announce (newsletters/events.py)."""
+    """Features that react to what lower layers announce (newsletters/events.py), or
+    that lower layers call back (mailing.deferred)."""
     from newsletters.audit import services as audit
     from newsletters.bounces import erasure as bounces_erasure
     from newsletters.bounces import processing as bounces
     from newsletters.editions import erasure as editions_erasure
     from newsletters.reports import erasures as reports_erasures
+    from newsletters.subscriptions import mails as subscription_mails
     from newsletters.webhooks import services as webhooks
 
     audit.init_app(app)
+    # An import's invitations are written when the worker sends them (mailing.deferred).
+    subscription_mails.init_app(app)
     # A refused delivery is recorded as a bounce (editions announce it).
     bounces.init_app(app)
     # An erased subscriber's rows in the features above subscriptions, and their export.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.policy
 import re
+import secrets
 from dataclasses import dataclass
 from email import quoprimime
 from email.message import EmailMessage
@@ -259,6 +260,10 @@ class PersonalTemplate:
             unsubscribe_url=unsubscribe_mark,
         ).decode("ascii")
         head, sep, body = raw.partition("\r\n\r\n")
+        found = re.search(r'boundary="([^"]+)"', head)
+        if found is None:  # pragma: no cover - build_message always writes two parts
+            raise ValueError("no MIME boundary")
+        self.boundary = found.group(1)
         lines = head.split("\r\n")
         raw_date = raw_message_id = ""
         for i, line in enumerate(lines):
@@ -319,9 +324,12 @@ class PersonalTemplate:
         values: dict[str, str],
         date: str | None = None,
         message_id: str | None = None,
+        boundary: str | None = None,
     ) -> str:
         """One recipient's message, as `build_message` writes it: `values` maps each mark
-        to that recipient's link, `to` is their (ASCII) address."""
+        to that recipient's link, `to` is their (ASCII) address. `boundary`: the MIME
+        boundary instead of the template's (`new_boundary`; the bodies are
+        quoted-printable, where "=" is always escaped, so it cannot occur in them)."""
         escaped = {m: str(escape(v)) if _HTML_SPECIAL.search(v) else v for m, v in values.items()}
         out = []
         for kind, value in self._pieces:
@@ -346,7 +354,14 @@ class PersonalTemplate:
                     out.append(f"List-Unsubscribe: <{url}>\r\n")
                 else:
                     out.append(_header_line("List-Unsubscribe", f"<{url}>"))
+        if boundary is not None:
+            return "".join(out).replace(self.boundary, boundary)
         return "".join(out)
+
+
+def new_boundary() -> str:
+    """A MIME boundary of the form the email package writes."""
+    return "=" * 15 + f"{secrets.randbelow(10**19):019d}" + "=="
 
 
 def _fill(line: str, values: dict[str, str]) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from newsletters.columns import value_enum
@@ -23,6 +23,11 @@ class OutboxMessage(db.Model):
 
     The worker claims due rows (a lease, so a stopped worker's rows are taken over),
     hands them to the SMTP server and records the outcome.
+
+    Most rows hold the whole message (`raw`). A mail queued by the hundred thousand (an
+    import's invitations) holds instead what is personal in it (`fills`, JSON), and its
+    kind's composer (`mailing.deferred`) writes the bytes when it is sent: `raw` reads the
+    same either way.
     """
 
     __tablename__ = "outbox_messages"
@@ -30,6 +35,7 @@ class OutboxMessage(db.Model):
         Index("ix_outbox_messages_due", "status", "next_attempt_at"),
         # The per-address mail limit counts recent mails to one address.
         Index("ix_outbox_messages_to_address_created_at", "to_address", "created_at"),
+        CheckConstraint("raw IS NOT NULL OR fills IS NOT NULL", name="raw_or_fills"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -41,8 +47,10 @@ class OutboxMessage(db.Model):
     to_address: Mapped[str] = mapped_column(String(320))
     envelope_from: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500))
-    # The complete message, RFC 5322 with CRLF line ends, 7-bit (QP-encoded bodies).
-    raw: Mapped[str] = mapped_column(Text)
+    # The complete message, RFC 5322 with CRLF line ends, 7-bit (QP-encoded bodies); or
+    # None, and `fills` has what the kind's composer needs to write it (see `raw`).
+    stored_raw: Mapped[str | None] = mapped_column("raw", Text)
+    fills: Mapped[str | None] = mapped_column(Text)
     status: Mapped[OutboxStatus] = mapped_column(
         value_enum(OutboxStatus, "outbox_status"),
         default=OutboxStatus.QUEUED,
@@ -54,6 +62,21 @@ class OutboxMessage(db.Model):
     leased_by: Mapped[str | None] = mapped_column(String(100))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def raw(self) -> str:
+        """The message as it is handed to the SMTP server: stored, or written now from
+        `fills` by its kind's composer (the same bytes on every call)."""
+        if self.stored_raw is not None:
+            return self.stored_raw
+        from newsletters.mailing import deferred
+
+        return deferred.compose(self)
+
+    @raw.setter
+    def raw(self, value: str) -> None:
+        self.stored_raw = value
+        self.fills = None
 
     def __repr__(self) -> str:
         return f"<OutboxMessage {self.id} {self.kind} {self.status}>"

@@ -7,19 +7,26 @@ address by typing it into a form, so they are limited per address per hour.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from email.utils import formatdate
+from email.utils import formatdate, make_msgid
 
-from flask import current_app
+from flask import Flask, current_app, g
 from sqlalchemy import func, select
 
 from newsletters import jobs
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
-from newsletters.mailing import outbox
+from newsletters.mailing import deferred, outbox
 from newsletters.mailing.addresses import ascii_address
-from newsletters.mailing.compose import PersonalTemplate, envelope_sender, render_mail
+from newsletters.mailing.compose import (
+    PersonalTemplate,
+    envelope_sender,
+    new_boundary,
+    render_mail,
+)
 from newsletters.mailing.models import OutboxMessage, OutboxStatus
 from newsletters.subscriptions import links
 from newsletters.subscriptions.models import Subscriber, SubscriptionStatus
@@ -104,10 +111,16 @@ UNSUBSCRIBE_MARK = "NLxPERSONALxUNSUBSCRIBExURL"
 
 
 class ConfirmationMails:
-    """`confirmation_mail_row` for many people at once (an import that invites): the mail
-    is rendered once per language with stand-ins for the links, and each person's
-    message assembled from it with their own links (`compose.PersonalTemplate`): the
-    same bytes but for the Date, Message-ID and MIME boundary, at a fraction of the cost."""
+    """`confirmation_mail_row` for many people at once (an import that invites).
+
+    Each person's outbox row holds only what is personal in their mail (`row`: link
+    key, language, Date, Message-ID, MIME boundary; see `mailing.deferred`), and the
+    worker writes the message when it sends it (`compose_confirmation`, `message`):
+    rendered once per language with stand-ins for the links, each person's own links
+    filled in
+    (`compose.PersonalTemplate`). The bytes are those `confirmation_mail_row` makes but
+    for the Date, Message-ID and MIME boundary; only the links' signatures are made at
+    sending, so their time counts from then."""
 
     # What `row` reads of a subscriber: a Subscriber, or a row of these columns.
     COLUMNS = (
@@ -125,7 +138,14 @@ class ConfirmationMails:
         self.date = formatdate(usegmt=True)
         self.now = utcnow()
         self.envelope_from = envelope_sender()
+        self.domain = current_app.config["MAIL_DOMAIN"]
         self._templates: dict[str, PersonalTemplate] = {}
+        # What is the same in every row's fills, JSON-encoded once.
+        self.boundary = new_boundary()
+        self._common = (
+            f'"newsletters":{json.dumps(self.newsletter_ids)},"date":{json.dumps(self.date)},'
+            f'"boundary":"{self.boundary}"'
+        )
 
     def _template(self, locale: str) -> PersonalTemplate:
         template = self._templates.get(locale)
@@ -146,30 +166,82 @@ class ConfirmationMails:
         return template
 
     def row(self, subscriber: Subscriber) -> dict:
-        """The person's outbox row, as `confirmation_mail_row` makes it; no limit checked.
-        `subscriber`: a Subscriber or a row of `COLUMNS`."""
+        """The person's outbox row, its message written when it is sent; no limit
+        checked. `subscriber`: a Subscriber or a row of `COLUMNS`."""
         key, version, locale = subscriber.link_key, subscriber.token_version, subscriber.locale
-        template = self._template(locale)
-        to = ascii_address(subscriber.email)
-        raw = template.message(
+        message_id = make_msgid(domain=self.domain)
+        if _PLAIN.fullmatch(key) and _PLAIN.fullmatch(locale) and _PLAIN_ID.fullmatch(message_id):
+            # Nothing to escape (the usual case, 100 000 times): written, not encoded.
+            fills = (
+                f'{{"key":"{key}","version":{int(version)},"locale":"{locale}",'
+                f'{self._common},"message_id":"{message_id}"}}'
+            )
+        else:
+            fills = json.dumps(
+                {
+                    "key": key,
+                    "version": version,
+                    "locale": locale,
+                    "newsletters": self.newsletter_ids,
+                    "date": self.date,
+                    "boundary": self.boundary,
+                    "message_id": message_id,
+                }
+            )
+        return {
+            "kind": "confirm",
+            "subscriber_id": subscriber.id,
+            "to_address": ascii_address(subscriber.email),
+            "envelope_from": self.envelope_from,
+            "subject": self._template(locale).subject,
+            "fills": fills,
+            "status": OutboxStatus.QUEUED,
+            "next_attempt_at": self.now,
+        }
+
+    def message(self, to: str, fills: dict) -> str:
+        """The mail of a row `row` made, to `to` (its ASCII address), with fresh links."""
+        key, version, locale = fills["key"], fills["version"], fills["locale"]
+        return self._template(locale).message(
             to=to,
             values={
                 CONFIRM_MARK: self.links.confirm(key, version, locale, self.newsletter_ids),
                 MANAGE_MARK: self.links.manage(key, version, locale),
                 UNSUBSCRIBE_MARK: self.links.unsubscribe(key, version, locale),
             },
-            date=self.date,
+            date=fills["date"],
+            message_id=fills["message_id"],
+            boundary=fills["boundary"],
         )
-        return {
-            "kind": "confirm",
-            "subscriber_id": subscriber.id,
-            "to_address": to,
-            "envelope_from": self.envelope_from,
-            "subject": template.subject,
-            "raw": raw,
-            "status": OutboxStatus.QUEUED,
-            "next_attempt_at": self.now,
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
+_PLAIN_ID = re.compile(r"<[A-Za-z0-9_.@-]+>")
+_CONFIRMATIONS = "newsletters.confirmation_mails"
+
+
+def compose_confirmation(message: OutboxMessage) -> str:
+    """The message of an import's invitation (a row `ConfirmationMails.row` made).
+
+    Rendered once per language and set of newsletters in each app context (a worker
+    tick), with the newsletters' names as they are now."""
+    fills = json.loads(message.fills or "{}")
+    ids = tuple(fills["newsletters"])
+    made = g.setdefault(_CONFIRMATIONS, {})
+    confirmations = made.get(ids)
+    if confirmations is None:
+        found = {
+            n.id: n for n in db.session.scalars(select(Newsletter).where(Newsletter.id.in_(ids)))
         }
+        if not found:
+            raise LookupError(f"outbox {message.id}: its newsletters {ids} are gone")
+        confirmations = made[ids] = ConfirmationMails([found[i] for i in ids if i in found])
+    return confirmations.message(message.to_address, fills)
+
+
+def init_app(app: Flask) -> None:
+    """The worker writes an import's invitations when it sends them."""
+    deferred.register(app, "confirm", compose_confirmation)
 
 
 # --------------------------------------------------------------------------- manage link
