@@ -1,4 +1,5 @@
-"""Writing many rows at once, faster than SQLAlchemy's executemany.
+"""Writing many rows at once, faster than SQLAlchemy's executemany; and naming many
+values in one query (`among`).
 
 For thousands of rows SQLAlchemy's executemany makes each row's defaults and processes
 each value, and on PostgreSQL sends them as bound parameters of multi-row INSERTs: more
@@ -10,10 +11,15 @@ of the driver itself on SQLite.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import ColumnElement, Text, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
+
+from newsletters.extensions import db
 
 
 def write_rows(
@@ -33,3 +39,16 @@ def write_rows(
             f"INSERT INTO {table} ({listed}) VALUES ({marks})",  # noqa: S608 - our names
             list(values),
         )
+
+
+def among(column, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN (values)`, the values as one parameter: on PostgreSQL
+    `column = ANY(%s)` with an array, on SQLite `column IN (SELECT value FROM
+    json_each(?))`. An IN list of 5 000 parameters cost psycopg a parse of the query
+    text and the server a plan per chunk (most of a re-import's time there), and
+    SQLAlchemy a bound parameter made and named per value (on SQLite a tenth of an
+    invitation import's time)."""
+    if db.engine.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    listed = func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))
+    return column.in_(select(listed.table_valued("value").c.value))

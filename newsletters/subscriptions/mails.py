@@ -17,6 +17,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import func, select
 
 from newsletters import jobs
+from newsletters.bulk import among
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
 from newsletters.mailing import deferred, outbox
@@ -55,14 +56,14 @@ def mails_this_hour(addresses: Iterable[str]) -> dict[str, int]:
     since = utcnow() - timedelta(hours=1)
     wanted = list(addresses)
     counts: dict[str, int] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for start in range(0, len(wanted), 5000):
+        chunk = wanted[start : start + 5000]
         counts.update(
             iter(
                 db.session.execute(
                     select(OutboxMessage.to_address, func.count(OutboxMessage.id))
                     .where(
-                        OutboxMessage.to_address.in_(chunk),
+                        among(OutboxMessage.to_address, chunk),
                         OutboxMessage.kind.in_(LIMITED_KINDS),
                         OutboxMessage.created_at > since,
                     )
