@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from newsletters.catalog.models import Newsletter
 from newsletters.extensions import db
 from newsletters.mailing import outbox
+from newsletters.mailing.addresses import ascii_address
 from newsletters.mailing.compose import PersonalTemplate, RenderedMail, render_mail
 from newsletters.mailing.models import OutboxMessage
 from newsletters.subscriptions import links, mails
@@ -35,6 +36,8 @@ PEOPLE = {
     "o'brien+nyt=ja@kommune.dk": "en",
     # Long enough that its links and header are near the line limits.
     ("x" * 60 + "@" + "a" * 60 + ".kommune.dk"): "da",
+    # An IDN domain: its row is built in Python (the database cannot write xn--).
+    "borgmester@ærø.dk": "da",
 }
 
 
@@ -102,11 +105,11 @@ def test_each_invitation_is_the_mail_the_old_way_renders_for_that_person(make_ap
         messages = db.session.scalars(
             select(OutboxMessage).where(OutboxMessage.kind == "confirm")
         ).all()
-        assert sorted(m.to_address for m in messages) == sorted(PEOPLE)
+        assert sorted(m.to_address for m in messages) == sorted(map(ascii_address, PEOPLE))
         languages = set()
         for message in messages:
             subscriber = db.session.get(Subscriber, message.subscriber_id)
-            assert subscriber.email == message.to_address
+            assert ascii_address(subscriber.email) == message.to_address
             found = links_in(message.raw)
             row = old_way(subscriber, newsletter, found)
             assert normalised(message.raw) == normalised(row["raw"])
@@ -299,7 +302,7 @@ def test_an_invitation_is_stored_small_and_written_when_the_worker_sends_it(
         db.session.remove()
     assert deliver(app).sent == len(PEOPLE)
     received = {m.rcpt_to: m for m in smtp_server.wait_for(len(PEOPLE))}
-    assert set(received) == set(PEOPLE)
+    assert set(received) == set(map(ascii_address, PEOPLE))
     for address, message in received.items():
         # What the server got is what `raw` wrote (unstuffed), CRLF ended.
         assert message.raw.rstrip(b"\r\n") == written[address].encode("ascii").rstrip(b"\r\n")
@@ -360,7 +363,8 @@ def test_migration_0031_keeps_waiting_invitations_from_a_downgrade(app, tmp_path
         db.session.remove()
         with pytest.raises(SystemExit):  # flask_migrate's way of saying the error
             downgrade(revision="0030")
-        assert "5 outbox message(s) are written only when they are sent" in capfd.readouterr().err
+        err = capfd.readouterr().err
+        assert f"{len(PEOPLE)} outbox message(s) are written only when they are sent" in err
         db.session.remove()
         assert all(m.fills for m in db.session.scalars(select(OutboxMessage)))
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == len(PEOPLE)

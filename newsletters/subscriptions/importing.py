@@ -24,6 +24,7 @@ from typing import BinaryIO, TextIO
 
 from flask import current_app
 from sqlalchemy import (
+    Row,
     String,
     Text,
     bindparam,
@@ -790,6 +791,7 @@ class _Plan:
         newsletter_id = newsletter.id
         now = utcnow()
         mail_rows: dict[int, dict] = {}
+        invited: dict[int, Row] = {}
         if self.basis is None or self.welcome:
             theirs = among(Subscriber.email, to_create) | among(Subscriber.id, to_confirm)
             if self.basis is None:
@@ -799,11 +801,7 @@ class _Plan:
                 people = [(ascii_address(p.email), p) for p in found]
                 limit = int(current_app.config["ADDRESS_MAILS_PER_HOUR"])
                 sent = mails.mails_this_hour(to for to, _ in people)
-                # Rendered once per language, each person's links filled in.
-                confirmations = mails.ConfirmationMails([newsletter])
-                for to, person in people:
-                    if sent.get(to, 0) < limit:
-                        mail_rows[person.id] = confirmations.row(person)
+                invited = {p.id: p for to, p in people if sent.get(to, 0) < limit}
             else:
                 for person in db.session.scalars(select(Subscriber).where(theirs)):
                     mail_rows[person.id] = mails.welcome_mail_row(
@@ -854,6 +852,11 @@ class _Plan:
         if created:
             _record_consent([subscription_id for subscription_id, _ in created], **consent)
             outbox.enqueue_rows([mail_rows[s] for _id, s in created if s in mail_rows])
+            if invited:
+                # Written when the worker sends them (mails.ConfirmationMails).
+                mails.ConfirmationMails([newsletter]).enqueue(
+                    [invited[s] for _id, s in created if s in invited]
+                )
         db.session.commit()
         # Subscribed meanwhile by someone else (a form carried out between the two
         # transactions): nothing to do for them.

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from email.utils import formatdate, make_msgid
 
 from flask import Flask, current_app, g
-from sqlalchemy import func, select
+from sqlalchemy import String, case, cast, func, literal, select
 
 from newsletters import jobs
 from newsletters.bulk import among
@@ -200,6 +201,59 @@ class ConfirmationMails:
             "next_attempt_at": self.now,
         }
 
+    def enqueue(self, people: Sequence) -> None:
+        """Queue the invitations of `people` (rows of `COLUMNS`, their hourly limit
+        checked) in the current transaction. Their rows are made by the database, in one
+        INSERT ... SELECT (`outbox.enqueue_from`), the fills written as `row` writes
+        them, the Message-ID from the subscriber's id; a row built here (`row`) only
+        for a person whose fills would need escaping or whose address is not ASCII (an
+        IDN domain: its ASCII form is Python's to make)."""
+        prefix = f"{int(self.now.timestamp())}.{secrets.token_hex(8)}"
+        if not _PLAIN_DOMAIN.fullmatch(self.domain):
+            outbox.enqueue_rows([self.row(p) for p in people])
+            return
+        plain: list[int] = []
+        locales: set[str] = set()
+        others = []
+        for person in people:
+            if (
+                person.email.isascii()
+                and _PLAIN.fullmatch(person.link_key)
+                and _PLAIN.fullmatch(person.locale)
+            ):
+                plain.append(person.id)
+                locales.add(person.locale)
+            else:
+                others.append(person)
+        if plain:
+            s = Subscriber.__table__.c
+            fills = (
+                literal('{"key":"')
+                + s.link_key
+                + '","version":'
+                + cast(s.token_version, String)
+                + ',"locale":"'
+                + s.locale
+                + f'",{self._common},"message_id":"<{prefix}.'
+                + cast(s.id, String)
+                + f'@{self.domain}>"}}'
+            )
+            outbox.enqueue_from(
+                select(
+                    literal("confirm").label("kind"),
+                    s.id.label("subscriber_id"),
+                    s.email.label("to_address"),
+                    literal(self.envelope_from).label("envelope_from"),
+                    case(
+                        {locale: self._template(locale).subject for locale in locales},
+                        value=s.locale,
+                    ).label("subject"),
+                    fills.label("fills"),
+                ).where(among(s.id, plain))
+            )
+        if others:
+            outbox.enqueue_rows([self.row(p) for p in others])
+
     def message(self, to: str, fills: dict) -> str:
         """The mail of a row `row` made, to `to` (its ASCII address), with fresh links."""
         key, version, locale = fills["key"], fills["version"], fills["locale"]
@@ -218,6 +272,7 @@ class ConfirmationMails:
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 _PLAIN_ID = re.compile(r"<[A-Za-z0-9_.@-]+>")
+_PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
 _CONFIRMATIONS = "newsletters.confirmation_mails"
 
 
