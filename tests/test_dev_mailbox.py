@@ -115,6 +115,33 @@ def test_outbox_mail_is_in_the_dev_mailbox_as_sent(dev_app: Flask):
     assert "/confirm/" in html_part.get_data(as_text=True)
 
 
+def test_an_imports_invitations_are_in_the_dev_mailbox_in_danish(dev_app: Flask, tmp_path):
+    """An import's invitations are written when the worker sends them (mailing.deferred):
+    each is captured whole, in Danish, its confirm link good; the composer's reading of
+    the database must not hold SQLite's write lock while the capture writes."""
+    people = ["mette@aarhus.dk", "borgmester@ærø.dk", "jens@odense.dk"]
+    path = tmp_path / "people.csv"
+    path.write_text("email\n" + "\n".join(people) + "\n", encoding="utf-8")
+    result = dev_app.test_cli_runner().invoke(
+        args=["subscribers", "import", str(path), "--newsletter", "momentum"]
+    )
+    assert result.exit_code == 0, result.output
+    run_worker(dev_app)
+    mails = captured(dev_app)
+    assert sorted(m.to_address for m in mails) == sorted(
+        ["mette@aarhus.dk", "borgmester@xn--r-3fa9c.dk", "jens@odense.dk"]
+    )
+    client = dev_app.test_client()
+    for mail in mails:
+        message = email.message_from_string(mail.raw, policy=email.policy.default)
+        assert message["Subject"] == "Bekræft din tilmelding til KL's nyhedsbreve"
+        assert message.get_body(("plain",)).get_content().startswith("Hej\r\n")
+        shown = client.get(f"/dev/mail/{mail.id}").get_data(as_text=True)
+        confirm = re.search(r'href="http://localhost(/confirm/[^"?]+)', shown).group(1)
+        page = client.get(confirm)
+        assert page.status_code == 200 and "Bekræft" in page.get_data(as_text=True)
+
+
 def test_the_dev_mailbox_pages_are_danish_and_english_on_request(dev_app: Flask):
     client = dev_app.test_client()
     subscribe(client, "a@example.dk")

@@ -235,7 +235,12 @@ def _deliver_one(
         return
     message.attempts += 1
     try:
-        transport.send(message.envelope_from, message.to_address, message.raw.encode("ascii"))
+        # A row with fills is written now by its composer, which may read the database:
+        # without flushing the attempt first, which would take SQLite's write lock
+        # while the dev mailbox's capture writes from a connection of its own.
+        with db.session.no_autoflush:
+            data = message.raw.encode("ascii")
+        transport.send(message.envelope_from, message.to_address, data)
     except DeliveryFailure as failure:
         _record_failure(message, failure, stats)
         return
