@@ -48,7 +48,8 @@ def among(column, values: Sequence[Any]) -> ColumnElement[bool]:
     text and the server a plan per chunk (most of a re-import's time there), and
     SQLAlchemy a bound parameter made and named per value (on SQLite a tenth of an
     invitation import's time)."""
+    values = list(values)
     if db.engine.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    listed = func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    listed = func.json_each(bindparam(None, json.dumps(values), type_=Text))
     return column.in_(select(listed.table_valued("value").c.value))
