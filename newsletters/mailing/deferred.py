@@ -3,14 +3,14 @@
 An import that invites 100 000 people would store 100 000 whole messages of 6.7 kB (670
 MB written in the import's transaction, most of its time). Instead each outbox row holds
 what is personal in it (`OutboxMessage.fills`, JSON: the person's link key, language,
-the Date and Message-ID) and the feature that queued it registers, at start-up, the
-composer that writes the message from them (`register`). The row is still written in the
-transaction of the action that causes it, so the mail exists exactly when the action
-committed; only the rendering moves to the worker.
+the Date, Message-ID and MIME boundary) and the feature that queued it registers, at
+start-up, the composer that writes the message from them (`register`). The row is still
+written in the transaction of the action that causes it, so the mail exists exactly when
+the action committed; only the rendering moves to the worker.
 
-A composer must give the same bytes for a row on every call (a retry sends the same
-message): everything that varies (Date, Message-ID, the time in a link's signature
-aside) is in the fills.
+A composer must give the same message for a row on every call (a retry sends the same
+message): what would vary between calls (Date, Message-ID, boundary) is in the fills;
+only the time inside a link's signature is that of the call.
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ class OutboxMessage(db.Model):
     @property
     def raw(self) -> str:
         """The message as it is handed to the SMTP server: stored, or written now from
-        `fills` by its kind's composer (the same bytes on every call)."""
+        `fills` by its kind's composer (the same message on every call, but for the
+        time inside its links' signatures)."""
         if self.stored_raw is not None:
             return self.stored_raw
         from newsletters.mailing import deferred

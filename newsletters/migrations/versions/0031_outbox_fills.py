@@ -6,7 +6,7 @@ Create Date: 2026-12-04 21:00:00
 
 - outbox_messages.fills (JSON text): what is personal in a mail whose bytes its kind's
   composer writes when it is sent (newsletters/mailing/deferred.py); an import's
-  invitations are queued so (100 000 rows of 0.3 kB, not 670 MB of whole messages).
+  invitations are queued so (100 000 rows of 0.2 kB, not 670 MB of whole messages).
 - outbox_messages.raw may now be NULL, for such a row; a row has raw or fills
   (ck_outbox_messages_raw_or_fills).
 
