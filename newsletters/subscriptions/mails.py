@@ -119,10 +119,9 @@ class ConfirmationMails:
     key, language, Date, Message-ID, MIME boundary; see `mailing.deferred`), and the
     worker writes the message when it sends it (`compose_confirmation`, `message`):
     rendered once per language with stand-ins for the links, each person's own links
-    filled in
-    (`compose.PersonalTemplate`). The bytes are those `confirmation_mail_row` makes but
-    for the Date, Message-ID and MIME boundary; only the links' signatures are made at
-    sending, so their time counts from then."""
+    filled in (`compose.PersonalTemplate`). The bytes are those `confirmation_mail_row`
+    makes but for the Date, Message-ID and MIME boundary; only the links' signatures are
+    made at sending, so their time counts from then."""
 
     # What `row` reads of a subscriber: a Subscriber, or a row of these columns.
     COLUMNS = (
