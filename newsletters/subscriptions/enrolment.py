@@ -6,6 +6,7 @@ Part of the caller's transaction: the import commits each chunk of its file at o
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -71,29 +72,36 @@ def insert_subscribers(rows: Sequence[dict[str, str]]) -> None:
     connection = db.session.connection()
     staged = _staging_table()
     connection.execute(CreateTable(staged, if_not_exists=True))
-    names = list(staged.c.keys())
     sqlite = connection.dialect.name == "sqlite"
-    cells: list[Callable[[dict], object]] = []
-    defaults = _python_defaults([name for name in names if name not in rows[0]])
-    for name in names:
+
+    def processed(name: str) -> Callable[[object], object] | None:
         # SQLite is given values as the column types store them (naive UTC datetimes);
         # psycopg's COPY adapts Python values itself.
-        process = staged.c[name].type.bind_processor(connection.dialect) if sqlite else None
-        if name in rows[0]:
-            cells.append(
-                (lambda row, n=name, p=process: p(row[n]))
-                if process
-                else (lambda row, n=name: row[n])
-            )
-        elif isinstance(defaults[name], _PerRow):
-            make = defaults[name]
-            cells.append(
-                (lambda row, m=make, p=process: p(m())) if process else (lambda row, m=make: m())
-            )
-        else:
-            value = defaults[name]() if process is None else process(defaults[name]())
-            cells.append(lambda row, v=value: v)
-    values = [tuple(cell(row) for cell in cells) for row in rows]
+        return staged.c[name].type.bind_processor(connection.dialect) if sqlite else None
+
+    # The columns in three groups, so that a row's values are three tuples joined, not a
+    # function called per cell (1.1 million calls for 100 000 rows): those the rows give
+    # (as they are, where the type needs no processing), those made afresh per row (the
+    # link key), and those the same for every row (made and processed once).
+    columns = list(staged.c.keys())
+    defaults = _python_defaults([name for name in columns if name not in rows[0]])
+    given = [name for name in columns if name in rows[0]]
+    fresh = [name for name, d in defaults.items() if isinstance(d, _PerRow)]
+    same = [name for name, d in defaults.items() if not isinstance(d, _PerRow)]
+    constants = tuple(
+        defaults[name]() if (process := processed(name)) is None else process(defaults[name]())
+        for name in same
+    )
+    makers = [(defaults[name], processed(name)) for name in fresh]
+    if any(processed(name) for name in given):  # pragma: no cover - strings need none
+        processes = [processed(name) or (lambda value: value) for name in given]
+
+        def get(row: dict) -> tuple:
+            return tuple(p(row[n]) for p, n in zip(processes, given, strict=True))
+    else:
+        get = operator.itemgetter(*given) if len(given) > 1 else lambda row: (row[given[0]],)
+    values = [(*get(row), *(p(m()) if p else m() for m, p in makers), *constants) for row in rows]
+    names = [*given, *fresh, *same]
     write_rows(connection, _STAGING, names, values)
     table = Subscriber.__table__
     if connection.dialect.name == "postgresql":
