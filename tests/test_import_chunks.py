@@ -59,6 +59,12 @@ def count(app: Flask, model, *where) -> int:
         return value
 
 
+def two_at_once(app: Flask) -> bool:
+    """Whether this app's imports write two chunks at once (PostgreSQL)."""
+    with app.app_context():
+        return db.engine.dialect.name == "postgresql"
+
+
 def confirm_mails(app: Flask, address: str | None = None) -> int:
     where = [OutboxMessage.kind == "confirm"]
     if address:
@@ -82,14 +88,17 @@ def test_an_import_interrupted_between_chunks_is_completed_by_running_it_again(
     monkeypatch.setattr(importing._Plan, "run", dies_at_the_third_chunk)
     first = import_file(chunked, tmp_path, text, "--newsletter", "bestyrelse", "--basis", "B")
     assert first.exit_code != 0
-    # The two chunks before the interruption are in, each whole; the rest is not.
-    assert count(chunked, Subscriber) == 6
-    assert count(chunked, ConsentEvent) == 6
+    # The two chunks before the interruption are in, each whole; the third is not. On
+    # PostgreSQL the fourth (one row) may have been written beside it, whole too.
+    written = count(chunked, Subscriber)
+    assert written in ((6, 7) if two_at_once(chunked) else (6,))
+    assert count(chunked, ConsentEvent) == written
     monkeypatch.setattr(importing._Plan, "run", original)
     again = import_file(chunked, tmp_path, text, "--newsletter", "bestyrelse", "--basis", "B")
     assert again.exit_code == 0, again.output
-    assert "4 new subscriber(s)" in again.output
-    assert "4 enrolled" in again.output and "6 unchanged" in again.output
+    assert f"{10 - written} new subscriber(s)" in again.output
+    assert f"{10 - written} enrolled" in again.output
+    assert f"{written} unchanged" in again.output
     assert count(chunked, Subscriber) == 10
     assert count(chunked, ConsentEvent, ConsentEvent.action == ConsentAction.ENROLLED) == 10
 
@@ -109,13 +118,23 @@ def test_invitations_interrupted_after_the_people_are_written_are_sent_once_on_r
 
     monkeypatch.setattr(importing, "_insert_subscriptions", dies_in_the_second_write)
     assert import_file(chunked, tmp_path, text, "--newsletter", "momentum").exit_code != 0
-    # Chunk 2's people were committed, their subscriptions and mails were not.
-    assert count(chunked, Subscriber) == 6
-    assert confirm_mails(chunked) == 3
+    if two_at_once(chunked):
+        # Chunks 1 and 2 were written side by side: one of them failed after its people
+        # were committed; the other, and chunk 3, may be in, each whole.
+        assert count(chunked, Subscriber) >= 6
+        sent = confirm_mails(chunked)
+        assert sent in (3, 4)
+    else:
+        # Chunk 2's people were committed, their subscriptions and mails were not.
+        assert count(chunked, Subscriber) == 6
+        sent = confirm_mails(chunked)
+        assert sent == 3
+    assert count(chunked, Subscription) == sent  # a subscription exactly with its mail
+    assert count(chunked, ConsentEvent) == sent
     monkeypatch.setattr(importing, "_insert_subscriptions", original)
     again = import_file(chunked, tmp_path, text, "--newsletter", "momentum")
     assert again.exit_code == 0, again.output
-    assert "4 invited" in again.output and "3 unchanged" in again.output
+    assert f"{7 - sent} invited" in again.output and f"{sent} unchanged" in again.output
     assert confirm_mails(chunked) == 7
     for n in range(7):
         assert confirm_mails(chunked, f"person{n:03d}@kommune.dk") == 1
