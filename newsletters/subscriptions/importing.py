@@ -3,8 +3,9 @@
 An import is all or nothing as far as the file goes: every row is checked first, and a
 file with any bad row is refused whole, each bad line listed with its reason, before
 anything is written. The rows are then written in chunks, each in short transactions
-of its own (a large file never holds the database's write lock for long). Importing
-the same file again changes nothing, and re-running an interrupted import completes it.
+of its own (a large file never holds the database's write lock for long; on PostgreSQL
+two chunks at once). Importing the same file again changes nothing, and re-running an
+interrupted import completes it.
 """
 
 from __future__ import annotations
