@@ -244,6 +244,27 @@ def test_an_address_at_its_mail_limit_is_invited_without_another_mail(chunked, t
     assert subscriptions_of(chunked, "person002@kommune.dk") == {"momentum": "pending"}
 
 
+def test_an_idn_address_at_its_mail_limit_is_invited_without_another_mail(chunked, tmp_path):
+    """The database queues the usual person's invitation and counts their limit; an
+    address with an IDN domain is read and counted here, by its ASCII form."""
+    limit = chunked.config["ADDRESS_MAILS_PER_HOUR"]
+    with chunked.app_context():
+        for _ in range(limit):
+            outbox.enqueue(
+                kind="confirm",
+                to="borgmester@ærø.dk",
+                mail=RenderedMail(subject="Bekræft", text="x\n", html="<p>x</p>"),
+            )
+        db.session.commit()
+    text = HEADER + rows(2) + "borgmester@ærø.dk,B,Ærø,borgmester\nanne@æbleø.dk,A,,\n"
+    result = import_file(chunked, tmp_path, text, "--newsletter", "momentum")
+    assert result.exit_code == 0, result.output
+    assert "4 invited" in result.output
+    assert confirm_mails(chunked, "borgmester@xn--r-3fa9c.dk") == limit
+    assert confirm_mails(chunked, "anne@xn--ble-xla7g.dk") == 1
+    assert confirm_mails(chunked) == limit + 3
+
+
 def test_an_old_mail_does_not_count_against_the_limit(chunked, tmp_path):
     with chunked.app_context():
         for _ in range(chunked.config["ADDRESS_MAILS_PER_HOUR"]):
