@@ -25,21 +25,20 @@ import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
-from authlib.common.urls import add_params_to_uri
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from authlib.oidc.core import CodeIDToken
-from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet
-from joserfc.jws import JWSRegistry
 
 from newsletters.names import InvalidName, clean_name
 from newsletters.staff.models import StaffRole
 from newsletters.timeutil import utcnow
+
+if TYPE_CHECKING:
+    import httpx
+    from joserfc.jwk import KeySet
+
+# httpx, Authlib and joserfc are imported where a sign-in uses them, not with this module:
+# every process imports it (the staff pages' access checks), and they would add a tenth
+# of a second to the start of each one (the worker, every CLI command).
 
 SCOPES = "openid email profile"
 METADATA_MAX_AGE = 3600.0
@@ -165,6 +164,8 @@ def _read_json(response: httpx.Response) -> Any:
 
 
 def _get_json(url: str, timeout: float) -> dict[str, Any]:
+    import httpx
+
     try:
         with httpx.stream("GET", url, timeout=timeout, follow_redirects=False) as response:
             if response.status_code != 200:
@@ -215,6 +216,9 @@ def sign_in_origins(s: Settings) -> list[str]:
 
 
 def _key_set(s: Settings, meta: dict[str, Any], *, refresh: bool = False) -> KeySet:
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
     uri = meta["jwks_uri"]
     now = time.monotonic()
     with _lock:
@@ -238,6 +242,9 @@ def _key_set(s: Settings, meta: dict[str, Any], *, refresh: bool = False) -> Key
 
 def begin(s: Settings, redirect_uri: str) -> tuple[str, dict[str, Any]]:
     """(URL of the provider's sign-in, the flow's secrets to keep until the callback)."""
+    from authlib.common.urls import add_params_to_uri
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
     meta = metadata(s)
     flow = {
         "state": secrets.token_urlsafe(32),
@@ -298,6 +305,8 @@ def _redeem(
         "code_verifier": verifier,
         "client_id": s.client_id,
     }
+    import httpx
+
     try:
         with httpx.stream(
             "POST",
@@ -321,6 +330,11 @@ def _redeem(
 def _check_id_token(
     s: Settings, meta: dict[str, Any], token: dict[str, Any], *, nonce: str
 ) -> dict[str, Any]:
+    from authlib.oidc.core import CodeIDToken
+    from joserfc import jwt
+    from joserfc.errors import InvalidKeyIdError, JoseError
+    from joserfc.jws import JWSRegistry
+
     id_token = token.get("id_token")
     if not isinstance(id_token, str) or len(id_token) > MAX_DOCUMENT_BYTES:
         raise SsoError("bad_token", "no ID token")
