@@ -9,6 +9,7 @@ that also make the OpenAPI document (422). Refusals are problem details (problem
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,7 +76,40 @@ def _validation_problem(req, resp, error, instance, model_adapter) -> None:
     raise Problem(422, "The request has fields at fault.", errors=fields)
 
 
-spec = SpecTree(
+class _SchemasWhenAsked(SpecTree):
+    """spectree, drawing each model's JSON schema when the OpenAPI document is first made.
+
+    spectree draws them as the views are decorated, at import: 120 schemas, 0.15 s at the
+    start of every process (the worker and each CLI command too), for a document that only
+    the API's readers ask for. The validation of requests uses the models themselves, not
+    these schemas. Should a later spectree stop calling `_add_model`, the schemas are
+    simply drawn at import again; tests/test_api.py checks the document names them all.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._waiting: list[tuple[Any, str]] = []
+        self._drawing = threading.RLock()
+        super().__init__(*args, **kwargs)
+
+    def _add_model(self, model: Any, mode: Any = "validation") -> str:
+        with self._drawing:
+            self._waiting.append((model, mode))
+        return self.naming_strategy(model)
+
+    @property
+    def models(self) -> dict[str, Any]:
+        with self._drawing:
+            waiting, self._waiting = self._waiting, []
+            for model, mode in waiting:
+                SpecTree._add_model(self, model, mode)  # writes into self._drawn
+            return self._drawn
+
+    @models.setter
+    def models(self, value: dict[str, Any]) -> None:
+        self._drawn = value
+
+
+spec = _SchemasWhenAsked(
     "flask",
     mode="strict",
     # spectree's own routes (pages that load their scripts from a CDN) are not registered:
