@@ -9,14 +9,14 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
 .PHONY: run setup test test-fast test-browser test-postgres test-clock lint format translations \
-        extract-messages assets browser clean
+        extract-messages assets browser bytecode clean
 
 run: setup
 	@echo "KL's newsletters: http://$(HOST):$(PORT)/   captured mail: http://$(HOST):$(PORT)/dev/mail/"
 	NEWSLETTERS_PUBLIC_BASE_URL=$${NEWSLETTERS_PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} \
 		$(FLASK) run --host $(HOST) --port $(PORT)
 
-setup: $(VENV)/.installed assets translations instance/config.py
+setup: $(VENV)/.installed assets translations bytecode instance/config.py
 	$(FLASK) db upgrade
 	$(FLASK) seed
 
@@ -27,6 +27,12 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
+
+# The package's byte code, as a (non-editable) pip install writes it: where
+# PYTHONDONTWRITEBYTECODE is set (containers often set it), every process would compile
+# the whole package again at its start (0.1 s for the worker and each CLI command).
+bytecode: $(VENV)/.installed
+	$(BIN)/python -m compileall -q newsletters wsgi.py
 
 # Det Fælles Designsystem (and axe-core for the accessibility tests), from npm.
 assets: node_modules/.installed
@@ -55,25 +61,25 @@ browser:
 	scripts/ensure-chromium
 	scripts/ensure-java
 
-test: $(VENV)/.installed assets translations browser
+test: $(VENV)/.installed assets translations bytecode browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Without the slower end-to-end and browser tests.
-test-fast: $(VENV)/.installed assets translations
+test-fast: $(VENV)/.installed assets translations bytecode
 	$(BIN)/pytest -m "not e2e and not browser" $(PYTEST_ARGS)
 
-test-browser: $(VENV)/.installed assets translations browser
+test-browser: $(VENV)/.installed assets translations bytecode browser
 	$(BIN)/pytest -m browser $(PYTEST_ARGS)
 
 # The same suite on PostgreSQL (trust auth on localhost, database `test`).
-test-postgres: $(VENV)/.installed assets translations browser
+test-postgres: $(VENV)/.installed assets translations bytecode browser
 	NEWSLETTERS_TEST_DATABASE_URL=$${NEWSLETTERS_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
 # The fast suite and the schedule, feed and digest tests with every process's clock moved
 # (libfaketime) to 03:00, 07:30 and 12:00 on a Monday and noon on a Saturday, Copenhagen:
 # no test may depend on the hour or the weekday. Needs `apt-get install faketime`.
-test-clock: $(VENV)/.installed assets translations browser
+test-clock: $(VENV)/.installed assets translations bytecode browser
 	scripts/test-at-hours
 
 lint: $(VENV)/.installed

@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.app import newsletters_env
+from harness.app import compile_package, newsletters_env
 from harness.common import ROOT, add_quick_argument, apply_quick
 from harness.databases import (
     add_database_arguments,
@@ -196,6 +196,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    compile_package()
     tmp = Path(tempfile.mkdtemp(prefix="bench-import-"))
     os.environ["NEWSLETTERS_INSTANCE_PATH"] = str(tmp / "instance")
     database = Database(args, tmp)
