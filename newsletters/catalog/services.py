@@ -8,6 +8,7 @@ from flask import current_app
 from newsletters import events
 from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
 from newsletters.extensions import db
+from newsletters.timeutil import utcnow
 
 
 @dataclass(frozen=True)
@@ -198,3 +199,33 @@ def update_newsletter(
     # This process's public form shows the change at once; others within CHOICES_TTL_SECONDS.
     forget_cached_choices()
     return newsletter
+
+
+def set_digest_schedule(
+    newsletter: Newsletter,
+    *,
+    mode: DigestMode,
+    cadence: DigestCadence,
+    hour: int,
+    sections: bool | None = None,
+) -> None:
+    """Write how the newsletter's digest is made (the feeds feature decides; the settings
+    live on the newsletter). The caller commits.
+
+    Turning it on, or changing its cadence or hour, starts its schedule anew: the next
+    slot is the first one from now (an hour that passed today is not made up for, nor
+    counted as skipped). Between auto-send and review the schedule goes on. `sections`
+    None leaves that setting as it is.
+    """
+    mode, cadence = DigestMode(mode), DigestCadence(cadence)
+    if (
+        (newsletter.digest_mode == DigestMode.OFF) != (mode == DigestMode.OFF)
+        or newsletter.digest_cadence != cadence
+        or newsletter.digest_hour != hour
+    ):
+        newsletter.digest_schedule_from = utcnow()
+    newsletter.digest_mode = mode
+    newsletter.digest_cadence = cadence
+    newsletter.digest_hour = hour
+    if sections is not None:
+        newsletter.digest_sections = bool(sections)

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletters import events, jobs, outbound
 from newsletters.catalog.models import DigestCadence, DigestMode, Newsletter
-from newsletters.catalog.services import newsletter_by_slug
+from newsletters.catalog.services import newsletter_by_slug, set_digest_schedule
 from newsletters.editions import drafts
 from newsletters.extensions import db
 from newsletters.feeds import discovery, opml
@@ -600,26 +600,15 @@ def update_digest_settings(
 ) -> Newsletter:
     """Change how a newsletter's digest is made: auto-send, review or off; when.
 
-    Turning it on, or changing its cadence or hour, starts its schedule anew: the next
-    slot is the first one from now (an hour that passed today is not made up for, nor
-    counted as skipped). Between auto-send and review the schedule goes on.
+    Turning it on, or changing its cadence or hour, starts its schedule anew
+    (`catalog.services.set_digest_schedule`).
     """
     newsletter = newsletter_by_slug(slug)
     if newsletter is None:
         raise UnknownNewsletter(f"there is no newsletter '{slug}'")
     if not 0 <= hour <= 23:
         raise FeedError("the hour must be from 0 to 23")
-    if (
-        (newsletter.digest_mode == DigestMode.OFF) != (DigestMode(mode) == DigestMode.OFF)
-        or newsletter.digest_cadence != DigestCadence(cadence)
-        or newsletter.digest_hour != hour
-    ):
-        newsletter.digest_schedule_from = utcnow()
-    newsletter.digest_mode = DigestMode(mode)
-    newsletter.digest_cadence = DigestCadence(cadence)
-    newsletter.digest_hour = hour
-    if sections is not None:
-        newsletter.digest_sections = bool(sections)
+    set_digest_schedule(newsletter, mode=mode, cadence=cadence, hour=hour, sections=sections)
     events.announce(
         "feed.digest_settings",
         f"newsletter:{newsletter.slug}",
