@@ -7,6 +7,7 @@ the per-address limit, and an interrupted import completed by running it again."
 from __future__ import annotations
 
 import os
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -346,3 +347,29 @@ def test_an_enrolment_counts_its_consent_records_per_day_like_the_records_themse
         (n, str(a), c) for n, a, c in kept
     )
     assert sum(c for *_, c in kept) == 7
+
+
+def test_when_both_chunks_in_flight_fail_the_second_error_is_logged_too(
+    chunked, tmp_path, monkeypatch, caplog
+):
+    if not two_at_once(chunked):
+        pytest.skip("one chunk at a time on SQLite")
+    original = importing._Plan.run
+    both_running = threading.Barrier(2, timeout=10)
+
+    def every_chunk_fails(self, chunk):
+        both_running.wait()  # the two chunks are in flight at once, then both fail
+        raise RuntimeError(f"chunk starting {chunk[0].email} failed")
+
+    monkeypatch.setattr(importing._Plan, "run", every_chunk_fails)
+    with caplog.at_level("ERROR", logger="newsletters.subscriptions.importing"):
+        result = import_file(
+            chunked, tmp_path, HEADER + rows(6), "--newsletter", "bestyrelse", "--basis", "B"
+        )
+    monkeypatch.setattr(importing._Plan, "run", original)
+    assert result.exit_code != 0
+    assert "person000@kommune.dk" in str(result.exception)
+    logged = [r for r in caplog.records if "beside the failed one" in r.getMessage()]
+    assert len(logged) == 1
+    assert "person003@kommune.dk" in str(logged[0].exc_info[1])
+    assert count(chunked, Subscriber) == 0

@@ -671,7 +671,8 @@ def _write_two_at_once(
     and Python work go on while the server writes the last (benchmarks/README.md). The
     chunks are independent (each address is in one chunk only) and each is idempotent
     as before; a chunk that fails is rolled back, the other is let finish, and the
-    error is raised here. SQLite takes one writer at a time and keeps the plain loop.
+    error is raised here (the other's, if it failed too, is logged). SQLite takes one
+    writer at a time and keeps the plain loop.
     """
     app = current_app._get_current_object()
 
@@ -713,6 +714,14 @@ def _write_two_at_once(
         except BaseException:
             for future in running:
                 future.cancel()
+            # The error raised is the first chunk's; another chunk in flight that failed
+            # too says why in the log, not silently (its rows are rolled back as well).
+            for future in running:
+                if not future.cancelled() and (error := future.exception()) is not None:
+                    log.error(
+                        "import: a chunk written beside the failed one failed too",
+                        exc_info=error,
+                    )
             raise
 
 
