@@ -165,3 +165,58 @@ def test_the_add_form_finds_a_pages_feeds_and_adds_the_chosen_one(admin_client, 
     crlf = post_form(admin_client, feeds_page, {"url": page + "\r\nX: y", "action": "discover"})
     assert crlf.status_code == 422
     assert _feed_count(app) == 1
+
+
+# --------------------------------------------------------------------------- encodings
+
+TITLE = "Nyheder fra Ærø – “KL”"  # an en dash and quotes: 0x96, 0x93, 0x94 in windows-1252
+
+
+def page_declaring(head: str) -> str:
+    return (
+        f"<!DOCTYPE html><html><head>{head}<title>Ærø</title>"
+        f'<link rel="alternate" type="application/rss+xml" title="{TITLE}" href="/rss.xml">'
+        "</head><body></body></html>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("head", "encoding", "content_type"),
+    [
+        ('<meta charset="iso-8859-1">', "cp1252", "text/html"),
+        ("<meta charset=windows-1252>", "cp1252", "text/html"),
+        (
+            '<meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1">',
+            "cp1252",
+            "text/html",
+        ),
+        # ISO-8859-15 has the euro sign where windows-1252 has the currency sign.
+        ('<meta charset="iso-8859-15">', "iso-8859-15", "text/html"),
+        # The header outranks the page's own <meta>, as in a browser.
+        ('<meta charset="iso-8859-1">', "utf-8", "text/html; charset=utf-8"),
+        ('<meta charset="utf-8">', "cp1252", "text/html; charset=latin1"),
+        # No declaration at all: UTF-8 if the bytes are, else windows-1252.
+        ("", "utf-8", "text/html"),
+        ("", "cp1252", "text/html"),
+        # Labels not believed: UTF-7 (a way to smuggle markup), UTF-16 in an ASCII page,
+        # and one no codec has.
+        ('<meta charset="utf-7">', "utf-8", "text/html"),
+        ('<meta charset="utf-16">', "utf-8", "text/html"),
+        ('<meta charset="x-ond\x00">', "cp1252", "text/html"),
+    ],
+)
+def test_a_page_is_read_in_the_encoding_it_declares(app, feed_server, head, encoding, content_type):
+    title = "Priser i € på Ærø" if encoding == "iso-8859-15" else TITLE
+    body = page_declaring(head).replace(TITLE, title).encode(encoding)
+    page = feed_server.serve("side.html", body=body, content_type=content_type)
+    with app.app_context():
+        found = services.discover_feeds(page)
+    assert [(c.url, c.title) for c in found.candidates] == [(feed_server.url("rss.xml"), title)]
+
+
+def test_a_byte_order_mark_outranks_the_header_and_the_meta(app, feed_server):
+    body = b"\xef\xbb\xbf" + page_declaring('<meta charset="iso-8859-1">').encode("utf-8")
+    page = feed_server.serve("bom.html", body=body, content_type="text/html; charset=latin1")
+    with app.app_context():
+        found = services.discover_feeds(page)
+    assert [c.title for c in found.candidates] == [TITLE]

@@ -16,7 +16,9 @@ fetched.
 
 from __future__ import annotations
 
+import codecs
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -171,17 +173,63 @@ def looks_like_a_feed(body: bytes) -> bool:
     return b"<html" not in start and any(root in start for root in _FEED_ROOTS)
 
 
-def _text_of(body: bytes, headers: dict[str, str] | None) -> str:
-    charset = "utf-8"
+# The HTML standard's prescan (13.2.3.2, simplified): the encoding a browser would read
+# the page in. Its BOM first, then the HTTP header, then a <meta> in the first 1024
+# bytes; a label a browser reads as windows-1252 is decoded so (ISO-8859-1 pages use
+# 0x80-0x9F for its quotes and dashes); UTF-7 and UTF-16 labels in a <meta> are not
+# believed. Without any, UTF-8 if the bytes are UTF-8, else windows-1252.
+_META_CHARSET = re.compile(
+    rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([A-Za-z0-9._:-]{1,40})""", re.IGNORECASE
+)
+_AS_WINDOWS_1252 = {
+    "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "ascii", "us-ascii",
+    "iso_8859-1", "cp819", "ibm819", "windows-1252", "cp1252", "x-cp1252",
+}  # fmt: skip
+
+
+def _codec(label: str) -> str | None:
+    label = label.strip().strip("\"'").lower()
+    if label in _AS_WINDOWS_1252:
+        return "cp1252"
+    if not label or label.startswith("utf-7") or label in ("utf7", "x-user-defined"):
+        return None
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def _charset_of_header(headers: dict[str, str] | None) -> str | None:
     content_type = (headers or {}).get("content-type", "")
     for part in content_type.split(";")[1:]:
         key, _, value = part.partition("=")
-        if key.strip().lower() == "charset" and value.strip():
-            charset = value.strip().strip('"')
-    try:
-        return body.decode(charset, errors="replace")
-    except LookupError:
-        return body.decode("utf-8", errors="replace")
+        if key.strip().lower() == "charset":
+            return _codec(value)
+    return None
+
+
+def _text_of(body: bytes, headers: dict[str, str] | None) -> str:
+    """The page as text, in the encoding a browser would read it in."""
+    for bom, codec in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (b"\xff\xfe", "utf-16-le"),
+        (b"\xfe\xff", "utf-16-be"),
+    ):
+        if body.startswith(bom):
+            return body[len(bom) :].decode(codec, errors="replace")
+    codec = _charset_of_header(headers)
+    if codec is None:
+        declared = _META_CHARSET.search(body[:1024])
+        if declared is not None:
+            codec = _codec(declared.group(1).decode("ascii"))
+            if codec is not None and codec.startswith("utf-16"):
+                codec = "utf-8"  # a page that could declare it in ASCII is not UTF-16
+    if codec is None:
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            codec = "cp1252"
+    return body.decode(codec, errors="replace")
 
 
 def discover(url: str, settings: FetchSettings) -> Discovery:
