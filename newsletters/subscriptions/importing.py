@@ -617,12 +617,10 @@ def import_steps(
         if not dry_run and db.engine.dialect.name == "postgresql":
             yield from _write_two_at_once(plan, staging.chunks(chunk_rows), rows)
         else:
-            analysed_at = 0
+            statistics = _Statistics(report)
             done = 0
             for chunk in staging.chunks(chunk_rows):
-                if report.new_subscribers >= max(_ANALYSE_EVERY, 4 * analysed_at):
-                    _refresh_statistics()
-                    analysed_at = report.new_subscribers
+                statistics.refresh_if_grown()
                 try:
                     plan.run(chunk)
                 except BaseException:
@@ -689,7 +687,7 @@ def _write_two_at_once(
         return part.report, len(chunk)
 
     report = plan.report
-    analysed_at = 0
+    statistics = _Statistics(report)
     done = 0
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="import") as pool:
         running: deque[Future[tuple[ImportReport, int]]] = deque()
@@ -704,9 +702,7 @@ def _write_two_at_once(
                 if len(running) == 2:
                     done += finish_first()
                     yield done, rows
-                    if report.new_subscribers >= max(_ANALYSE_EVERY, 4 * analysed_at):
-                        _refresh_statistics()
-                        analysed_at = report.new_subscribers
+                    statistics.refresh_if_grown()
                 running.append(pool.submit(write, chunk))
             while running:
                 done += finish_first()
@@ -733,6 +729,19 @@ def _write_two_at_once(
 # and each ANALYZE of a large table costs a few hundred milliseconds: every 10 000 rows
 # it was a tenth of a 100 000-row import; at each doubling, 0.4 s of 10).
 _ANALYSE_EVERY = 10_000
+
+
+@dataclass
+class _Statistics:
+    """Analyses the tables when the import has grown them enough (see above)."""
+
+    report: ImportReport
+    analysed_at: int = 0
+
+    def refresh_if_grown(self) -> None:
+        if self.report.new_subscribers >= max(_ANALYSE_EVERY, 4 * self.analysed_at):
+            _refresh_statistics()
+            self.analysed_at = self.report.new_subscribers
 
 
 def _refresh_statistics() -> None:
