@@ -130,6 +130,17 @@ def _resolve_defaults(app: Flask) -> None:
             )
     elif not secret:
         cfg["SECRET_KEY"] = "insecure-debug-key-" + os.urandom(8).hex()
+    fallbacks = cfg.get("TWOFA_ENCRYPTION_KEY_FALLBACKS") or []
+    if isinstance(fallbacks, str):
+        fallbacks = [fallbacks]
+    if not isinstance(fallbacks, list | tuple) or not all(
+        isinstance(key, str) and key.strip() for key in fallbacks
+    ):
+        raise ConfigurationError(
+            "TWOFA_ENCRYPTION_KEY_FALLBACKS must be a list of earlier keys (texts), "
+            "e.g. NEWSLETTERS_TWOFA_ENCRYPTION_KEY_FALLBACKS='[\"the old key\"]'"
+        )
+    cfg["TWOFA_ENCRYPTION_KEY_FALLBACKS"] = list(fallbacks)
     if not cfg.get("SQLALCHEMY_DATABASE_URI"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'newsletters.db'}"

@@ -158,6 +158,9 @@ class DefaultConfig:
     # derived from SECRET_KEY; set it explicitly so that rotating SECRET_KEY keeps every
     # person's authenticator app working.
     TWOFA_ENCRYPTION_KEY: str | None = None
+    # Earlier TWOFA_ENCRYPTION_KEYs (a list, or one text), still read after a rotation
+    # until `flask staff reseal-2fa` has sealed every secret under the current one.
+    TWOFA_ENCRYPTION_KEY_FALLBACKS: list[str] = []
     # How long a browser that logged in is remembered as known (a signed cookie).
     STAFF_DEVICE_MAX_AGE_DAYS = 365
     # Test sends of an edition per staff account.

@@ -166,6 +166,7 @@ AUDIT_ACTION = {
     "staff.totp_removed": _l("Two-factor login turned off"),
     "staff.recovery_codes_renewed": _l("New recovery codes made"),
     "staff.second_factor_reset": _l("Two-factor login reset"),
+    "staff.second_factor_resealed": _l("Two-factor secrets encrypted with a new key"),
     "staff.newsletters": _l("Newsletters of a staff account changed"),
     "newsletter.access_refused": _l("Access to a newsletter refused"),
     "subscribers.import": _l("Subscribers imported"),

@@ -130,6 +130,23 @@ def reset_2fa_command(email: str) -> None:
     )
 
 
+@staff_cli.command("reseal-2fa")
+def reseal_2fa_command() -> None:
+    """After a new TWOFA_ENCRYPTION_KEY (the old one in TWOFA_ENCRYPTION_KEY_FALLBACKS):
+    encrypt every stored TOTP secret with the new key, so the old one can be dropped."""
+    report = twofactor.reseal_all(actor=events.CLI)
+    click.echo(
+        f"{report.resealed} two-factor secret(s) encrypted again with the current key, "
+        f"{report.already_current} already were"
+    )
+    if report.unreadable:
+        click.echo(
+            f"{len(report.unreadable)} no key can read (left as they are; each logs in with "
+            "a recovery code, or is reset with `flask staff reset-2fa EMAIL`): "
+            + ", ".join(report.unreadable)
+        )
+
+
 @staff_cli.command("newsletters")
 @click.argument("email")
 @click.option("--only", help="Limit the editor to these newsletters (slugs, comma-separated).")

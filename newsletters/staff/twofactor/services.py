@@ -17,12 +17,13 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyotp
 import segno
 from flask import current_app
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, func, or_, select, update
 
 from newsletters import events
 from newsletters.extensions import db
@@ -399,3 +400,41 @@ def _clear(staff: Staff) -> None:
     staff.totp_enabled_at = None
     staff.totp_last_counter = None
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.staff_id == staff.id))
+
+
+@dataclass
+class ResealReport:
+    resealed: int = 0
+    already_current: int = 0
+    unreadable: list[str] = field(default_factory=list)  # the accounts' addresses
+
+
+def reseal_all(*, actor: events.Actor | None = None) -> ResealReport:
+    """Seal every stored TOTP secret under the current key (after a rotation: the old key
+    in TWOFA_ENCRYPTION_KEY_FALLBACKS), in one transaction. A secret no key reads is left
+    as it is and named in the report (its person logs in with a recovery code, or is reset
+    with `flask staff reset-2fa`). Running it again changes nothing."""
+    report = ResealReport()
+    for staff in db.session.scalars(
+        select(Staff).where(Staff.totp_secret.is_not(None)).order_by(Staff.id)
+    ):
+        if sealing.sealed_with_current_key(staff.totp_secret):
+            report.already_current += 1
+            continue
+        try:
+            staff.totp_secret = sealing.reseal(staff.totp_secret)
+        except sealing.SecretUnreadable:
+            report.unreadable.append(staff.email)
+            continue
+        report.resealed += 1
+    if report.resealed or report.unreadable:
+        events.announce(
+            "staff.second_factor_resealed",
+            "staff",
+            actor=actor,
+            resealed=report.resealed,
+            already_current=report.already_current,
+            unreadable=len(report.unreadable),
+        )
+    db.session.commit()
+    return report
