@@ -119,6 +119,21 @@ def _default_instance_path() -> str | None:
     return None
 
 
+def _earlier_keys(cfg, name: str) -> list[str]:
+    """A setting of earlier keys: a list of texts, or one text (from the environment)."""
+    keys = cfg.get(name) or []
+    if isinstance(keys, str):
+        keys = [keys]
+    if not isinstance(keys, list | tuple) or not all(
+        isinstance(key, str) and key.strip() for key in keys
+    ):
+        raise ConfigurationError(
+            f"{name} must be a list of earlier keys (texts), "
+            f"e.g. NEWSLETTERS_{name}='[\"the old key\"]'"
+        )
+    return list(keys)
+
+
 def _resolve_defaults(app: Flask) -> None:
     cfg = app.config
     secret = cfg.get("SECRET_KEY")
@@ -130,17 +145,25 @@ def _resolve_defaults(app: Flask) -> None:
             )
     elif not secret:
         cfg["SECRET_KEY"] = "insecure-debug-key-" + os.urandom(8).hex()
-    fallbacks = cfg.get("TWOFA_ENCRYPTION_KEY_FALLBACKS") or []
-    if isinstance(fallbacks, str):
-        fallbacks = [fallbacks]
-    if not isinstance(fallbacks, list | tuple) or not all(
-        isinstance(key, str) and key.strip() for key in fallbacks
-    ):
+    for name in ("SECRET_KEY_FALLBACKS", "TWOFA_ENCRYPTION_KEY_FALLBACKS"):
+        cfg[name] = _earlier_keys(cfg, name)
+    suppression_key = cfg.get("SUPPRESSION_HASH_KEY")
+    if cfg["SECRET_KEY_FALLBACKS"] and not suppression_key:
         raise ConfigurationError(
-            "TWOFA_ENCRYPTION_KEY_FALLBACKS must be a list of earlier keys (texts), "
-            "e.g. NEWSLETTERS_TWOFA_ENCRYPTION_KEY_FALLBACKS='[\"the old key\"]'"
+            "SECRET_KEY_FALLBACKS is set but SUPPRESSION_HASH_KEY is not: the suppression "
+            "list is keyed by SECRET_KEY, and a new one would forget who was erased. With "
+            "the old SECRET_KEY still in place, run `flask subscribers suppression-key` and "
+            "set NEWSLETTERS_SUPPRESSION_HASH_KEY to what it prints; then rotate."
         )
-    cfg["TWOFA_ENCRYPTION_KEY_FALLBACKS"] = list(fallbacks)
+    if isinstance(suppression_key, str) and suppression_key.startswith("hex:"):
+        try:
+            if len(bytes.fromhex(suppression_key[4:])) < 16:
+                raise ValueError("too short")
+        except ValueError:
+            raise ConfigurationError(
+                "SUPPRESSION_HASH_KEY starts with hex: but is not at least 16 bytes of hex "
+                "(copy it whole from `flask subscribers suppression-key`)"
+            ) from None
     if not cfg.get("SQLALCHEMY_DATABASE_URI"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'newsletters.db'}"

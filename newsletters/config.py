@@ -7,6 +7,10 @@ Every setting here is documented in README.md ("Configuration").
 class DefaultConfig:
     # Never a production default: create_app refuses to start without one.
     SECRET_KEY: str | None = None
+    # Earlier SECRET_KEYs (a list), still accepted for links in mail already sent and for
+    # sessions after a rotation (Flask's own setting); new links are signed with
+    # SECRET_KEY. Needs SUPPRESSION_HASH_KEY set (see the README, "Rotating SECRET_KEY").
+    SECRET_KEY_FALLBACKS: list[str] = []
     # None means SQLite in the instance folder (see create_app).
     SQLALCHEMY_DATABASE_URI: str | None = None
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
@@ -188,7 +192,7 @@ class DefaultConfig:
     BOUNCE_IMAP_FOLDER = "INBOX"
     # Key of the HMAC that identifies suppressed addresses without storing them. None =
     # derived from SECRET_KEY; set it explicitly so that rotating SECRET_KEY keeps erased
-    # people suppressed.
+    # people suppressed ("hex:..." for the derived one: `flask subscribers suppression-key`).
     SUPPRESSION_HASH_KEY: str | None = None
     # Pending subscriptions never confirmed are deleted after this many days (the
     # scheduler runs the purge daily; `flask subscribers purge-pending` runs it now).

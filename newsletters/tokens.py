@@ -9,6 +9,10 @@ Links made before migration 0008 carry the id instead ({"s": N}); see
 `SubscriberLink.legacy_id` for when they are still honoured.
 
 Timestamps come from the app's clock (timeutil.utcnow), so tests move link ages with it.
+
+SECRET_KEY can be rotated without breaking the links in mail already sent: the old key
+goes into SECRET_KEY_FALLBACKS (Flask's own setting, which its session cookie honours
+too). Links are then read under any of the keys and signed under SECRET_KEY.
 """
 
 from __future__ import annotations
@@ -79,8 +83,15 @@ class TokenError(Exception):
         return self.reason == "expired"
 
 
+def secret_keys() -> tuple[str, ...]:
+    """SECRET_KEY_FALLBACKS, then SECRET_KEY: itsdangerous' order (it signs with the last
+    and tries them all, newest first), as Flask's session cookie uses them."""
+    cfg = current_app.config
+    return (*(cfg.get("SECRET_KEY_FALLBACKS") or ()), cfg["SECRET_KEY"])
+
+
 def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
-    return _cached_serializer(current_app.config["SECRET_KEY"], purpose)
+    return _cached_serializer(secret_keys(), purpose)
 
 
 def _now() -> int:
@@ -95,10 +106,10 @@ class _ClockSigner(TimestampSigner):
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_serializer(secret_key: str, purpose: Purpose) -> URLSafeTimedSerializer:
-    # Built once per key and purpose: a bulk send signs two links per message.
+def _cached_serializer(keys: tuple[str, ...], purpose: Purpose) -> URLSafeTimedSerializer:
+    # Built once per set of keys and purpose: a bulk send signs two links per message.
     return URLSafeTimedSerializer(
-        secret_key, salt=f"newsletters.{purpose.value}", signer=_ClockSigner
+        list(keys), salt=f"newsletters.{purpose.value}", signer=_ClockSigner
     )
 
 

@@ -53,6 +53,7 @@ from newsletters.subscriptions.importing import (
     normalise_municipality,
 )
 from newsletters.subscriptions.models import Subscriber
+from newsletters.tokens import secret_keys
 from newsletters.webhooks import services as webhooks
 
 bp = Blueprint("api", __name__, url_prefix=problems.PREFIX)
@@ -369,7 +370,7 @@ def subscribe():
 
 def _cursors() -> URLSafeSerializer:
     # Signed: a cursor is ours, opaque, and cannot be made up.
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="api-subscribers-cursor")
+    return URLSafeSerializer(list(secret_keys()), salt="api-subscribers-cursor")
 
 
 def _encode_cursor(after: str) -> str:

@@ -2,12 +2,13 @@ import sys
 from pathlib import Path
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy.exc import DBAPIError
 
 from newsletters import events
 from newsletters.busy import is_busy
-from newsletters.subscriptions import erasure
+from newsletters.subscriptions import erasure, suppression
 from newsletters.subscriptions.importing import (
     ImportRefused,
     announce_export,
@@ -100,4 +101,22 @@ def purge_pending_command(days: float | None) -> None:
     click.echo(
         f"purged {subscriptions} pending subscription(s) never confirmed, and "
         f"{subscribers} subscriber(s) left with none"
+    )
+
+
+@subscribers_cli.command("suppression-key")
+def suppression_key_command() -> None:
+    """Before rotating SECRET_KEY: print the suppression list's key, for
+    NEWSLETTERS_SUPPRESSION_HASH_KEY (it is derived from SECRET_KEY while that is unset)."""
+    if current_app.config.get("SUPPRESSION_HASH_KEY"):
+        click.echo(
+            "SUPPRESSION_HASH_KEY is set already: keep it as it is when SECRET_KEY is rotated",
+            err=True,
+        )
+        return
+    click.echo("hex:" + suppression.derived_key().hex())
+    click.echo(
+        "Set NEWSLETTERS_SUPPRESSION_HASH_KEY to the line above (a secret: keep it as you keep "
+        "SECRET_KEY) before rotating SECRET_KEY; erased people then stay suppressed.",
+        err=True,
     )

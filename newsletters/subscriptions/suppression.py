@@ -30,11 +30,24 @@ class SuppressionNotFound(LookupError):
 def _key() -> bytes:
     configured = current_app.config.get("SUPPRESSION_HASH_KEY")
     if configured:
-        return str(configured).encode()
-    # Derived, so that the key is never the SECRET_KEY itself (nor usable to sign links).
+        return key_bytes(str(configured))
+    return derived_key()
+
+
+def derived_key() -> bytes:
+    """The key when SUPPRESSION_HASH_KEY is not set: derived from SECRET_KEY, so that it is
+    never the SECRET_KEY itself (nor usable to sign links)."""
     return hmac.new(
         str(current_app.config["SECRET_KEY"]).encode(), b"newsletters.suppression", "sha256"
     ).digest()
+
+
+def key_bytes(configured: str) -> bytes:
+    """SUPPRESSION_HASH_KEY as bytes: "hex:..." (what `flask subscribers suppression-key`
+    prints, the derived key kept before SECRET_KEY is rotated) or any text."""
+    if configured.startswith("hex:"):
+        return bytes.fromhex(configured[4:])  # ValueError: refused at start-up
+    return configured.encode()
 
 
 def address_hash(address: str) -> str:

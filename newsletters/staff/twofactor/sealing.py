@@ -11,7 +11,8 @@ Rotating the key: the new one becomes TWOFA_ENCRYPTION_KEY and the old one goes 
 TWOFA_ENCRYPTION_KEY_FALLBACKS. Secrets are then read under any of them and sealed under
 the new one; `flask staff reseal-2fa` seals every stored secret under the new key, after
 which the old one can be dropped. Secrets sealed before TWOFA_ENCRYPTION_KEY was first
-set (under SECRET_KEY) stay readable the same way, SECRET_KEY being tried last.
+set (under SECRET_KEY) stay readable the same way, SECRET_KEY and SECRET_KEY_FALLBACKS
+being tried last.
 
 Migration 0026 encrypts the secrets stored before this module, with the same derivation
 (kept there as a copy, as a migration must not change when this code does).
@@ -46,12 +47,17 @@ def _fernet(key_material: str) -> Fernet:
 
 def key_materials(config) -> tuple[str, ...]:
     """The key materials in the order they are tried: the current one (it seals), then
-    TWOFA_ENCRYPTION_KEY_FALLBACKS, then SECRET_KEY if the current one is not it."""
+    TWOFA_ENCRYPTION_KEY_FALLBACKS, then SECRET_KEY and SECRET_KEY_FALLBACKS."""
     current = str(config.get("TWOFA_ENCRYPTION_KEY") or config["SECRET_KEY"])
     fallbacks = config.get("TWOFA_ENCRYPTION_KEY_FALLBACKS") or ()
     if isinstance(fallbacks, str):
         fallbacks = (fallbacks,)
-    materials = [current, *(str(m) for m in fallbacks), str(config["SECRET_KEY"])]
+    materials = [
+        current,
+        *(str(m) for m in fallbacks),
+        str(config["SECRET_KEY"]),
+        *(str(m) for m in config.get("SECRET_KEY_FALLBACKS") or ()),
+    ]
     return tuple(dict.fromkeys(materials))  # each once, in order
 
 
