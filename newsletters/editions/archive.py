@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from newsletters.catalog.models import Newsletter
 from newsletters.catalog.services import newsletter_by_slug
-from newsletters.editions.models import Edition, EditionStatus
+from newsletters.editions.models import Edition, EditionStatus, subject_in
 from newsletters.extensions import db
 
 PER_PAGE = 20
@@ -48,15 +48,20 @@ def public_archive(slug: str) -> Newsletter | None:
 
 
 def _sent(newsletter_id: int):
-    return select(Edition.id, Edition.subject, Edition.preheader, Edition.finished_at).where(
+    return select(
+        Edition.id, Edition.subject, Edition.subject_en, Edition.preheader, Edition.finished_at
+    ).where(
         Edition.newsletter_id == newsletter_id,
         Edition.status == EditionStatus.SENT,
         Edition.finished_at.is_not(None),
     )
 
 
-def archive_page(newsletter: Newsletter, page: int = 1, per_page: int = PER_PAGE) -> ArchivePage:
-    """One page of the sent editions, newest first; a page past the end shows the last."""
+def archive_page(
+    newsletter: Newsletter, page: int = 1, per_page: int = PER_PAGE, *, locale: str = "da"
+) -> ArchivePage:
+    """One page of the sent editions, newest first, with the subjects a reader in `locale`
+    got; a page past the end shows the last."""
     total = (
         db.session.scalar(select(func.count()).select_from(_sent(newsletter.id).subquery())) or 0
     )
@@ -68,7 +73,12 @@ def archive_page(newsletter: Newsletter, page: int = 1, per_page: int = PER_PAGE
         .limit(per_page)
         .offset((page - 1) * per_page)
     )
-    editions = [ArchivedEdition(r.id, r.subject, r.preheader, r.finished_at) for r in rows]
+    editions = [
+        ArchivedEdition(
+            r.id, subject_in(r.subject, r.subject_en, locale), r.preheader, r.finished_at
+        )
+        for r in rows
+    ]
     return ArchivePage(newsletter, editions, page, pages, total)
 
 

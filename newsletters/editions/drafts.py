@@ -13,6 +13,7 @@ edition are one).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -42,8 +43,10 @@ def is_http_link(link: str) -> bool:
 
 
 def clean_subject(subject: str, *, fit: bool = False) -> str:
-    """The subject on one line; EditionError if empty or too long (cut with `fit`)."""
+    """The subject on one line, without control characters (it becomes a mail header);
+    EditionError if empty or too long (cut with `fit`)."""
     subject = " ".join((subject or "").split())
+    subject = "".join(c for c in subject if unicodedata.category(c) != "Cc")
     if fit:
         subject = subject[:MAX_SUBJECT_LENGTH].rstrip()
     if not subject:
@@ -101,6 +104,7 @@ def create_draft(
     subject: str,
     body_markdown: str = "",
     *,
+    subject_en: str | None = None,
     preheader: str = "",
     meeting_date: date | None = None,
     items: Sequence[ItemInput] = (),
@@ -119,6 +123,7 @@ def create_draft(
     edition = Edition(
         newsletter=newsletter,
         subject=clean_subject(subject, fit=fit),
+        subject_en=clean_subject(subject_en, fit=fit) if subject_en else None,
         preheader=(preheader or "").strip(),
         body_markdown=(body_markdown or "").replace("\x00", ""),
         meeting_date=meeting_date,
@@ -197,6 +202,9 @@ def replace_content(
     check(edition, Action.EDIT)
     subject = clean_subject(subject)
     cleaned = clean_items(items)
+    if subject != edition.subject:
+        # An English subject made with the old one (a digest's date) no longer fits.
+        edition.subject_en = None
     edition.subject = subject
     edition.preheader = (preheader or "").strip()
     edition.body_markdown = (body_markdown or "").replace("\x00", "")

@@ -37,6 +37,9 @@ class Edition(db.Model):
         ForeignKey("newsletters.id", ondelete="RESTRICT"), index=True
     )
     subject: Mapped[str] = mapped_column(String(300))
+    # The subject English readers get, where there is one (a digest's date in English);
+    # None: everyone gets `subject`. Cleared when an editor changes the subject.
+    subject_en: Mapped[str | None] = mapped_column(String(300))
     preheader: Mapped[str] = mapped_column(String(300), default="")
     body_markdown: Mapped[str] = mapped_column(Text, default="")
     # For "Nyt fra KL's bestyrelse": the board meeting the edition reports on.
@@ -70,6 +73,17 @@ class Edition(db.Model):
     def editable(self) -> bool:
         """Whether its content may still change (states: draft or scheduled)."""
         return allowed(self.status, Action.EDIT)
+
+    def subject_for(self, locale: str | None) -> str:
+        """The subject a reader in `locale` gets."""
+        return subject_in(self.subject, self.subject_en, locale)
+
+
+def subject_in(subject: str, subject_en: str | None, locale: str | None) -> str:
+    """`subject_en` for an English reader where the edition has one, else `subject`."""
+    if subject_en and (locale or "").lower().startswith("en"):
+        return subject_en
+    return subject
 
 
 class EditionItem(db.Model):

@@ -105,8 +105,10 @@ def render_edition(
     `counted`: the HTML's links pass through the counting redirect and it carries the open
     picture (a send of a newsletter that counts; editions/engagement.py).
     """
+    subject = edition.subject_for(locale)
     context = {
         "edition": edition,
+        "subject": subject,
         "newsletter": edition.newsletter,
         "body_html": markdown_to_html(edition.body_markdown),
         "body_text": markdown_to_text(edition.body_markdown),
@@ -132,7 +134,7 @@ def render_edition(
         html = engagement.counted_html(
             edition, html, keep={context["web_url"], manage_url, unsubscribe_url}
         )
-    return RenderedEdition(subject=edition.subject, text=text.strip() + "\n", html=inline_css(html))
+    return RenderedEdition(subject=subject, text=text.strip() + "\n", html=inline_css(html))
 
 
 def _qp_line(line: str) -> bytes:

@@ -42,7 +42,9 @@ def archive_page(slug: str):
     newsletter = archive.public_archive(slug)
     if newsletter is None:
         abort(404)
-    page = archive.archive_page(newsletter, page_number(request.args.get("page")))
+    page = archive.archive_page(
+        newsletter, page_number(request.args.get("page")), locale=current_locale()
+    )
     response = Response(render_template("editions/archive.html", archive=page))
     response.headers["Cache-Control"] = "public, max-age=300"
     response.vary.add("Cookie")

@@ -141,9 +141,11 @@ def _new_items(
     return list(db.session.scalars(query.order_by(dated.desc(), FeedItem.id.desc()).limit(limit)))
 
 
-def _subject(newsletter: Newsletter, when: datetime) -> str:
+def _subject(newsletter: Newsletter, when: datetime, locale: str = "da") -> str:
+    """The digest's subject: the newsletter's name and the day, in `locale` ("4. december
+    2026"; English readers get "December 4, 2026", edition.subject_en)."""
     day = when.astimezone(local_zone()).date()
-    return f"{newsletter.name} {format_date(day, format='long', locale='da')}"
+    return f"{newsletter.name} {format_date(day, format='long', locale=locale)}"
 
 
 def _last_run(newsletter_id: int, *, built: bool = False) -> DigestRun | None:
@@ -279,6 +281,7 @@ def build_digest(
         edition = drafts.create_draft(
             newsletter,
             _subject(newsletter, now),
+            subject_en=_subject(newsletter, now, "en"),
             items=digest_inputs(newsletter, items),
             created_by=created_by,
             scheduled_at=now if auto else None,
