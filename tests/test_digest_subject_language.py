@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import inspect, select, update
+from sqlalchemy import delete, inspect, update
 
 from newsletters.catalog.models import DigestMode
 from newsletters.catalog.services import newsletter_by_slug
@@ -106,10 +106,17 @@ def test_hostile_subjects_are_cleaned_of_line_breaks_and_control_characters(app)
         db.session.rollback()
 
 
-def test_migration_0032_adds_and_drops_the_column(app):
+def test_migration_0032_adds_and_drops_the_column_and_no_id_is_handed_out_again(app):
     with app.app_context():
+        newsletter = newsletter_by_slug("kl-nyheder")
+        first = drafts.create_draft(newsletter, DANISH, subject_en=ENGLISH).id
+        db.session.execute(delete(Edition))
+        db.session.commit()
+        db.session.remove()
         downgrade(revision="0031")
         assert "subject_en" not in {c["name"] for c in inspect(db.engine).get_columns("editions")}
         upgrade()
         assert "subject_en" in {c["name"] for c in inspect(db.engine).get_columns("editions")}
-        assert db.session.scalar(select(Edition.subject_en).limit(1)) is None
+        again = drafts.create_draft(newsletter_by_slug("kl-nyheder"), DANISH)
+        assert again.id > first and again.subject_en is None
+        db.session.rollback()

@@ -10,6 +10,8 @@ an otherwise English mail. A digest now stores the English form beside it ("... 
 4, 2026"). An edition an editor writes has none (NULL): every reader gets its one
 subject, as before.
 """
+import sqlite3
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,10 +23,16 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('editions') as batch:
-        batch.add_column(sa.Column('subject_en', sa.String(length=300), nullable=True))
+    op.add_column('editions', sa.Column('subject_en', sa.String(length=300), nullable=True))
 
 
 def downgrade():
-    with op.batch_alter_table('editions') as batch:
-        batch.drop_column('subject_en')
+    # ALTER TABLE ... DROP COLUMN on both (SQLite 3.35 and later), not a batch copy of the
+    # table: a copy would lose SQLite's AUTOINCREMENT counter, and ids of editions
+    # deleted since would be handed out again.
+    bind = op.get_bind()
+    if bind.dialect.name == 'sqlite' and sqlite3.sqlite_version_info < (3, 35):
+        with op.batch_alter_table('editions') as batch:
+            batch.drop_column('subject_en')
+        return
+    op.execute('ALTER TABLE editions DROP COLUMN subject_en')
