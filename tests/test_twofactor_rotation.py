@@ -4,14 +4,11 @@ nobody has to set up their authenticator app again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from flask import Flask
 
 from newsletters import ConfigurationError
 from newsletters.staff.twofactor import sealing
-from tests.support.clock import Clock, local
 from tests.test_staff import EDITOR, TEST_TOTP_SECRET, totp_code
 from tests.test_twofactor import (
     enrol_editor,
@@ -23,15 +20,7 @@ from tests.test_twofactor import (
     store_raw,
 )
 
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    from newsletters import timeutil
-
-    clock = Clock(local(2026, 12, 1, 9, 0))
-    timeutil.set_clock(clock)
-    yield clock
-    timeutil.set_clock(None)
+pytestmark = pytest.mark.usefixtures("clock")  # conftest's controlled clock
 
 
 OLD_KEY = "the old key of the second factors, long enough"
